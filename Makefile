@@ -1,0 +1,71 @@
+# Redeliver — developer commands. `make help` lists them; `make test` is what CI runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+
+# Offline by default: no AWS account, no telemetry. `sam build` finds the venv's python3.13.
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup test lint format typecheck unit integration template build bench deploy lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/common/requirements.txt
+	@test -x $(PY) || "$$(tools/python313)" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+setup: $(STAMP) ## create .venv (Python 3.13) with every pinned tool
+
+test: setup lint typecheck ## everything CI runs: lint, types, unit, integration and template tests
+	$(PY) -m pytest
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup ## mypy --strict: the redeliver package, each handler, the tools
+	$(BIN)/mypy
+	$(BIN)/mypy -p tools
+	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler"; done
+
+unit: setup ## the pure domain tests (fast)
+	$(PY) -m pytest tests/unit
+
+integration: setup ## handlers against the template deployed into moto
+	$(PY) -m pytest tests/integration
+
+template: setup ## sam validate --lint, cfn-lint, sam build (arm64 layer)
+	$(PY) -m pytest tests/template
+
+build: setup ## sam build into .aws-sam/
+	$(BIN)/sam build
+
+bench: setup ## benchmarks: cold start, calls per receipt, CPU, cost (ratios to a baseline)
+	$(PY) -m bench
+
+deploy: build ## sam deploy --guided (needs AWS credentials)
+	$(BIN)/sam deploy --guided
+
+lock: ## re-pin requirements-dev.txt from requirements-dev.in in a fresh venv
+	rm -rf .lock-venv && "$$(tools/python313)" -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -r requirements-dev.in
+	{ echo '# Generated from requirements-dev.in with `pip freeze` on Python 3.13; `make lock` regenerates it.'; \
+	  .lock-venv/bin/pip freeze; } > requirements-dev.txt
+	rm -rf .lock-venv
+
+clean: ## remove the venv and build output
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
