@@ -1,0 +1,278 @@
+"""Delivery receipts: the `onDeliveryUpdated` event and the receipt state machine.
+
+Pure domain: no AWS, no Twilio. The DynamoDB adapter implements `classify` as one
+conditional write and then calls `classify` itself on the item it got back, so the rules
+below are the only copy of them.
+
+Ordering (DESIGN invariant 2): the latest Twilio `DateUpdated` wins; at equal times the
+status further along wins (`ORDER_RANK`). Both fold into one integer, `DeliveryEvent.order_key`,
+which DynamoDB can compare in a condition expression; the status name breaks the last tie (two
+unknown statuses in the same millisecond), so any order of the same events ends the same.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+FAILURE_STATUSES = frozenset({"undelivered", "failed"})
+SUCCESS_STATUSES = frozenset({"delivered", "read"})
+
+# Tie-break at equal DateUpdated: a later stage wins. A delivery confirmation outranks a failure
+# (SMS statuses are tentative and `delivered` is the last word); unknown statuses rank lowest.
+ORDER_RANK: Mapping[str, int] = {
+    "sent": 1,
+    "undelivered": 2,
+    "failed": 3,
+    "delivered": 4,
+    "read": 5,
+}
+_RANK_SLOTS = 10  # order_key = epoch milliseconds * 10 + rank
+
+# A receipt keeps one history entry per distinct status (that status's latest event), so its
+# history is bounded by the number of statuses. Unknown statuses are stored as-is, but must look
+# like a status.
+_STATUS_RE = re.compile(r"^[a-z][a-z_-]{0,31}$")
+_SID_RE = {
+    prefix: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$")
+    for prefix in ("AC", "CH", "IS", "IM", "DY", "MB")
+}
+_CHANNEL_SID_RE = re.compile(r"^[A-Z]{2}[0-9a-zA-Z]{32}$")
+
+DELIVERY_EVENT_TYPE = "onDeliveryUpdated"
+
+
+class MalformedEvent(ValueError):
+    """A signed webhook whose fields are not a usable delivery receipt (answered with 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    """One `onDeliveryUpdated` webhook: a status change of one receipt of one message."""
+
+    message_sid: str
+    receipt_sid: str
+    conversation_sid: str
+    status: str
+    date_updated: datetime
+    date_created: datetime
+    error_code: int | None = None
+    account_sid: str = ""
+    chat_service_sid: str = ""
+    participant_sid: str = ""
+    channel_message_sid: str = ""
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status in FAILURE_STATUSES
+
+    @property
+    def is_known_status(self) -> bool:
+        return self.status in ORDER_RANK
+
+    @property
+    def order_key(self) -> int:
+        millis = int(self.date_updated.timestamp() * 1000)
+        return millis * _RANK_SLOTS + ORDER_RANK.get(self.status, 0)
+
+    def history_entry(self) -> HistoryEntry:
+        return HistoryEntry(at=iso(self.date_updated), error_code=self.error_code)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-able fields (SQS message bodies, the outbox sweeper)."""
+        return {
+            "message_sid": self.message_sid,
+            "receipt_sid": self.receipt_sid,
+            "conversation_sid": self.conversation_sid,
+            "status": self.status,
+            "error_code": self.error_code,
+            "date_updated": iso(self.date_updated),
+            "date_created": iso(self.date_created),
+            "account_sid": self.account_sid,
+            "chat_service_sid": self.chat_service_sid,
+            "participant_sid": self.participant_sid,
+            "channel_message_sid": self.channel_message_sid,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeliveryEvent:
+        """Inverse of `to_dict`; raises MalformedEvent on anything it would not have produced."""
+        try:
+            code = data.get("error_code")
+            return cls(
+                message_sid=_sid(data["message_sid"], "IM", "message_sid"),
+                receipt_sid=_sid(data["receipt_sid"], "DY", "receipt_sid"),
+                conversation_sid=_sid(data["conversation_sid"], "CH", "conversation_sid"),
+                status=_status(data["status"]),
+                error_code=None if code is None else int(code),
+                date_updated=parse_time(data["date_updated"], "date_updated"),
+                date_created=parse_time(data["date_created"], "date_created"),
+                account_sid=str(data.get("account_sid", "")),
+                chat_service_sid=str(data.get("chat_service_sid", "")),
+                participant_sid=str(data.get("participant_sid", "")),
+                channel_message_sid=str(data.get("channel_message_sid", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, MalformedEvent):
+                raise
+            raise MalformedEvent(f"bad event record: {exc!r}") from exc
+
+
+def parse_delivery_event(form: Mapping[str, str]) -> DeliveryEvent:
+    """Build a DeliveryEvent from the webhook's form fields, or raise MalformedEvent naming why."""
+    missing = [
+        name
+        for name in ("MessageSid", "DeliveryReceiptSid", "ConversationSid", "Status")
+        if not form.get(name)
+    ]
+    if missing:
+        raise MalformedEvent(f"missing field(s): {', '.join(missing)}")
+    updated = form.get("DateUpdated") or form.get("DateCreated")
+    if not updated:
+        raise MalformedEvent("missing field(s): DateUpdated")
+    date_updated = parse_time(updated, "DateUpdated")
+    created = form.get("DateCreated")
+    date_created = parse_time(created, "DateCreated") if created else date_updated
+    return DeliveryEvent(
+        message_sid=_sid(form["MessageSid"], "IM", "MessageSid"),
+        receipt_sid=_sid(form["DeliveryReceiptSid"], "DY", "DeliveryReceiptSid"),
+        conversation_sid=_sid(form["ConversationSid"], "CH", "ConversationSid"),
+        status=_status(form["Status"]),
+        error_code=_error_code(form.get("ErrorCode", "")),
+        date_updated=date_updated,
+        date_created=date_created,
+        account_sid=_optional_sid(form, "AccountSid", "AC"),
+        chat_service_sid=_optional_sid(form, "ChatServiceSid", "IS"),
+        participant_sid=_optional_sid(form, "ParticipantSid", "MB"),
+        channel_message_sid=_channel_sid(form.get("ChannelMessageSid", "")),
+    )
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """ISO 8601 with a zone (Twilio sends `2024-05-01T10:00:00Z`); returned in UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise MalformedEvent(f"{name} is not an ISO 8601 date: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise MalformedEvent(f"{name} has no time zone: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """The one text form of a time this package writes: UTC, milliseconds, `Z`."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sid(value: object, prefix: str, name: str) -> str:
+    text = str(value)
+    if not _SID_RE[prefix].match(text):
+        raise MalformedEvent(f"{name} is not a {prefix}… SID")
+    return text
+
+
+def _optional_sid(form: Mapping[str, str], name: str, prefix: str) -> str:
+    value = form.get(name, "")
+    return _sid(value, prefix, name) if value else ""
+
+
+def _channel_sid(value: str) -> str:
+    if value and not _CHANNEL_SID_RE.match(value):
+        raise MalformedEvent("ChannelMessageSid is not a SID")
+    return value
+
+
+def _status(value: object) -> str:
+    text = str(value)
+    if not _STATUS_RE.match(text):
+        raise MalformedEvent(f"Status is not a delivery status: {text[:40]!r}")
+    return text
+
+
+def _error_code(value: str) -> int | None:
+    if value in ("", "0", "null"):  # no error (Twilio leaves it blank; tolerate 0 and null)
+        return None
+    try:
+        code = int(value)
+    except ValueError:
+        raise MalformedEvent(f"ErrorCode is not an integer: {value[:20]!r}") from None
+    if not 0 < code < 1_000_000:
+        raise MalformedEvent(f"ErrorCode out of range: {code}")
+    return code
+
+
+# ----------------------------------------------------------------------------------------------
+# The receipt state machine
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    at: str
+    error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptState:
+    """What is stored for one receipt: its latest event, and one history entry per status."""
+
+    status: str
+    order_key: int
+    error_code: int | None
+    history: Mapping[str, HistoryEntry] = field(default_factory=dict)
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status in FAILURE_STATUSES
+
+
+class Change(StrEnum):
+    NEW = "new"  # first event of this receipt
+    LATEST = "latest"  # a newer event: it becomes the receipt's status
+    OLDER = "older"  # a distinct but older event: history only
+    DUPLICATE = "duplicate"  # seen before: nothing changes
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    change: Change
+    previous_status: str | None
+    enqueue: bool
+    """True when this event becomes the receipt's latest status and that status is a failure:
+    the retry worker must decide about it. Duplicates and older events never enqueue."""
+
+
+def classify(state: ReceiptState | None, event: DeliveryEvent) -> Transition:
+    """How `event` changes a receipt currently in `state` (None: never seen)."""
+    if state is None:
+        return Transition(Change.NEW, None, enqueue=event.is_failure)
+    if (event.order_key, event.status) > (state.order_key, state.status):
+        return Transition(Change.LATEST, state.status, enqueue=event.is_failure)
+    seen = state.history.get(event.status)
+    same_as_latest = (event.order_key, event.status) == (state.order_key, state.status)
+    if same_as_latest or (seen is not None and seen.at == iso(event.date_updated)):
+        return Transition(Change.DUPLICATE, state.status, enqueue=False)
+    return Transition(Change.OLDER, state.status, enqueue=False)
+
+
+def newer_in_history(state: ReceiptState, event: DeliveryEvent) -> bool:
+    """History keeps, per status, that status's latest event (any arrival order gives the same)."""
+    seen = state.history.get(event.status)
+    return seen is None or seen.at < iso(event.date_updated)
+
+
+def apply(state: ReceiptState | None, event: DeliveryEvent) -> tuple[ReceiptState, Transition]:
+    """The stored state after `event`; the reference model the DynamoDB write must match."""
+    transition = classify(state, event)
+    if state is None or transition.change in (Change.NEW, Change.LATEST):
+        history = dict(state.history) if state else {}
+        history[event.status] = event.history_entry()
+        return ReceiptState(event.status, event.order_key, event.error_code, history), transition
+    if transition.change is Change.OLDER and newer_in_history(state, event):
+        history = {**state.history, event.status: event.history_entry()}
+        return ReceiptState(state.status, state.order_key, state.error_code, history), transition
+    return state, transition
