@@ -1,0 +1,32 @@
+"""boto3 clients with bounded timeouts, created once per process (per Lambda container).
+
+Twilio gives a webhook 5 seconds: connect and read timeouts are short and retries are few, so a
+slow AWS call fails inside the function's timeout instead of hanging past Twilio's.
+`AWS_ENDPOINT_URL` (read by botocore itself) points every client at moto when run offline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
+FAST = Config(
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "standard", "max_attempts": 3},
+    tcp_keepalive=True,
+)
+
+
+def dynamodb_client() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=FAST)
+
+
+def sqs_client() -> SQSClient:
+    return boto3.client("sqs", config=FAST)

@@ -1,0 +1,121 @@
+"""The ingest use case: a signed `onDeliveryUpdated` webhook in, a receipt stored, failures queued.
+
+Order matters and is the point of this module:
+
+1. signature, before anything is parsed or written (DESIGN invariant 1);
+2. one conditional write that keeps the latest truth and ignores duplicates (invariants 2, 3);
+3. for a receipt that has just become a failure, one SQS message for the retry worker.
+
+A crash between 2 and 3 must not lose the failure, and Twilio will not resend the webhook. So the
+write in 2 also marks the receipt `retry_pending_at` (the outbox pattern, in the same single
+write); the retry worker clears the mark when it takes the job, and the sweeper re-enqueues any
+mark older than a few minutes. An SQS error in 3 is therefore logged and answered 200: the receipt
+is stored and the sweeper will queue it. Only a failed write in 2 is a fault (5xx, alarmed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
+
+from redeliver.jobs import RetryJob
+from redeliver.observability import logger, metrics
+from redeliver.receipts import (
+    DELIVERY_EVENT_TYPE,
+    Change,
+    MalformedEvent,
+    Transition,
+    parse_delivery_event,
+)
+from redeliver.retry_queue import RetryQueue
+from redeliver.signature import FormFields, SignatureVerifier
+from redeliver.store import ReceiptStore
+
+MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
+_CHANGE_METRICS = {Change.DUPLICATE: "DuplicateReceipts", Change.OLDER: "OutOfOrderReceipts"}
+
+
+class SignatureRejected(Exception):
+    """The request is not provably from Twilio (answered with 403, nothing stored)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"webhook signature rejected: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    url: str  # the URL Twilio signed
+    body: str  # the decoded form body
+    signature: str | None
+    signature_settings: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    transition: Transition | None  # None: a signed event of another type, ignored
+    enqueued: bool = False
+
+
+class Ingest:
+    def __init__(self, verifier: SignatureVerifier, store: ReceiptStore, queue: RetryQueue) -> None:
+        self._verifier = verifier
+        self._store = store
+        self._queue = queue
+
+    def receive(self, request: WebhookRequest) -> IngestResult:
+        try:
+            fields = FormFields.parse(request.body)
+        except ValueError:  # more fields than any Twilio webhook has: cannot be verified
+            raise SignatureRejected("unparseable") from None
+        verdict = self._verifier.verify(
+            request.url, fields, request.signature, request.signature_settings
+        )
+        if not verdict.valid:
+            raise SignatureRejected(verdict.reason)
+
+        if len(request.body.encode()) > MAX_BODY_BYTES:
+            raise MalformedEvent(f"body is over {MAX_BODY_BYTES} bytes")
+        form = fields.first()
+        event_type = form.get("EventType", "")
+        if event_type and event_type != DELIVERY_EVENT_TYPE:
+            logger.info("ignoring a signed event of another type", extra={"event_type": event_type})
+            metrics.add_metric(name="IgnoredEvents", unit=MetricUnit.Count, value=1)
+            return IngestResult(transition=None)
+        event = parse_delivery_event(form)
+        log = {
+            "message_sid": event.message_sid,
+            "receipt_sid": event.receipt_sid,
+            "conversation_sid": event.conversation_sid,
+            "status": event.status,
+            "error_code": event.error_code,
+        }
+
+        transition = self._store.record(event)
+        logger.info(
+            "receipt recorded",
+            extra={
+                **log,
+                "change": transition.change.value,
+                "previous_status": transition.previous_status,
+            },
+        )
+        metrics.add_metric(name="Receipts", unit=MetricUnit.Count, value=1)
+        if transition.change in _CHANGE_METRICS:
+            metrics.add_metric(
+                name=_CHANGE_METRICS[transition.change], unit=MetricUnit.Count, value=1
+            )
+        if not transition.enqueue:
+            return IngestResult(transition)
+
+        metrics.add_metric(name="NewFailures", unit=MetricUnit.Count, value=1)
+        try:
+            self._queue.send(RetryJob(event))
+        except (ClientError, BotoCoreError):
+            # Stored and marked pending: the sweeper queues it. Not a reason to fail the webhook.
+            logger.exception("retry enqueue failed; the sweeper will queue it", extra=log)
+            metrics.add_metric(name="EnqueueDeferred", unit=MetricUnit.Count, value=1)
+            return IngestResult(transition, enqueued=False)
+        return IngestResult(transition, enqueued=True)

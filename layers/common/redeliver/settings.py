@@ -1,0 +1,49 @@
+"""The deployment's settings, read once from the function's environment (set by template.yaml)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or wrong: the deployment is broken, not the request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    table_name: str
+    retry_queue_url: str
+    twilio_secret_arn: str
+    webhook_base_url: str = ""
+    receipt_ttl_days: int = 30
+    secret_max_age_seconds: int = 300
+    sweep_grace_seconds: int = 120
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def required(name: str) -> str:
+            value = env.get(name, "")
+            if not value:
+                raise ConfigurationError(f"environment variable {name} is not set")
+            return value
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "")
+            try:
+                return int(raw) if raw else default
+            except ValueError:
+                raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+
+        return cls(
+            table_name=required("TABLE_NAME"),
+            retry_queue_url=required("RETRY_QUEUE_URL"),
+            twilio_secret_arn=required("TWILIO_SECRET_ARN"),
+            webhook_base_url=env.get("WEBHOOK_BASE_URL", "").rstrip("/"),
+            receipt_ttl_days=integer("RECEIPT_TTL_DAYS", 30),
+            secret_max_age_seconds=integer("SECRET_MAX_AGE_SECONDS", 300),
+            sweep_grace_seconds=integer("SWEEP_GRACE_SECONDS", 120),
+        )

@@ -1,0 +1,282 @@
+"""DynamoDB adapter: the receipts table.
+
+One table, keyed by message. Item shapes (all under `pk = "MSG#<IM sid>"`):
+
+| sk                | what                                                       | written by |
+|-------------------|------------------------------------------------------------|------------|
+| `RCPT#<DY sid>`   | a receipt: latest status, order key, one `hist_<status>`   | ingest     |
+|                   | attribute per distinct status, `retry_pending_at` (outbox)  |            |
+
+Invariants 2 and 3 in one conditional write (`record`): the update only applies when the
+event is newer than what is stored, `(order_key, status)` compared as `receipts.classify` does.
+The old item comes back either way (ReturnValues / ReturnValuesOnConditionCheckFailure), so the
+outcome is classified by `receipts.classify` without a read. Only a *distinct older* event costs
+a second write, to add its history entry (the latest event of each status is kept).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import ClientError
+
+from redeliver.receipts import (
+    Change,
+    DeliveryEvent,
+    HistoryEntry,
+    ReceiptState,
+    Transition,
+    classify,
+    iso,
+    newer_in_history,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = Mapping[str, "AttributeValueTypeDef"]
+
+HISTORY_PREFIX = "hist_"
+PENDING_INDEX = "RetryPending"
+_NEWER = (
+    "attribute_not_exists(pk) OR order_key < :order_key "
+    "OR (order_key = :order_key AND #status < :status)"
+)
+
+
+def message_pk(message_sid: str) -> str:
+    return f"MSG#{message_sid}"
+
+
+def receipt_sk(receipt_sid: str) -> str:
+    return f"RCPT#{receipt_sid}"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFailure:
+    event: DeliveryEvent
+    pending_since: int
+
+
+class ReceiptStore:
+    def __init__(self, client: DynamoDBClient, table_name: str, ttl_days: int = 30) -> None:
+        self._db = client
+        self._table = table_name
+        self._ttl_seconds = ttl_days * 86_400
+
+    # -- ingest --------------------------------------------------------------------------------
+
+    def record(self, event: DeliveryEvent, now: float | None = None) -> Transition:
+        """Store `event` for its receipt; one conditional write unless the event is older."""
+        now = time.time() if now is None else now
+        key = _receipt_key(event)
+        names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
+        values: dict[str, AttributeValueTypeDef] = {
+            ":status": {"S": event.status},
+            ":order_key": {"N": str(event.order_key)},
+            ":hist": _history_value(event.history_entry()),
+            ":date_updated": {"S": event.to_dict()["date_updated"]},
+            ":date_created": {"S": event.to_dict()["date_created"]},
+            ":conversation": {"S": event.conversation_sid},
+            ":expires_at": {"N": str(int(now) + self._ttl_seconds)},
+        }
+        sets = [
+            "#status = :status",
+            "order_key = :order_key",
+            "#hist = :hist",
+            "date_updated = :date_updated",
+            "date_created = if_not_exists(date_created, :date_created)",
+            "conversation_sid = :conversation",
+            "expires_at = :expires_at",
+        ]
+        removes = []
+        for attribute, value in (
+            ("account_sid", event.account_sid),
+            ("chat_service_sid", event.chat_service_sid),
+            ("participant_sid", event.participant_sid),
+            ("channel_message_sid", event.channel_message_sid),
+        ):
+            if value:
+                sets.append(f"{attribute} = :{attribute}")
+                values[f":{attribute}"] = {"S": value}
+        if event.error_code is None:
+            removes.append("error_code")
+        else:
+            sets.append("error_code = :error_code")
+            values[":error_code"] = {"N": str(event.error_code)}
+        # The outbox mark: a failure is pending until the retry worker has taken it. If the
+        # process dies between this write and the SQS send, the sweeper finds the mark.
+        if event.is_failure:
+            sets.append("retry_pending_at = :now")
+            values[":now"] = {"N": str(int(now))}
+        else:
+            removes.append("retry_pending_at")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=_NEWER,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return classify(state_from_item(answer.get("Attributes")), event)
+        except ClientError as error:
+            if not _conditional_failure(error):
+                raise
+            old = cast("Item | None", error.response.get("Item"))
+            if old is None:  # DynamoDB always returns it when asked; never guess "new"
+                raise
+        state = state_from_item(old)
+        transition = classify(state, event)
+        if transition.change is Change.OLDER and state and newer_in_history(state, event):
+            self._add_history(key, event)
+        return transition
+
+    def _add_history(self, key: Item, event: DeliveryEvent) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #hist = :hist",
+                # Same rule as receipts.newer_in_history; ISO times in one format sort as text.
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(#hist) OR #hist.#at < :at)",
+                ExpressionAttributeNames={"#hist": HISTORY_PREFIX + event.status, "#at": "at"},
+                ExpressionAttributeValues={
+                    ":hist": _history_value(event.history_entry()),
+                    ":at": {"S": iso(event.date_updated)},
+                },
+            )
+        except ClientError as error:
+            if not _conditional_failure(error):  # a newer one is there: a concurrent copy won
+                raise
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get_receipt(self, message_sid: str, receipt_sid: str) -> ReceiptState | None:
+        answer = self._db.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": message_pk(message_sid)}, "sk": {"S": receipt_sk(receipt_sid)}},
+            ConsistentRead=True,
+        )
+        return state_from_item(answer.get("Item"))
+
+    # -- the outbox -----------------------------------------------------------------------------
+
+    def pending_failures(self, older_than: int) -> Iterator[PendingFailure]:
+        """Failures whose retry job was never taken by the worker (sparse index, so cheap)."""
+        paginator = self._db.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=self._table,
+            IndexName=PENDING_INDEX,
+            FilterExpression="retry_pending_at <= :cutoff",
+            ExpressionAttributeValues={":cutoff": {"N": str(older_than)}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                yield PendingFailure(event_from_item(item), int(_number(item["retry_pending_at"])))
+
+    def clear_pending(self, event: DeliveryEvent) -> bool:
+        """Mark `event`'s failure as taken; False if the receipt has moved on since."""
+        return self._update_pending(event, "REMOVE retry_pending_at", {})
+
+    def touch_pending(self, event: DeliveryEvent, now: int) -> bool:
+        """Restart the grace period of a pending failure that was just queued again."""
+        return self._update_pending(event, "SET retry_pending_at = :now", {":now": {"N": str(now)}})
+
+    def _update_pending(
+        self, event: DeliveryEvent, expression: str, values: dict[str, AttributeValueTypeDef]
+    ) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_receipt_key(event),
+                UpdateExpression=expression,
+                ConditionExpression="order_key = :order_key AND #status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":order_key": {"N": str(event.order_key)},
+                    ":status": {"S": event.status},
+                    **values,
+                },
+            )
+        except ClientError as error:
+            if _conditional_failure(error):
+                return False
+            raise
+        return True
+
+
+# -- item <-> domain ----------------------------------------------------------------------------
+
+
+def _receipt_key(event: DeliveryEvent) -> dict[str, AttributeValueTypeDef]:
+    return {"pk": {"S": message_pk(event.message_sid)}, "sk": {"S": receipt_sk(event.receipt_sid)}}
+
+
+def _history_value(entry: HistoryEntry) -> AttributeValueTypeDef:
+    value: dict[str, AttributeValueTypeDef] = {"at": {"S": entry.at}}
+    if entry.error_code is not None:
+        value["code"] = {"N": str(entry.error_code)}
+    return {"M": value}
+
+
+def _number(value: AttributeValueTypeDef) -> str:
+    return value["N"]
+
+
+def _string(item: Item, name: str) -> str:
+    value = item.get(name)
+    return value["S"] if value else ""
+
+
+def state_from_item(item: Item | None) -> ReceiptState | None:
+    if not item or "status" not in item:
+        return None
+    history = {}
+    for name, value in item.items():
+        if name.startswith(HISTORY_PREFIX):
+            entry: Any = value["M"]
+            code = entry.get("code")
+            history[name.removeprefix(HISTORY_PREFIX)] = HistoryEntry(
+                at=entry["at"]["S"], error_code=int(code["N"]) if code else None
+            )
+    code = item.get("error_code")
+    return ReceiptState(
+        status=_string(item, "status"),
+        order_key=int(_number(item["order_key"])),
+        error_code=int(_number(code)) if code else None,
+        history=history,
+    )
+
+
+def event_from_item(item: Item) -> DeliveryEvent:
+    """The latest event of a stored receipt, as the webhook carried it."""
+    code = item.get("error_code")
+    return DeliveryEvent.from_dict(
+        {
+            "message_sid": _string(item, "pk").removeprefix("MSG#"),
+            "receipt_sid": _string(item, "sk").removeprefix("RCPT#"),
+            "conversation_sid": _string(item, "conversation_sid"),
+            "status": _string(item, "status"),
+            "error_code": int(_number(code)) if code else None,
+            "date_updated": _string(item, "date_updated"),
+            "date_created": _string(item, "date_created"),
+            "account_sid": _string(item, "account_sid"),
+            "chat_service_sid": _string(item, "chat_service_sid"),
+            "participant_sid": _string(item, "participant_sid"),
+            "channel_message_sid": _string(item, "channel_message_sid"),
+        }
+    )
+
+
+def _conditional_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
