@@ -1,0 +1,21 @@
+"""SweepFunction: every few minutes, queue failures whose SQS send was lost. See redeliver.sweep."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from redeliver.aws import dynamodb_client, sqs_client
+from redeliver.observability import logger, metrics, tracer
+from redeliver.retry_queue import RetryQueue
+from redeliver.settings import Settings
+from redeliver.store import ReceiptStore
+from redeliver.sweep import sweep
+
+settings = Settings.from_env()
+store = ReceiptStore(dynamodb_client(), settings.table_name, settings.receipt_ttl_days)
+queue = RetryQueue(sqs_client(), settings.retry_queue_url)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:  # type: ignore[type-arg]
+    return {"swept": sweep(store, queue, settings.sweep_grace_seconds)}

@@ -1,0 +1,448 @@
+"""IngestFunction against the template deployed into moto (DESIGN invariants 1, 2, 3, 4, 7)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from redeliver.store import HISTORY_PREFIX
+from tests.integration.conftest import Resources
+from tests.lambdas import invoke, load_function, metric_names
+from tools.apigw import DEFAULT_DOMAIN, ROUTE_PATH, http_api_event
+from tools.samples import receipt_fields, sid
+from tools.stack import TEST_AUTH_TOKEN, DeployedStack, create_twilio_secret, deploy
+
+
+def post(ingest: ModuleType, fields: dict[str, str], **options: Any) -> dict[str, Any]:
+    options.setdefault("token", TEST_AUTH_TOKEN)
+    response: dict[str, Any] = invoke(ingest, http_api_event(fields, **options))
+    return response
+
+
+def stored(resources: Resources, fields: dict[str, str]) -> dict[str, Any]:
+    [item] = [
+        i
+        for i in resources.items()
+        if i["sk"]["S"] == "RCPT#" + fields["DeliveryReceiptSid"]
+        and i["pk"]["S"] == "MSG#" + fields["MessageSid"]
+    ]
+    return item
+
+
+# -- the happy paths ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base64_body", [True, False])
+def test_signed_receipt_is_stored_and_answered_200_empty(
+    ingest: ModuleType,
+    resources: Resources,
+    base64_body: bool,
+) -> None:
+    fields = receipt_fields("delivered")
+    response = post(ingest, fields, base64_body=base64_body)
+    assert response["statusCode"] == 200
+    assert response["body"] == ""
+    item = stored(resources, fields)
+    assert item["status"] == {"S": "delivered"}
+    assert item["conversation_sid"] == {"S": fields["ConversationSid"]}
+    assert "retry_pending_at" not in item
+    assert resources.queued() == []
+
+
+def test_failure_is_stored_and_queued_once_with_what_the_worker_needs(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    fields = receipt_fields("undelivered", error_code=30003)
+    assert post(ingest, fields)["statusCode"] == 200
+    assert post(ingest, fields)["statusCode"] == 200  # Twilio sent it twice
+    [job] = resources.queued()
+    assert job["v"] == 1
+    assert job["event"]["message_sid"] == fields["MessageSid"]
+    assert job["event"]["receipt_sid"] == fields["DeliveryReceiptSid"]
+    assert job["event"]["conversation_sid"] == fields["ConversationSid"]
+    assert job["event"]["status"] == "undelivered"
+    assert job["event"]["error_code"] == 30003
+    assert job["event"]["date_updated"] == "2026-11-27T10:00:00.000Z"
+    assert "retry_pending_at" in stored(resources, fields)  # until the worker takes it
+
+
+def test_out_of_order_events_keep_the_latest_and_the_whole_history(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    read = receipt_fields("read", updated="2026-11-27T10:00:09Z")
+    delivered = receipt_fields("delivered", updated="2026-11-27T10:00:05Z")
+    sent = receipt_fields("sent", updated="2026-11-27T10:00:01Z")
+    for fields in (read, sent, delivered, sent, read):
+        assert post(ingest, fields)["statusCode"] == 200
+    item = stored(resources, read)
+    assert item["status"] == {"S": "read"}
+    history = {
+        k.removeprefix(HISTORY_PREFIX): v["M"]["at"]["S"]
+        for k, v in item.items()
+        if k.startswith(HISTORY_PREFIX)
+    }
+    assert history == {
+        "read": "2026-11-27T10:00:09.000Z",
+        "delivered": "2026-11-27T10:00:05.000Z",
+        "sent": "2026-11-27T10:00:01.000Z",
+    }
+
+
+def test_a_late_failure_after_delivery_is_not_queued(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    post(ingest, receipt_fields("delivered", updated="2026-11-27T10:00:05Z"))
+    post(ingest, receipt_fields("failed", error_code=30008, updated="2026-11-27T10:00:01Z"))
+    assert resources.queued() == []
+    assert stored(resources, receipt_fields())["status"] == {"S": "delivered"}
+
+
+def test_a_delivery_after_a_failure_clears_the_pending_mark(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    post(ingest, receipt_fields("undelivered", error_code=30003, updated="2026-11-27T10:00:01Z"))
+    post(ingest, receipt_fields("delivered", updated="2026-11-27T10:00:05Z"))
+    assert "retry_pending_at" not in stored(resources, receipt_fields())
+
+
+def test_unknown_status_is_stored_as_is_and_not_queued(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    fields = receipt_fields("delivered_to_carrier")
+    assert post(ingest, fields)["statusCode"] == 200
+    assert stored(resources, fields)["status"] == {"S": "delivered_to_carrier"}
+    assert resources.queued() == []
+
+
+def test_signed_event_of_another_type_is_acknowledged_and_ignored(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    fields = receipt_fields("sent")
+    fields["EventType"] = "onMessageAdded"
+    assert post(ingest, fields)["statusCode"] == 200
+    assert resources.items() == []
+
+
+# -- the signature: checked first, nothing unsigned is stored ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "options"),
+    [
+        ("no signature header", {"token": None}),
+        (
+            "forged signature",
+            {"token": None, "headers": {"x-twilio-signature": "bm90IGEgc2lnbmF0dXJl"}},
+        ),
+        ("signed with another token", {"token": "someone-elses-token"}),
+        ("signed for http://", {"signed_url": f"http://{DEFAULT_DOMAIN}{ROUTE_PATH}"}),
+        ("signed for another path", {"signed_url": f"https://{DEFAULT_DOMAIN}/other"}),
+        (
+            "signed without the query string",
+            {"query": "tenant=a", "signed_url": f"https://{DEFAULT_DOMAIN}{ROUTE_PATH}"},
+        ),
+        ("body not base64", {"body": "%%%not-base64%%%", "base64_body": True}),
+        ("too many fields", {"body": "&".join(f"f{i}=v" for i in range(500))}),
+        (
+            "unsupported algorithm",
+            {"headers": {"x-twilio-webhooks-signature-settings": "algorithm=HMAC_MD5"}},
+        ),
+        (
+            "unknown shared key",
+            {"headers": {"x-twilio-webhooks-signature-settings": "key=nope,algorithm=HMAC_SHA256"}},
+        ),
+    ],
+)
+def test_unverifiable_requests_get_403_and_leave_no_trace(
+    ingest: ModuleType,
+    resources: Resources,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    options: dict[str, Any],
+) -> None:
+    fields = receipt_fields("failed", error_code=30005)
+    if options.get("body") == "%%%not-base64%%%":
+        event = http_api_event(fields, token=TEST_AUTH_TOKEN)
+        event["body"] = "%%%not-base64%%%"
+        response = invoke(ingest, event)
+    else:
+        response = post(ingest, fields, **options)
+    assert response["statusCode"] == 403, case
+    assert resources.items() == []
+    assert resources.queued() == []
+    assert "SignatureRejected" in metric_names(capsys.readouterr().out)
+
+
+def test_non_utf8_body_is_403(ingest: ModuleType, resources: Resources) -> None:
+    event = http_api_event(receipt_fields(), token=TEST_AUTH_TOKEN)
+    event["body"] = base64.b64encode(b"Status=\xff\xfe").decode()
+    assert invoke(ingest, event)["statusCode"] == 403
+    assert resources.items() == []
+
+
+def test_signed_query_string_is_part_of_the_url(ingest: ModuleType, resources: Resources) -> None:
+    fields = receipt_fields("sent")
+    assert post(ingest, fields, query="tenant=a&x=1")["statusCode"] == 200
+    assert len(resources.items()) == 1
+
+
+def test_header_names_are_matched_whatever_their_case(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    fields = receipt_fields("sent")
+    event = http_api_event(fields, token=TEST_AUTH_TOKEN)
+    event["headers"]["X-Twilio-Signature"] = event["headers"].pop("x-twilio-signature")
+    assert invoke(ingest, event)["statusCode"] == 200
+
+
+def test_blank_fields_are_kept_for_the_signature(ingest: ModuleType, resources: Resources) -> None:
+    fields = receipt_fields("sent")
+    assert fields["ClientIdentity"] == ""  # signed, blank: dropping it would break the signature
+    assert post(ingest, fields)["statusCode"] == 200
+
+
+# -- signed but malformed: 400 naming the problem, nothing stored ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"MessageSid": ""}, "missing field(s): MessageSid"),
+        ({"DeliveryReceiptSid": None}, "missing field(s): DeliveryReceiptSid"),
+        ({"Status": None, "ConversationSid": None}, "missing field(s): ConversationSid, Status"),
+        ({"DateUpdated": "last tuesday"}, "DateUpdated is not an ISO 8601 date"),
+        ({"DateUpdated": None, "DateCreated": None}, "missing field(s): DateUpdated"),
+        ({"ErrorCode": "30003x"}, "ErrorCode is not an integer"),
+        ({"MessageSid": "IM-not-a-sid"}, "MessageSid is not a IM"),
+        ({"Padding": "x" * 20_000}, "body is over 16384 bytes"),
+    ],
+)
+def test_signed_but_malformed_is_400_with_the_reason(
+    ingest: ModuleType,
+    resources: Resources,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, str | None],
+    reason: str,
+) -> None:
+    fields = receipt_fields("failed", error_code=30005)
+    for name, value in change.items():
+        if value is None:
+            del fields[name]
+        else:
+            fields[name] = value
+    response = post(ingest, fields)
+    assert response["statusCode"] == 400
+    assert reason in response["body"]
+    assert resources.items() == []
+    assert resources.queued() == []
+    assert "BadRequests" in metric_names(capsys.readouterr().out)
+
+
+def test_the_whole_bad_input_matrix_never_answers_5xx(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    fields = receipt_fields("failed", error_code=30005)
+    bodies = [
+        "",
+        "=",
+        "&&&",
+        "a=%ZZ",
+        "Status",
+        "\x00",
+        "MessageSid=" + "I" * 5000,
+        json.dumps(fields),
+        "EventType=onDeliveryUpdated&" * 50,
+    ]
+    statuses = set()
+    for body in bodies:
+        for token in (TEST_AUTH_TOKEN, None):
+            for base64_body in (True, False):
+                event = http_api_event(
+                    dict(_pairs(body)), token=token, body=body, base64_body=base64_body
+                )
+                statuses.add(invoke(ingest, event)["statusCode"])
+    assert statuses <= {400, 403}, statuses
+    assert resources.items() == []
+
+
+def _pairs(body: str) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    try:
+        return parse_qsl(body, keep_blank_values=True)
+    except ValueError:
+        return []
+
+
+# -- faults: only an AWS fault is a 5xx, and it is counted ------------------------------------
+
+
+def test_table_fault_is_500_and_counted(
+    ingest: ModuleType,
+    resources: Resources,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    boto3.client("dynamodb").delete_table(TableName=resources.table)
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
+    assert "IngestFaults" in metric_names(capsys.readouterr().out)
+
+
+def test_queue_fault_after_the_write_is_200_and_left_to_the_sweeper(
+    stack: DeployedStack,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environment = {
+        **stack.environment("IngestFunction"),
+        "RETRY_QUEUE_URL": resources.queue_url + "-gone",
+    }
+    ingest = load_function("ingest", environment, monkeypatch)
+    fields = receipt_fields("failed", error_code=30005)
+    assert post(ingest, fields)["statusCode"] == 200
+    assert "EnqueueDeferred" in metric_names(capsys.readouterr().out)
+    assert "retry_pending_at" in stored(resources, fields)
+    assert resources.queued() == []
+
+
+def test_a_crash_between_write_and_enqueue_is_recovered_by_the_sweeper(
+    stack: DeployedStack,
+    ingest: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DESIGN invariant 4 at ingest: the process dies after the write; the failure survives."""
+
+    class Crash(BaseException):
+        pass
+
+    def die(*_: object, **__: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(ingest.ingest._queue, "send", die)
+    fields = receipt_fields("undelivered", error_code=30003)
+    with pytest.raises(Crash):
+        post(ingest, fields)
+    assert resources.queued() == []
+
+    environment = {**stack.environment("SweepFunction"), "SWEEP_GRACE_SECONDS": "0"}
+    sweeper = load_function("sweep", environment, monkeypatch)
+    assert invoke(sweeper, {})["swept"] == 1
+    [job] = resources.queued()
+    assert job["event"]["message_sid"] == fields["MessageSid"]
+    assert job["event"]["status"] == "undelivered"
+    # Re-queued once per grace period, not on every run.
+    assert (
+        invoke(load_function("sweep", stack.environment("SweepFunction"), monkeypatch), {})["swept"]
+        == 0
+    )
+
+
+# -- secrets: rotation, shared keys, custom domains --------------------------------------------
+
+
+def test_rotated_token_is_picked_up_with_one_refresh(
+    stack: DeployedStack,
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 200  # caches the old token
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=stack.environment("IngestFunction")["TWILIO_SECRET_ARN"],
+        SecretString=json.dumps({"account_sid": sid("AC", "account"), "auth_token": "rotated"}),
+    )
+    assert (
+        post(ingest, receipt_fields("delivered", updated="2026-11-27T10:00:03Z"), token="rotated")[
+            "statusCode"
+        ]
+        == 200
+    )
+    assert post(ingest, receipt_fields("read", updated="2026-11-27T10:00:04Z"))["statusCode"] == 403
+
+
+def test_forged_requests_do_not_hammer_secrets_manager(ingest: ModuleType) -> None:
+    calls: list[str] = []
+    client = boto3.client("secretsmanager")
+    client.meta.events.register(
+        "before-call.secrets-manager.*", lambda model, **_: calls.append(model.name)
+    )
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto3_client=client)
+    for _ in range(20):
+        assert post(ingest, receipt_fields("sent"), token="wrong")["statusCode"] == 403
+    assert calls == ["GetSecretValue", "GetSecretValue"]  # first read, one forced refresh
+
+
+def test_hmac_sha256_webhooks_are_checked_with_their_shared_key(
+    aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    arn = create_twilio_secret("shared/twilio", webhook_shared_keys={"key-1": "shared-secret"})
+    stack = deploy("shared", {"TwilioSecretArn": arn})
+    ingest = load_function("ingest", stack.environment("IngestFunction"), monkeypatch)
+    fields = receipt_fields("sent")
+    url = f"https://{DEFAULT_DOMAIN}{ROUTE_PATH}"
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator("shared-secret").compute_signature(url, fields, "HMAC_SHA256")
+    settings = "key=key-1,algorithm=HMAC_SHA256"
+    headers = {"x-twilio-signature": signature, "x-twilio-webhooks-signature-settings": settings}
+    assert post(ingest, fields, token=None, headers=headers)["statusCode"] == 200
+    headers["x-twilio-signature"] = RequestValidator(TEST_AUTH_TOKEN).compute_signature(
+        url, fields, "HMAC_SHA256"
+    )
+    assert post(ingest, fields, token=None, headers=headers)["statusCode"] == 403
+
+
+def test_custom_domain_signatures_use_webhook_base_url(
+    aws: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stack = deploy("custom", {"WebhookBaseUrl": "https://hooks.example.com/v1"})
+    ingest = load_function("ingest", stack.environment("IngestFunction"), monkeypatch)
+    public = f"https://hooks.example.com/v1{ROUTE_PATH}"
+    assert post(ingest, receipt_fields("sent"), signed_url=public)["statusCode"] == 200
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 403  # the execute-api URL
+
+
+# -- the hot path: AWS calls per receipt (DESIGN invariant 3) ----------------------------------
+
+
+def count_calls(module: ModuleType) -> list[str]:
+    calls: list[str] = []
+    for client in (module.ingest._store._db, module.ingest._queue._sqs):
+        client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def test_one_write_per_receipt_and_one_send_per_new_failure(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    post(ingest, receipt_fields("sent", message="warm-up"))  # the secret is read once
+    calls = count_calls(ingest)
+    post(ingest, receipt_fields("sent", updated="2026-11-27T10:00:01Z"))
+    assert calls == ["UpdateItem"]
+    calls.clear()
+    post(ingest, receipt_fields("delivered", updated="2026-11-27T10:00:02Z"))
+    assert calls == ["UpdateItem"]
+    calls.clear()
+    post(ingest, receipt_fields("failed", message=2, error_code=30005))
+    assert calls == ["UpdateItem", "SendMessage"]
+    calls.clear()
+    post(ingest, receipt_fields("failed", message=2, error_code=30005))  # duplicate
+    assert calls == ["UpdateItem"]
