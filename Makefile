@@ -55,7 +55,7 @@ build: setup ## sam build into .aws-sam/
 	$(BIN)/sam build
 
 bench: setup ## benchmarks: cold start, calls per receipt, CPU, cost (ratios to a baseline)
-	$(PY) -m bench
+	PYTHONPATH=layers/common:. $(PY) -m bench
 
 deploy: build ## sam deploy --guided (needs AWS credentials)
 	$(BIN)/sam deploy --guided

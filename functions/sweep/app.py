@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.aws import dynamodb_client, sqs_client
-from redeliver.observability import logger, metrics, tracer
+from redeliver.observability import logger, metrics
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
 from redeliver.store import ReceiptStore
@@ -16,6 +16,5 @@ queue = RetryQueue(sqs_client(), settings.retry_queue_url)
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:  # type: ignore[type-arg]
     return {"swept": sweep(store, queue, settings.sweep_grace_seconds)}

@@ -1,0 +1,26 @@
+"""Run every benchmark and print its tables: python -m bench [ingest ...]."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from bench import ingest
+
+SUITES = {"ingest": ingest.run}
+
+
+def main(argv: list[str]) -> int:
+    warnings.filterwarnings("ignore", message="Tried to parse AWS")
+    names = argv or list(SUITES)
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+        return 2
+    for name in names:
+        print(SUITES[name]())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,118 @@
+"""What the benchmarks share: a moto server in its own process, fresh-interpreter timings, stats.
+
+moto runs in a separate process so that the CPU time a benchmark reads (time.process_time) is the
+handler's own: serialising requests and parsing answers, but not moto's work answering them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHONPATH = os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_SERVICE_NAME": "redeliver-bench",
+    "POWERTOOLS_METRICS_NAMESPACE": "Redeliver",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on loopback, in its own process; yields its endpoint URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto server did not start")
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def time_in_fresh_interpreter(
+    code: str, env: dict[str, str], repeats: int, python: str = sys.executable
+) -> list[float]:
+    """Seconds the snippet takes to run in `repeats` new interpreters (it prints its own time)."""
+    runs = []
+    for _ in range(repeats):
+        result = subprocess.run(
+            [python, "-c", code], env=env, capture_output=True, text=True, check=False, cwd=ROOT
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-2000:])
+        runs.append(float(result.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    line = "  ".join("-" * w for w in widths)
+    out = [f"\n{title}", "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), line]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(out)
+
+
+LAMBDA_VENV = ROOT / ".bench" / "lambda-venv"
+_RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3")
+
+
+def lambda_python() -> str:
+    """A Python 3.13 with only what Lambda has: boto3 (pinned as in requirements-dev.txt) and the
+    layer's requirements. The dev venv also holds sam-cli's awscrt and pyOpenSSL, which botocore
+    would import, and the Lambda runtime does not have."""
+    python = LAMBDA_VENV / "bin" / "python"
+    pins = [
+        line.strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.split("==")[0].lower() in _RUNTIME_PACKAGES
+    ]
+    wanted = "\n".join([*pins, (ROOT / "layers/common/requirements.txt").read_text()])
+    marker = LAMBDA_VENV / "requirements.txt"
+    if not python.exists() or not marker.exists() or marker.read_text() != wanted:
+        interpreter = subprocess.run(
+            [str(ROOT / "tools" / "python313")], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        subprocess.run([interpreter, "-m", "venv", "--clear", str(LAMBDA_VENV)], check=True)
+        marker.write_text(wanted)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-r", str(marker)],
+            check=True,
+            capture_output=True,
+        )
+    return str(python)

@@ -1,0 +1,245 @@
+"""Ingest: cold start, AWS calls per receipt, handler CPU per receipt, cost per million receipts.
+
+Every figure is a ratio to a baseline measured in the same run:
+- cold start: importing the handler with its clients ready, against bare Python + boto3 creating
+  the same two clients with the same config (a Lambda doing nothing else would pay that much);
+- CPU: one receipt through the real handler, against one bare boto3 UpdateItem on the same table;
+- cost: Redeliver's ingest, against the least any webhook-to-DynamoDB receiver pays (one HTTP API
+  request, one Lambda request, one write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.harness import (
+    FAKE_AWS,
+    PYTHONPATH,
+    lambda_python,
+    median,
+    moto_server,
+    table,
+    time_in_fresh_interpreter,
+)
+
+COLD_ENV = {
+    "TABLE_NAME": "t",
+    "RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+    "TWILIO_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+}
+BASELINE_IMPORT = """
+import time; t = time.perf_counter()
+import boto3
+from botocore.config import Config
+config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
+boto3.client("dynamodb", config=config); boto3.client("sqs", config=config)
+print(time.perf_counter() - t)
+"""
+HANDLER_IMPORT = """
+import time; t = time.perf_counter()
+import importlib.util
+spec = importlib.util.spec_from_file_location("app", "functions/ingest/app.py")
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+print(time.perf_counter() - t)
+"""
+
+# Public on-demand prices, us-east-1, as published in 2026 (USD).
+PRICE = {
+    "http_api_request": 1.00 / 1e6,
+    "lambda_request": 0.20 / 1e6,
+    "lambda_gb_second_arm64": 0.0000133334,
+    "dynamodb_write_unit": 0.625 / 1e6,
+    "sqs_request": 0.40 / 1e6,
+    "logs_gb": 0.50,
+}
+ASSUMED_AWS_ROUND_TRIP_S = 0.008  # per DynamoDB/SQS call from Lambda: not measurable offline
+MEMORY_GB = 0.5  # IngestFunction's MemorySize
+FAILURE_SHARE = 0.05  # cost mix: 5 % of receipts are new failures
+
+
+def cold_start(repeats: int = 9) -> tuple[float, float]:
+    env = {"PATH": os.environ["PATH"], **FAKE_AWS, **COLD_ENV, "PYTHONPATH": PYTHONPATH}
+    python = lambda_python()
+    baseline, handler = [], []
+    for _ in range(repeats):  # interleaved, so drift hits both alike
+        baseline += time_in_fresh_interpreter(BASELINE_IMPORT, env, 1, python)
+        handler += time_in_fresh_interpreter(HANDLER_IMPORT, env, 1, python)
+    return median(baseline), median(handler)
+
+
+@dataclass
+class Scenario:
+    name: str
+    fields: list[dict[str, str]]  # what is posted before measuring (state to build on)
+    measured: dict[str, str]  # the receipt whose calls are counted
+
+
+def scenarios() -> list[Scenario]:
+    from tools.samples import receipt_fields
+
+    return [
+        Scenario("sent (new receipt)", [], receipt_fields("sent", message="a")),
+        Scenario(
+            "delivered (newer)",
+            [receipt_fields("sent", message="b")],
+            receipt_fields("delivered", message="b", updated="2026-11-27T10:00:05Z"),
+        ),
+        Scenario("new failure", [], receipt_fields("failed", message="c", error_code=30005)),
+        Scenario(
+            "duplicate", [receipt_fields("sent", message="d")], receipt_fields("sent", message="d")
+        ),
+        Scenario(
+            "out of order (older)",
+            [receipt_fields("read", message="e", updated="2026-11-27T10:00:09Z")],
+            receipt_fields("sent", message="e"),
+        ),
+    ]
+
+
+def hot_path(receipts: int = 300) -> dict[str, Any]:
+    """Calls per receipt and CPU per receipt, against moto in another process."""
+    from tools.apigw import http_api_event
+    from tools.lambdas import FakeContext, import_function
+    from tools.samples import receipt_fields
+    from tools.stack import TEST_AUTH_TOKEN, deploy
+
+    with moto_server() as endpoint:
+        os.environ.update({**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint})
+        stack = deploy("bench")
+        os.environ.update(stack.environment("IngestFunction"))
+        app = import_function("ingest")
+        calls: list[str] = []
+        for client in (app.ingest._store._db, app.ingest._queue._sqs):
+            client.meta.events.register(
+                "before-call.*.*", lambda model, **_: calls.append(model.name)
+            )
+        logs = io.StringIO()  # log lines and EMF metrics: what CloudWatch Logs would ingest
+        app.logger.registered_handler.setStream(logs)
+
+        def post(fields: dict[str, str]) -> None:
+            response = app.lambda_handler(
+                http_api_event(fields, token=TEST_AUTH_TOKEN), FakeContext()
+            )
+            assert response["statusCode"] == 200, response
+
+        stdout = contextlib.redirect_stdout(logs)  # Powertools prints EMF metrics to stdout
+        stdout.__enter__()
+        post(receipt_fields("sent", message="warm-up"))  # reads the secret once
+        counts = {}
+        for scenario in scenarios():
+            for fields in scenario.fields:
+                post(fields)
+            calls.clear()
+            post(scenario.measured)
+            counts[scenario.name] = list(calls)
+
+        # CPU per receipt: a fresh sent receipt each time (the common case), then the baseline.
+        logs.seek(0)
+        logs.truncate()
+        started = time.process_time()
+        for n in range(receipts):
+            post(receipt_fields("sent", message=f"cpu-{n}"))
+        handler_cpu = (time.process_time() - started) / receipts
+        log_bytes = len(logs.getvalue().encode()) / receipts
+
+        import boto3
+
+        bare = boto3.client("dynamodb", config=app.ingest._store._db.meta.config)
+        started = time.process_time()
+        for n in range(receipts):
+            bare.update_item(
+                TableName=stack.outputs["ReceiptsTableName"],
+                Key={"pk": {"S": f"bare-{n}"}, "sk": {"S": "x"}},
+                UpdateExpression="SET #s = :s",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": {"S": "sent"}},
+            )
+        bare_cpu = (time.process_time() - started) / receipts
+        stdout.__exit__(None, None, None)
+        del os.environ["AWS_ENDPOINT_URL"]
+    return {
+        "counts": counts,
+        "handler_cpu": handler_cpu,
+        "bare_cpu": bare_cpu,
+        "log_bytes": log_bytes,
+    }
+
+
+def cost_per_million(
+    cpu_s: float, calls: int, writes: float, sends: int, log_bytes: float
+) -> float:
+    duration = cpu_s + calls * ASSUMED_AWS_ROUND_TRIP_S
+    per_receipt = (
+        PRICE["http_api_request"]
+        + PRICE["lambda_request"]
+        + duration * MEMORY_GB * PRICE["lambda_gb_second_arm64"]
+        + writes * PRICE["dynamodb_write_unit"]
+        + sends * PRICE["sqs_request"]
+        + log_bytes / 1e9 * PRICE["logs_gb"]
+    )
+    return per_receipt * 1e6
+
+
+def run() -> str:
+    baseline, handler = cold_start()
+    hot = hot_path()
+    counts = hot["counts"]
+    rows = [[name, str(len(c)), ", ".join(c) or "-"] for name, c in counts.items()]
+    non_failure = max(len(counts["sent (new receipt)"]), len(counts["delivered (newer)"]))
+    cpu_ratio = hot["handler_cpu"] / hot["bare_cpu"]
+    # A new failure writes the receipt and its RetryPending index entry: 2 write units.
+    ok_cost = cost_per_million(hot["handler_cpu"], 1, 1, 0, hot["log_bytes"])
+    fail_cost = cost_per_million(hot["handler_cpu"], 2, 2, 1, hot["log_bytes"])
+    mixed = (1 - FAILURE_SHARE) * ok_cost + FAILURE_SHARE * fail_cost
+    floor = cost_per_million(hot["bare_cpu"], 1, 1, 0, 0)
+    out = [
+        table(
+            "Ingest cold start (import + clients ready, median of 9 fresh interpreters, "
+            "Lambda-like venv: boto3 + layer requirements only)",
+            ["what", "seconds", "ratio"],
+            [
+                ["baseline: python + boto3 + dynamodb/sqs clients", f"{baseline:.3f}", "1.00"],
+                [
+                    "ingest handler (functions/ingest/app.py)",
+                    f"{handler:.3f}",
+                    f"{handler / baseline:.2f}  (target <= 1.30)",
+                ],
+            ],
+        ),
+        table(
+            "AWS calls per receipt (counted on the handler's own clients)",
+            ["receipt", "calls", "which"],
+            rows,
+        ),
+        table(
+            "Handler CPU per receipt (moto in another process)",
+            ["what", "ms", "ratio"],
+            [
+                ["baseline: one bare boto3 UpdateItem", f"{hot['bare_cpu'] * 1e3:.2f}", "1.00"],
+                [
+                    "ingest handler, one sent receipt",
+                    f"{hot['handler_cpu'] * 1e3:.2f}",
+                    f"{cpu_ratio:.2f}",
+                ],
+            ],
+        ),
+        table(
+            f"Cost per million receipts (USD, us-east-1 on-demand; assumes "
+            f"{ASSUMED_AWS_ROUND_TRIP_S * 1e3:.0f} ms per AWS call in Lambda, "
+            f"{hot['log_bytes']:.0f} log bytes/receipt measured)",
+            ["what", "USD / 1M", "ratio"],
+            [
+                ["floor: HTTP API + Lambda request + 1 write", f"{floor:.2f}", "1.00"],
+                ["sent/delivered/read receipts", f"{ok_cost:.2f}", f"{ok_cost / floor:.2f}"],
+                ["new failures", f"{fail_cost:.2f}", f"{fail_cost / floor:.2f}"],
+                [f"mix with {FAILURE_SHARE:.0%} failures", f"{mixed:.2f}", f"{mixed / floor:.2f}"],
+            ],
+        ),
+        f"\nnon-failure receipts: {non_failure} AWS call(s) each (target 1)",
+    ]
+    return "\n".join(out)

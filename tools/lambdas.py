@@ -1,0 +1,58 @@
+"""Run the real Lambda handlers in-process: tests, benchmarks and the offline stack all use this."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from tools.stack import ROOT
+
+_counter = itertools.count()
+
+
+@dataclass
+class FakeContext:
+    """The parts of Lambda's context object that Powertools and the handlers read."""
+
+    function_name: str = "redeliver-local"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:redeliver-local"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_ms: int = 4000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def import_function(directory: str) -> ModuleType:
+    """Import functions/<directory>/app.py afresh, as a new Lambda container would, with the
+    environment as it is now (set the function's environment first)."""
+    path = ROOT / "functions" / directory / "app.py"
+    name = f"lambda_{directory}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def emitted_metrics(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(name, dimensions, value) of every EMF metric printed in `text` (Powertools' output)."""
+    for line in text.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            dimensions = {d: blob[d] for group in directive["Dimensions"] for d in group}
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                for one in value if isinstance(value, list) else [value]:
+                    yield metric["Name"], dimensions, one
