@@ -1,0 +1,215 @@
+"""The retry policy: validation that names the field, and every rule and edge of `decide`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from redeliver.policy import (
+    DEFAULT_POLICY_DOCUMENT,
+    Failure,
+    GiveUp,
+    Overrides,
+    PolicyError,
+    RetryPolicy,
+    Send,
+    Wait,
+    decide,
+)
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+DEFAULT = RetryPolicy.parse("")
+
+
+def failure(
+    code: int | None = 30003,
+    attempt: int = 1,
+    failed_after: int = 5,
+    recipients: int | None = 1,
+    overrides: Overrides | None = None,
+) -> Failure:
+    return Failure(
+        code,
+        attempt,
+        T0 + timedelta(seconds=failed_after),
+        T0,
+        recipients,
+        overrides or Overrides(),
+    )
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# -- the document -------------------------------------------------------------------------------
+
+
+def test_empty_means_the_default_of_design_md() -> None:
+    assert RetryPolicy.parse("") == RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
+    assert RetryPolicy.parse(None) == DEFAULT
+    assert DEFAULT.max_attempts == 3
+    assert DEFAULT.max_age_seconds == 86400
+    assert DEFAULT.group_conversations == "skip"
+
+
+def test_parses_json_text() -> None:
+    policy = RetryPolicy.parse(
+        json.dumps({"max_attempts": 1, "rules": [{"codes": "*", "action": "retry", "delays": [0]}]})
+    )
+    assert policy.max_attempts == 1
+    assert policy.rules[0].codes is None
+
+
+def bad(change: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULT_POLICY_DOCUMENT, **change}
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ("{not json", "RetryPolicy is not JSON"),
+        ("[1, 2]", "RetryPolicy must be a JSON object"),
+        (bad({"retries": 3}), "unknown field(s): retries"),
+        (bad({"max_attempts": 0}), "max_attempts: must be an integer >= 1"),
+        (bad({"max_attempts": "3"}), "max_attempts: must be an integer >= 1"),
+        (bad({"max_attempts": True}), "max_attempts: must be an integer >= 1"),
+        (bad({"max_age_seconds": -1}), "max_age_seconds"),
+        (bad({"group_conversations": "maybe"}), "group_conversations: must be one of skip, allow"),
+        (bad({"rules": []}), "rules: must be a non-empty list"),
+        (bad({"rules": ["retry"]}), "rules[0]: must be an object"),
+        (bad({"rules": [{"codes": [], "action": "retry", "delays": [1]}]}), "rules[0].codes"),
+        (
+            bad({"rules": [{"codes": ["30003"], "action": "retry", "delays": [1]}]}),
+            "rules[0].codes[0]",
+        ),
+        (bad({"rules": [{"codes": "*", "action": "resend"}]}), "rules[0].action"),
+        (bad({"rules": [{"codes": "*", "action": "retry"}]}), "rules[0].delays: a retry rule"),
+        (
+            bad({"rules": [{"codes": "*", "action": "retry", "delays": [60, -5]}]}),
+            "rules[0].delays[1]",
+        ),
+        (
+            bad({"rules": [{"codes": "*", "action": "give_up", "delays": [60]}]}),
+            "rules[0].delays: only a retry rule",
+        ),
+        (
+            bad({"rules": [{"codes": "*", "action": "retry", "delays": [1], "when": "x"}]}),
+            "rules[0]: unknown field(s): when",
+        ),
+    ],
+)
+def test_bad_documents_name_the_field(document: Any, field: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        RetryPolicy.parse(document)
+    assert field in str(raised.value)
+
+
+# -- decide ------------------------------------------------------------------------------------
+
+
+def test_a_due_retry_is_sent() -> None:
+    assert decide(DEFAULT, failure(30003), at(65)) == Send()
+
+
+def test_an_early_retry_waits_for_its_delay_from_the_failure() -> None:
+    assert decide(DEFAULT, failure(30003), at(10)) == Wait(55, at(65))
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(1, 60), (2, 900), (3, 3600)])
+def test_each_attempt_has_its_own_delay(attempt: int, delay: int) -> None:
+    decision = decide(DEFAULT, failure(30001, attempt=attempt), at(5))
+    assert decision == Wait(delay, at(5 + delay))
+
+
+def test_the_last_delay_repeats() -> None:
+    policy = RetryPolicy.parse(
+        bad({"max_attempts": 5, "rules": [{"codes": "*", "action": "retry", "delays": [10, 20]}]})
+    )
+    assert decide(policy, failure(attempt=4), at(5)) == Wait(20, at(25))
+
+
+@pytest.mark.parametrize("code", [30002, 30004, 30005, 30007, 30034, 21610, 63003, 63024])
+def test_permanent_errors_give_up_at_once(code: int) -> None:
+    assert decide(DEFAULT, failure(code), at(5)) == GiveUp("permanent_error")
+
+
+@pytest.mark.parametrize("code", [63016, 12345, None])
+def test_star_matches_any_other_code_and_no_code(code: int | None) -> None:
+    assert decide(DEFAULT, failure(code), at(5)) == Wait(300, at(305))
+
+
+def test_first_matching_rule_wins() -> None:
+    policy = RetryPolicy.parse(
+        bad(
+            {
+                "rules": [
+                    {"codes": [30003], "action": "give_up"},
+                    {"codes": [30003], "action": "retry", "delays": [1]},
+                ]
+            }
+        )
+    )
+    assert decide(policy, failure(30003), at(100)) == GiveUp("permanent_error")
+
+
+def test_no_matching_rule_gives_up() -> None:
+    policy = RetryPolicy.parse(
+        bad({"rules": [{"codes": [30001], "action": "retry", "delays": [1]}]})
+    )
+    assert decide(policy, failure(30003), at(100)) == GiveUp("no_matching_rule")
+
+
+def test_beyond_max_attempts_gives_up() -> None:
+    assert decide(DEFAULT, failure(attempt=3), at(3_605)) == Send()
+    assert decide(DEFAULT, failure(attempt=4), at(100)) == GiveUp("max_attempts")
+
+
+def test_past_max_age_gives_up_even_when_due() -> None:
+    assert decide(DEFAULT, failure(failed_after=86_000), at(86_401)) == GiveUp("max_age")
+
+
+def test_a_delay_that_would_end_past_max_age_gives_up_now() -> None:
+    late = failure(30001, attempt=3, failed_after=86_000)  # 3600 s more would pass a day
+    assert decide(DEFAULT, late, at(86_001)) == GiveUp("max_age")
+
+
+def test_group_conversations_are_skipped_unless_allowed() -> None:
+    group = failure(recipients=2)
+    assert decide(DEFAULT, group, at(100)) == GiveUp("group_conversation")
+    allowing = RetryPolicy.parse(bad({"group_conversations": "allow"}))
+    assert decide(allowing, group, at(100)) == Send()
+
+
+def test_unknown_recipients_do_not_decide_group_yet() -> None:
+    assert decide(DEFAULT, failure(recipients=None), at(100)) == Send()
+
+
+def test_a_message_can_disable_its_own_retries() -> None:
+    off = Overrides.from_attributes({"redeliver": {"enabled": False}})
+    assert decide(DEFAULT, failure(overrides=off), at(100)) == GiveUp("disabled_by_message")
+
+
+def test_a_message_can_lower_but_not_raise_max_attempts() -> None:
+    lower = Overrides.from_attributes({"redeliver": {"max_attempts": 1}})
+    higher = Overrides.from_attributes({"redeliver": {"max_attempts": 10}})
+    assert decide(DEFAULT, failure(attempt=2, overrides=lower), at(5_000)) == GiveUp("max_attempts")
+    assert decide(DEFAULT, failure(attempt=4, overrides=higher), at(5_000)) == GiveUp(
+        "max_attempts"
+    )
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {},
+        {"redeliver": "yes"},
+        {"redeliver": {"max_attempts": "2"}},
+        {"redeliver": {"max_attempts": True}},
+    ],
+)
+def test_overrides_that_are_not_valid_change_nothing(attributes: dict[str, Any]) -> None:
+    assert Overrides.from_attributes(attributes) == Overrides()
