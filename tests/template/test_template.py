@@ -53,8 +53,9 @@ def test_cfn_lint_is_clean() -> None:
 
 def test_contract_parameters_exist_with_their_fixed_names(sam: dict[str, Any]) -> None:
     parameters = sam["Parameters"]
-    assert {"TwilioSecretArn", "WebhookBaseUrl"} <= set(parameters)
+    assert {"TwilioSecretArn", "RetryPolicy", "WebhookBaseUrl"} <= set(parameters)
     assert parameters["WebhookBaseUrl"]["Default"] == ""
+    assert parameters["RetryPolicy"]["Default"] == ""  # the built-in default
     assert "Default" not in parameters["TwilioSecretArn"]  # no secret in the template, ever
 
 
@@ -89,6 +90,32 @@ def test_ingest_is_the_only_function_on_the_http_api(sam: dict[str, Any]) -> Non
         "Path": "/twilio/delivery-receipts",
         "PayloadFormatVersion": "2.0",
     }
+
+
+def test_retry_is_the_only_function_on_the_retry_queue(sam: dict[str, Any]) -> None:
+    sqs = {
+        name: e
+        for name, f in resources_of(sam, "AWS::Serverless::Function").items()
+        for e in (f["Properties"].get("Events") or {}).values()
+        if e["Type"] == "SQS"
+    }
+    assert list(sqs) == ["RetryFunction"]
+    props = sqs["RetryFunction"]["Properties"]
+    assert props["Queue"] == {"Fn::GetAtt": ["RetryQueue", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == {"Ref": "RetryBatchSize"}
+    assert props["MaximumBatchingWindowInSeconds"] == {"Ref": "RetryBatchWindowSeconds"}
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "RetryMaxConcurrency"}}
+
+
+def test_retry_queue_visibility_is_six_times_the_retry_timeout(sam: dict[str, Any]) -> None:
+    timeout = sam["Resources"]["RetryFunction"]["Properties"]["Timeout"]
+    visibility = sam["Resources"]["RetryQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * timeout
+    environment = sam["Resources"]["RetryFunction"]["Properties"]["Environment"]["Variables"]
+    # A claim older than any run of the function belongs to a dead worker (redeliver.retry).
+    assert timeout < int(environment["CLAIM_STALE_SECONDS"]) < visibility
+    assert environment["RETRY_POLICY"] == {"Ref": "RetryPolicy"}
 
 
 def test_ingest_answers_inside_twilios_five_seconds(sam: dict[str, Any]) -> None:
@@ -182,7 +209,7 @@ def test_sam_build_makes_an_arm64_layer(tmp_path: Path) -> None:
     assert native, "expected native extensions (aiohttp, ...) in the layer"
     machines = {_elf_machine(path) for path in native}
     assert machines == {"aarch64"}, {p.name: _elf_machine(p) for p in native}
-    for function in ("IngestFunction", "SweepFunction"):
+    for function in ("IngestFunction", "RetryFunction", "SweepFunction"):
         assert (build / function / "app.py").is_file()
 
 

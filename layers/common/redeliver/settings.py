@@ -20,6 +20,10 @@ class Settings:
     receipt_ttl_days: int = 30
     secret_max_age_seconds: int = 300
     sweep_grace_seconds: int = 120
+    retry_policy: str = ""  # the RetryPolicy document (JSON); empty: the built-in default
+    twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
+    twilio_timeout_seconds: int = 10
+    claim_stale_seconds: int = 90  # longer than any run of the retry function
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,4 +50,8 @@ class Settings:
             receipt_ttl_days=integer("RECEIPT_TTL_DAYS", 30),
             secret_max_age_seconds=integer("SECRET_MAX_AGE_SECONDS", 300),
             sweep_grace_seconds=integer("SWEEP_GRACE_SECONDS", 120),
+            retry_policy=env.get("RETRY_POLICY", ""),
+            twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
+            twilio_timeout_seconds=integer("TWILIO_TIMEOUT_SECONDS", 10),
+            claim_stale_seconds=integer("CLAIM_STALE_SECONDS", 90),
         )

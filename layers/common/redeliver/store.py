@@ -6,6 +6,10 @@ One table, keyed by message. Item shapes (all under `pk = "MSG#<IM sid>"`):
 |-------------------|------------------------------------------------------------|------------|
 | `RCPT#<DY sid>`   | a receipt: latest status, order key, one `hist_<status>`   | ingest     |
 |                   | attribute per distinct status, `retry_pending_at` (outbox)  |            |
+| `ATTEMPT#<nnn>`   | under a root message: attempt n's claim and outcome, and    | retry      |
+|                   | the new message it created (the forward link)               |            |
+| `ORIGIN`          | under a new message: its root, the message it retried, the  | retry      |
+|                   | attempt number (the backward link)                          |            |
 
 Invariants 2 and 3 in one conditional write (`record`): the update only applies when the
 event is newer than what is stored, `(order_key, status)` compared as `receipts.classify` does.
@@ -19,10 +23,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from redeliver.chain import Attempt, AttemptState, Chain, Origin
 from redeliver.receipts import (
     Change,
     DeliveryEvent,
@@ -32,6 +38,7 @@ from redeliver.receipts import (
     classify,
     iso,
     newer_in_history,
+    parse_time,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +61,21 @@ def message_pk(message_sid: str) -> str:
 
 def receipt_sk(receipt_sid: str) -> str:
     return f"RCPT#{receipt_sid}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """Everything stored under one message: its receipts, its origin, its attempts (if root)."""
+
+    receipts: dict[str, ReceiptState]
+    origin: Origin | None
+    attempts: dict[int, Attempt]
+
+
+class Claim(StrEnum):
+    CLAIMED = "claimed"  # this worker owns the attempt now
+    TAKEN = "taken"  # the attempt exists already (sent, gave up, or claimed by another)
+    SUPERSEDED = "superseded"  # the failure is no longer the receipt's latest truth
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +191,207 @@ class ReceiptStore:
         )
         return state_from_item(answer.get("Item"))
 
+    def load_message(self, message_sid: str) -> MessageRecord:
+        """One consistent Query of the message's partition."""
+        receipts: dict[str, ReceiptState] = {}
+        attempts: dict[int, Attempt] = {}
+        origin = None
+        paginator = self._db.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": message_pk(message_sid)}},
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                sk = _string(item, "sk")
+                if sk.startswith("RCPT#"):
+                    receipts[sk.removeprefix("RCPT#")] = state_from_item(item)  # type: ignore[assignment]
+                elif sk.startswith("ATTEMPT#"):
+                    attempt = attempt_from_item(item)
+                    attempts[attempt.number] = attempt
+                elif sk == "ORIGIN":
+                    origin = Origin(
+                        root=_string(item, "root"),
+                        retry_of=_string(item, "retry_of"),
+                        attempt=int(_number(item["attempt"])),
+                        first_sent_at=parse_time(_string(item, "first_sent_at"), "first_sent_at"),
+                    )
+        return MessageRecord(receipts, origin, attempts)
+
+    def get_attempt(self, root: str, number: int) -> Attempt | None:
+        key: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": message_pk(root)},
+            "sk": {"S": f"ATTEMPT#{number:03d}"},
+        }
+        answer = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        item = answer.get("Item")
+        return attempt_from_item(item) if item else None
+
+    # -- the retry worker's attempts (DESIGN invariant 4) --------------------------------------
+
+    def claim(self, chain: Chain, event: DeliveryEvent, now: int) -> Claim:
+        """Claim `chain.attempt` of `chain.root`, only while `event` is still its receipt's latest
+        truth: one transaction, so a receipt that turned `delivered` cannot be resent."""
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table,
+                            "Key": _receipt_key(event),
+                            "ConditionExpression": "order_key = :order_key AND #status = :status",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": {
+                                ":order_key": {"N": str(event.order_key)},
+                                ":status": {"S": event.status},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **_attempt_key(chain),
+                                "state": {"S": AttemptState.CLAIMED.value},
+                                "claimed_at": {"N": str(now)},
+                                "failed_message_sid": {"S": event.message_sid},
+                                "failed_receipt_sid": {"S": event.receipt_sid},
+                                "error_code": {"N": str(event.error_code or 0)},
+                                "first_sent_at": {"S": iso(chain.first_sent_at)},
+                                "expires_at": {"N": str(now + self._ttl_seconds)},
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return Claim.SUPERSEDED
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return Claim.TAKEN
+            raise  # a conflict with a concurrent transaction: let SQS retry the record
+        return Claim.CLAIMED
+
+    def take_over(self, chain: Chain, claimed_at: int, now: int) -> bool:
+        """Take a stale claim (its worker died or timed out) if nobody else has meanwhile."""
+        return self._conditional_update(
+            _attempt_key(chain),
+            "SET claimed_at = :now",
+            "#state = :claimed AND claimed_at = :then",
+            {
+                ":now": {"N": str(now)},
+                ":then": {"N": str(claimed_at)},
+                ":claimed": {"S": AttemptState.CLAIMED.value},
+            },
+        )
+
+    def release(self, chain: Chain, claimed_at: int) -> None:
+        """Give a claim back when Twilio certainly did not send (429, 5xx, no connection)."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=_attempt_key(chain),
+                ConditionExpression="#state = :claimed AND claimed_at = :then",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":claimed": {"S": AttemptState.CLAIMED.value},
+                    ":then": {"N": str(claimed_at)},
+                },
+            )
+        except ClientError as error:
+            if not _conditional_failure(error):
+                raise
+
+    def record_sent(self, chain: Chain, new_message_sid: str, retry_of: str, now: int) -> None:
+        """Link attempt and new message both ways, in one transaction (idempotent)."""
+        self._db.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _attempt_key(chain),
+                        "UpdateExpression": "SET #state = :sent, new_message_sid = :new, "
+                        "updated_at = :now",
+                        "ConditionExpression": "#state IN (:claimed, :sent)",
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": {
+                            ":sent": {"S": AttemptState.SENT.value},
+                            ":claimed": {"S": AttemptState.CLAIMED.value},
+                            ":new": {"S": new_message_sid},
+                            ":now": {"N": str(now)},
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            "pk": {"S": message_pk(new_message_sid)},
+                            "sk": {"S": "ORIGIN"},
+                            "root": {"S": chain.root},
+                            "retry_of": {"S": retry_of},
+                            "attempt": {"N": str(chain.attempt)},
+                            "first_sent_at": {"S": iso(chain.first_sent_at)},
+                            "expires_at": {"N": str(now + self._ttl_seconds)},
+                        },
+                    }
+                },
+            ]
+        )
+
+    def record_give_up(self, chain: Chain, event: DeliveryEvent, reason: str, now: int) -> bool:
+        """Record that `chain.attempt` will not be made; False if it was decided already."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **_attempt_key(chain),
+                    "state": {"S": AttemptState.GAVE_UP.value},
+                    "reason": {"S": reason},
+                    "failed_message_sid": {"S": event.message_sid},
+                    "failed_receipt_sid": {"S": event.receipt_sid},
+                    "error_code": {"N": str(event.error_code or 0)},
+                    "first_sent_at": {"S": iso(chain.first_sent_at)},
+                    "updated_at": {"N": str(now)},
+                    "expires_at": {"N": str(now + self._ttl_seconds)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR #state = :claimed",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":claimed": {"S": AttemptState.CLAIMED.value}},
+            )
+        except ClientError as error:
+            if _conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def _conditional_update(
+        self,
+        key: dict[str, AttributeValueTypeDef],
+        expression: str,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef],
+    ) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _conditional_failure(error):
+                return False
+            raise
+        return True
+
     # -- the outbox -----------------------------------------------------------------------------
 
     def pending_failures(self, older_than: int) -> Iterator[PendingFailure]:
@@ -220,6 +443,24 @@ class ReceiptStore:
 
 def _receipt_key(event: DeliveryEvent) -> dict[str, AttributeValueTypeDef]:
     return {"pk": {"S": message_pk(event.message_sid)}, "sk": {"S": receipt_sk(event.receipt_sid)}}
+
+
+def _attempt_key(chain: Chain) -> dict[str, AttributeValueTypeDef]:
+    return {"pk": {"S": message_pk(chain.root)}, "sk": {"S": f"ATTEMPT#{chain.attempt:03d}"}}
+
+
+def attempt_from_item(item: Item) -> Attempt:
+    first_sent = _string(item, "first_sent_at")
+    claimed = item.get("claimed_at")
+    return Attempt(
+        root=_string(item, "pk").removeprefix("MSG#"),
+        number=int(_string(item, "sk").removeprefix("ATTEMPT#")),
+        state=AttemptState(_string(item, "state")),
+        claimed_at=int(_number(claimed)) if claimed else 0,
+        new_message_sid=_string(item, "new_message_sid"),
+        reason=_string(item, "reason"),
+        first_sent_at=parse_time(first_sent, "first_sent_at") if first_sent else None,
+    )
 
 
 def _history_value(entry: HistoryEntry) -> AttributeValueTypeDef:

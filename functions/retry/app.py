@@ -1,0 +1,57 @@
+"""RetryFunction: the RetryQueue batch. Wiring only; see redeliver.retry.
+
+Partial batch responses: a record that raises (a transient Twilio fault, another worker's claim,
+a malformed job) is reported failed and comes back after the queue's visibility timeout; after
+maxReceiveCount it moves to RetryDLQ. The others are deleted.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from redeliver.aws import dynamodb_client, sqs_client
+from redeliver.conversations import ConversationsGateway
+from redeliver.credentials import CredentialSource
+from redeliver.observability import logger, metrics
+from redeliver.policy import RetryPolicy, rules_summary
+from redeliver.retry import RetryWorker
+from redeliver.retry_queue import RetryQueue
+from redeliver.settings import Settings
+from redeliver.store import ReceiptStore
+
+settings = Settings.from_env()
+policy = RetryPolicy.parse(settings.retry_policy)  # invalid: fails loudly here, naming the field
+logger.info(
+    "retry policy", extra={"max_attempts": policy.max_attempts, "rules": rules_summary(policy)}
+)
+worker = RetryWorker(
+    store=ReceiptStore(dynamodb_client(), settings.table_name, settings.receipt_ttl_days),
+    queue=RetryQueue(sqs_client(), settings.retry_queue_url),
+    twilio=ConversationsGateway(
+        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
+        base_url=settings.twilio_conversations_url,
+        timeout=settings.twilio_timeout_seconds,
+    ),
+    policy=policy,
+    claim_stale_seconds=settings.claim_stale_seconds,
+)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> str:
+    return worker.process_body(record.body).outcome.value
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,185 @@
+"""The whole retry path in one process: ingest → table/queue → retry → Twilio simulator.
+
+The template is deployed into moto; ingest and retry are the real handlers with their deployed
+environment; the retry function's twilio-python client talks HTTP to tools.twilio_sim. Time is
+the worker's clock, moved by the test; SQS delays are cut to zero so a waiting job is visible at
+once (the worker, not SQS, decides whether it is due — see RetryWorker.process).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from redeliver import retry_queue
+from tests.lambdas import invoke, load_function
+from tools.apigw import http_api_event
+from tools.samples import receipt_fields
+from tools.sqs_poller import Batch, poll_once
+from tools.stack import TEST_AUTH_TOKEN, DeployedStack
+from tools.twilio_sim import TwilioSimulator
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+
+class Crash(BaseException):
+    """A Lambda runtime dying mid-record (timeout, OOM): nothing after it runs."""
+
+
+class RetrySystem:
+    def __init__(
+        self,
+        stack: DeployedStack,
+        sim: TwilioSimulator,
+        monkeypatch: pytest.MonkeyPatch,
+        policy: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.stack = stack
+        self.sim = sim
+        self.monkeypatch = monkeypatch
+        self.sqs = boto3.client("sqs")
+        self.dynamodb = boto3.client("dynamodb")
+        self.table = stack.outputs["ReceiptsTableName"]
+        self.queue_url = stack.outputs["RetryQueueUrl"]
+        self.dlq_url = stack.outputs["RetryDLQUrl"]
+        monkeypatch.setattr(retry_queue, "MAX_DELAY_SECONDS", 0)
+        self.ingest = load_function("ingest", stack.environment("IngestFunction"), monkeypatch)
+        self.retry = self.load_retry(policy)
+        self.now = T0 + timedelta(seconds=70)
+        self._in_flight: dict[str, str] = {}
+
+    def load_retry(self, policy: Mapping[str, Any] | None = None, **environment: str) -> ModuleType:
+        env = {
+            **self.stack.environment("RetryFunction"),
+            "TWILIO_CONVERSATIONS_URL": self.sim.url,
+            "TWILIO_TIMEOUT_SECONDS": "2",
+            **environment,
+        }
+        if policy is not None:
+            env["RETRY_POLICY"] = json.dumps(policy)
+        module = load_function("retry", env, self.monkeypatch)
+        module.worker._clock = lambda: self.now.timestamp()  # noqa: PLW0108 - reads self.now late
+        self.retry = module
+        return module
+
+    # -- Twilio's side ---------------------------------------------------------------------------
+
+    def message(self, recipients: int = 1, **options: Any) -> tuple[str, str]:
+        conversation = self.sim.add_conversation(recipients=recipients)
+        return conversation, self.sim.add_message(conversation, created=T0, **options)
+
+    def webhook(
+        self,
+        conversation: str,
+        message: str,
+        status: str,
+        code: int | None = None,
+        *,
+        after: int = 5,
+        receipt: object = "r1",
+    ) -> int:
+        fields = receipt_fields(
+            status,
+            message=message,
+            conversation=conversation,
+            receipt=f"{message}-{receipt}",
+            error_code=code,
+            created=_iso(T0),
+            updated=_iso(T0 + timedelta(seconds=after)),
+        )
+        response = invoke(self.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
+        status_code: int = response["statusCode"]
+        return status_code
+
+    def fail(
+        self,
+        conversation: str,
+        message: str,
+        code: int | None = 30003,
+        after: int = 5,
+        status: str = "undelivered",
+    ) -> None:
+        assert self.webhook(conversation, message, status, code, after=after) == 200
+
+    # -- the queue, as Lambda polls it -----------------------------------------------------------
+
+    def poll(self, crash: bool = False) -> Batch:
+        batch = poll_once(
+            self.sqs,
+            self.queue_url,
+            self.retry.lambda_handler,
+            batch_size=5,
+            crash_types=(Crash,) if crash else (),
+        )
+        self._in_flight.update({i: batch.handles[i] for i in batch.failed})
+        return batch
+
+    def drain(self, rounds: int = 20) -> list[Batch]:
+        """Poll until the queue is empty (failed records are made visible again at once)."""
+        batches = []
+        for _ in range(rounds):
+            batch = self.poll()
+            if not batch.received:
+                return batches
+            batches.append(batch)
+            self.redeliver_now()
+        raise AssertionError("the retry queue did not drain")
+
+    def redeliver_now(self) -> None:
+        """Make the records that failed visible again now, as their visibility timeout would."""
+        for handle in self._in_flight.values():
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+            )
+        self._in_flight.clear()
+
+    def queued(self) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        )
+        return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+    def advance(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    # -- what happened ---------------------------------------------------------------------------
+
+    def created(self, conversation: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.sim.created
+            if conversation is None or m["conversation_sid"] == conversation
+        ]
+
+    def attempts(self, root: str) -> dict[int, dict[str, Any]]:
+        items = self.dynamodb.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+            ExpressionAttributeValues={":pk": {"S": f"MSG#{root}"}, ":a": {"S": "ATTEMPT#"}},
+            ConsistentRead=True,
+        )["Items"]
+        return {
+            int(i["sk"]["S"].removeprefix("ATTEMPT#")): {
+                k: next(iter(v.values())) for k, v in i.items()
+            }
+            for i in items
+        }
+
+    def item(self, message: str, sk: str) -> dict[str, Any] | None:
+        answer = self.dynamodb.get_item(
+            TableName=self.table,
+            ConsistentRead=True,
+            Key={"pk": {"S": f"MSG#{message}"}, "sk": {"S": sk}},
+        )
+        item = answer.get("Item")
+        return {k: next(iter(v.values())) for k, v in item.items()} if item else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,382 @@
+"""RetryFunction end to end (DESIGN invariants 4, 5, 6): real handlers, template in moto, real
+twilio-python over HTTP to the simulator. The count that matters: created messages per
+(original, attempt) is exactly one, whatever crashes or redeliveries happen."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from tests.integration.retry_system import Crash, RetrySystem
+from tools.stack import DeployedStack, load_template
+from tools.twilio_sim import Fault, TwilioSimulator, running
+
+
+@pytest.fixture
+def sim() -> Iterator[TwilioSimulator]:
+    with running() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def system(
+    stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch
+) -> RetrySystem:
+    return RetrySystem(stack, sim, monkeypatch)
+
+
+def marker(message: dict[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = json.loads(message["attributes"])["redeliver"]
+    return attributes
+
+
+# -- each outcome end to end ----------------------------------------------------------------------
+
+
+def test_a_due_retry_sends_one_new_message_marked_and_linked_both_ways(
+    system: RetrySystem,
+) -> None:
+    conversation, original = system.message(attributes={"order": 42}, author="shop")
+    system.fail(conversation, original, 30003)
+    system.drain()
+    [new] = system.created(conversation)
+    assert new["body"] == "Your code is 123456"
+    assert new["author"] == "shop"
+    attributes = json.loads(new["attributes"])
+    assert attributes["order"] == 42
+    assert attributes["redeliver"] == {"retry_of": original, "root": original, "attempt": 1}
+    assert system.attempts(original)[1]["state"] == "sent"
+    assert system.attempts(original)[1]["new_message_sid"] == new["sid"]
+    origin = system.item(new["sid"], "ORIGIN")
+    assert origin is not None
+    assert (origin["root"], origin["retry_of"], origin["attempt"]) == (original, original, "1")
+    receipt = system.item(original, f"RCPT#{_receipt(system, original)}")
+    assert receipt is not None
+    assert "retry_pending_at" not in receipt  # the outbox mark is cleared
+
+
+def _receipt(system: RetrySystem, message: str) -> str:
+    items = system.dynamodb.query(
+        TableName=system.table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+        ExpressionAttributeValues={":pk": {"S": f"MSG#{message}"}, ":r": {"S": "RCPT#"}},
+    )["Items"]
+    return str(items[0]["sk"]["S"].removeprefix("RCPT#"))
+
+
+def test_a_retry_waits_for_its_delay_then_sends_with_one_fetch_and_one_create(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+) -> None:
+    conversation, original = system.message()
+    system.now = system.now.replace(minute=0, second=10)  # 5 s after the failure: 60 s delay
+    system.fail(conversation, original, 30003)
+    system.poll()
+    [waiting] = system.queued()
+    assert waiting["due_at"] == int(system.now.timestamp()) + 55
+    assert system.created() == []
+    assert sim.requests == []  # waiting costs no Twilio call
+    system.advance(60)
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    assert [m for m, _ in sim.requests] == ["GET", "POST"]  # one fetch, one create
+
+
+def test_a_wait_longer_than_sqs_allows_is_made_of_hops(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 63016, after=60)  # "*": 300 s
+    system.now = system.now.replace(minute=1, second=0)
+    system.poll()
+    system.advance(200)
+    system.poll()  # not due: another hop, nothing sent
+    assert system.created() == []
+    [hop] = system.queued()
+    assert hop["due_at"] == int(system.now.timestamp()) + 100
+    system.advance(100)
+    system.drain()
+    assert len(system.created(conversation)) == 1
+
+
+def test_a_permanent_error_is_a_recorded_give_up_without_calling_twilio(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30005, status="failed")
+    system.drain()
+    assert system.attempts(original)[1]["state"] == "gave_up"
+    assert system.attempts(original)[1]["reason"] == "permanent_error"
+    assert sim.requests == []
+    output = capsys.readouterr().out
+    assert '"RetryGaveUp"' in output
+    assert '"reason":"permanent_error"' in output
+
+
+def test_a_receipt_delivered_before_the_worker_ran_is_not_resent(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003, after=5)
+    assert system.webhook(conversation, original, "delivered", after=30) == 200
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original) == {}
+
+
+def test_a_group_conversation_is_not_resent_unless_the_policy_allows_it(
+    system: RetrySystem,
+) -> None:
+    conversation, original = system.message(recipients=3)
+    system.fail(conversation, original, 30003)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[1]["reason"] == "group_conversation"
+
+    system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
+    conversation, other = system.message(recipients=3)
+    system.fail(conversation, other, 30003)
+    system.drain()
+    assert len(system.created(conversation)) == 1
+
+
+def test_a_message_older_than_max_age_is_given_up(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.advance(86_400)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[1]["reason"] == "max_age"
+
+
+def test_a_message_can_opt_out(system: RetrySystem) -> None:
+    conversation, original = system.message(attributes={"redeliver": {"enabled": False}})
+    system.fail(conversation, original, 30003)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[1]["reason"] == "disabled_by_message"
+
+
+def test_a_template_is_resent_only_with_known_variables(system: RetrySystem) -> None:
+    template = "HX" + "1" * 32
+    conversation, unknown = system.message(content_sid=template)
+    system.fail(conversation, unknown, 63016)
+    other, known = system.message(
+        content_sid=template, attributes={"redeliver": {"content_variables": {"1": "Ada"}}}
+    )
+    system.fail(other, known, 63016)
+    system.advance(300)
+    system.drain()
+    assert system.attempts(unknown)[1]["reason"] == "template_variables_unknown"
+    [sent] = system.created(other)
+    assert sent["content_sid"] == template
+    assert json.loads(sent["content_variables"]) == {"1": "Ada"}
+
+
+def test_twilio_refusing_the_create_is_a_recorded_give_up(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(status=400, code=21610))
+    system.drain()
+    assert system.attempts(original)[1]["reason"] == "twilio_rejected_21610"
+    assert system.created() == []
+
+
+def test_a_failed_retry_continues_the_chain_until_max_attempts(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    failing = original
+    for attempt in (1, 2, 3):
+        system.advance(3_600)
+        system.drain()
+        [new] = [m for m in system.created(conversation) if marker(m)["attempt"] == attempt]
+        assert marker(new) == {"retry_of": failing, "root": original, "attempt": attempt}
+        failing = new["sid"]
+        system.fail(conversation, failing, 30003, after=60 * attempt)
+    system.advance(3_600)
+    system.drain()
+    assert len(system.created(conversation)) == 3
+    attempts = system.attempts(original)
+    assert [attempts[n]["state"] for n in (1, 2, 3, 4)] == ["sent", "sent", "sent", "gave_up"]
+    assert attempts[4]["reason"] == "max_attempts"
+
+
+def test_a_retry_whose_origin_link_was_lost_continues_by_its_marker(system: RetrySystem) -> None:
+    """The worker died between create and record, and the new message failed meanwhile."""
+    conversation, original = system.message()
+    retry = system.sim.add_message(
+        conversation,
+        attributes={"redeliver": {"retry_of": original, "root": original, "attempt": 3}},
+    )
+    system.fail(conversation, retry, 30003)
+    system.advance(3_600)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[4]["reason"] == "max_attempts"
+
+
+# -- duplicates and redeliveries --------------------------------------------------------------
+
+
+def test_the_same_sqs_record_delivered_twice_sends_once(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    record = system.sqs.receive_message(QueueUrl=system.queue_url, VisibilityTimeout=0)
+    event_messages = record["Messages"]
+    from tools.sqs_poller import lambda_record
+
+    arn = "arn:aws:sqs:us-east-1:123456789012:q"
+    event = {"Records": [lambda_record(m, arn, "us-east-1") for m in event_messages]}
+    from tools.lambdas import FakeContext
+
+    first = system.retry.lambda_handler(event, FakeContext())
+    second = system.retry.lambda_handler(event, FakeContext())
+    assert first == second == {"batchItemFailures": []}
+    assert len(system.created(conversation)) == 1
+
+
+def test_two_records_for_the_same_failure_send_once(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    [job] = system.queued()
+    system.sqs.send_message(QueueUrl=system.queue_url, MessageBody=json.dumps(job))  # sweeper
+    system.drain()
+    assert len(system.created(conversation)) == 1
+
+
+def test_two_receipts_of_one_message_failing_send_once(system: RetrySystem) -> None:
+    system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
+    conversation, original = system.message(recipients=2)
+    assert system.webhook(conversation, original, "undelivered", 30003, receipt="a") == 200
+    assert system.webhook(conversation, original, "undelivered", 30003, receipt="b") == 200
+    system.drain()
+    assert len(system.created(conversation)) == 1
+
+
+# -- crashes between every two steps -------------------------------------------------------------
+
+
+def after(original: Any) -> Any:
+    """Run the step, then die: the step's effect happened, nothing after it did."""
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise Crash
+
+    return dying
+
+
+# The simulated crash unwinds through Powertools' log_metrics, which flushes an empty set and
+# warns; a real dead runtime flushes nothing.
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+@pytest.mark.parametrize("step", ["claim", "create_message", "record_sent", "clear_pending"])
+def test_a_crash_after_any_step_still_sends_exactly_once(
+    system: RetrySystem,
+    step: str,
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    worker = system.retry.worker
+    target = worker._twilio if step == "create_message" else worker._store
+    real = getattr(target, step)
+    system.monkeypatch.setattr(target, step, after(real))
+    batch = system.poll(crash=True)
+    assert batch.crashed
+    system.monkeypatch.setattr(target, step, real)
+    # Redelivered while the claim is fresh: its worker may still be sending, so hands off.
+    system.redeliver_now()
+    system.advance(30)
+    again = system.poll()
+    assert again.received == 1
+    assert bool(again.failed) == (step in ("claim", "create_message"))
+    # After the visibility timeout the claim is stale: look for the marker, then send or record.
+    system.advance(360)
+    system.redeliver_now()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    attempt = system.attempts(original)[1]
+    assert attempt["state"] == "sent"
+    assert attempt["new_message_sid"] == system.created(conversation)[0]["sid"]
+    assert system.item(attempt["new_message_sid"], "ORIGIN") is not None
+
+
+def test_a_create_that_timed_out_after_twilio_stored_it_is_found_not_resent(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(timeout_after_create=True, delay=3.0))  # client timeout: 2 s
+    batch = system.poll()
+    assert batch.failed  # ambiguous: back to SQS, the claim kept
+    assert len(system.created(conversation)) == 1
+    system.advance(3_600)
+    system.redeliver_now()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    assert system.attempts(original)[1]["state"] == "sent"
+
+
+def test_429_then_success_sends_once(system: RetrySystem, sim: TwilioSimulator) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(status=429, code=20429))
+    first = system.poll()
+    assert first.failed
+    assert system.attempts(original) == {}  # nothing was sent: the claim was released
+    system.redeliver_now()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+
+
+def test_twilio_unreachable_goes_back_to_the_queue(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.load_retry(TWILIO_CONVERSATIONS_URL="http://127.0.0.1:9")  # nothing listens there
+    assert system.poll().failed
+    assert system.attempts(original) == {}
+
+
+def test_a_poisoned_record_reaches_the_dlq_after_max_receive_count(system: RetrySystem) -> None:
+    system.sqs.send_message(QueueUrl=system.queue_url, MessageBody='{"v": 1, "event": {}}')
+    receives = int(load_template()["Parameters"]["RetryMaxReceiveCount"]["Default"])
+    for _ in range(receives):
+        batch = system.poll()
+        assert batch.failed
+        system.redeliver_now()
+    # moto moves a message to the DLQ lazily, on the receive after the last allowed one
+    # (AWS moves it as the count is exceeded); either way it is no longer processed.
+    assert system.poll().received == 0
+    dead = system.sqs.receive_message(QueueUrl=system.dlq_url)["Messages"]
+    assert json.loads(dead[0]["Body"]) == {"v": 1, "event": {}}
+
+
+def test_an_invalid_policy_fails_the_first_invocation_naming_the_field(
+    system: RetrySystem,
+) -> None:
+    with pytest.raises(PolicyError, match=r"rules\[0\]\.delays"):
+        system.load_retry({"rules": [{"codes": "*", "action": "retry", "delays": "soon"}]})
+
+
+def test_a_delivery_that_lands_while_the_worker_fetches_stops_the_resend(
+    system: RetrySystem,
+) -> None:
+    """The claim's transaction re-checks the receipt: the read before it is not enough."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    gateway = system.retry.worker._twilio
+    fetch = gateway.fetch_message
+
+    def fetch_while_delivered(*args: Any) -> Any:
+        assert system.webhook(conversation, original, "delivered", after=40) == 200
+        return fetch(*args)
+
+    system.monkeypatch.setattr(gateway, "fetch_message", fetch_while_delivered)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original) == {}
