@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import warnings
 
-from bench import ingest
+from bench import ingest, retry
 
-SUITES = {"ingest": ingest.run}
+SUITES = {"ingest": ingest.run, "retry": retry.run}
 
 
 def main(argv: list[str]) -> int:
