@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test lint format typecheck unit integration template build bench deploy lock clean
+.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ integration: setup ## handlers against the template deployed into moto
 template: setup ## sam validate --lint, cfn-lint, sam build (arm64 layer)
 	$(PY) -m pytest tests/template
 
+e2e: setup ## a seeded scenario through the offline stack
+	$(PY) -m pytest tests/e2e
+
 build: setup ## sam build into .aws-sam/
 	$(BIN)/sam build
 
@@ -69,3 +72,9 @@ lock: ## re-pin requirements-dev.txt from requirements-dev.in in a fresh venv
 
 clean: ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+offline: setup ## the whole system offline, one scenario and its report (ARGS="--messages 500 --seed 3")
+	PYTHONPATH=layers/common:. $(PY) -m tools.offline $(ARGS)
+
+serve: setup ## the offline stack, kept running after its scenario (prints how to reach it)
+	PYTHONPATH=layers/common:. $(PY) -m tools.offline --serve $(ARGS)

@@ -1,19 +1,16 @@
-"""What the benchmarks share: a moto server in its own process, fresh-interpreter timings, stats.
+"""What the benchmarks share: fresh-interpreter timings, a Lambda-like venv, tables.
 
-moto runs in a separate process so that the CPU time a benchmark reads (time.process_time) is the
-handler's own: serialising requests and parsing answers, but not moto's work answering them.
+moto runs in a separate process (tools.moto_server) so that the CPU time a benchmark reads
+(time.process_time) is the handler's own: serialising requests and parsing answers, but not
+moto's work answering them.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,39 +23,6 @@ FAKE_AWS = {
     "POWERTOOLS_SERVICE_NAME": "redeliver-bench",
     "POWERTOOLS_METRICS_NAMESPACE": "Redeliver",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server on loopback, in its own process; yields its endpoint URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("moto server did not start")
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def time_in_fresh_interpreter(

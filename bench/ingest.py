@@ -22,10 +22,10 @@ from bench.harness import (
     PYTHONPATH,
     lambda_python,
     median,
-    moto_server,
     table,
     time_in_fresh_interpreter,
 )
+from tools.moto_server import moto_server
 
 COLD_ENV = {
     "TABLE_NAME": "t",

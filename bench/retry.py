@@ -19,11 +19,11 @@ from bench.harness import (
     PYTHONPATH,
     lambda_python,
     median,
-    moto_server,
     table,
     time_in_fresh_interpreter,
 )
 from bench.ingest import COLD_ENV
+from tools.moto_server import moto_server
 
 BASELINE_IMPORT = """
 import time; t = time.perf_counter()

@@ -50,19 +50,51 @@ def http_api_event(
         "user-agent": "TwilioProxy/1.1",
         "x-forwarded-proto": "https",
         "x-forwarded-port": "443",
-        "content-length": str(len(form_body.encode())),
     }
     if token is not None:
         url = signed_url or f"https://{domain}{path}" + (f"?{query}" if query else "")
         all_headers["x-twilio-signature"] = sign(url, fields, token)
-    all_headers.update({k.lower(): v for k, v in (headers or {}).items()})
+    all_headers.update(headers or {})
+    return request_event(
+        method,
+        path,
+        query,
+        all_headers,
+        form_body.encode(),
+        domain=domain,
+        base64_body=base64_body,
+        request_id=request_id,
+        epoch=epoch,
+    )
+
+
+def request_event(
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    domain: str,
+    route_key: str | None = None,
+    base64_body: bool = True,
+    source_ip: str = "54.172.60.0",
+    request_id: str | None = None,
+    epoch: float | None = None,
+) -> dict[str, Any]:
+    """The payload-2.0 event API Gateway makes of one HTTP request (headers lowercased, the
+    body base64-encoded as it is for form posts)."""
     now = time.time() if epoch is None else epoch
+    lowered = {k.lower(): v for k, v in headers.items()}
+    lowered["content-length"] = str(len(body))
+    route = route_key or f"{method} {ROUTE_PATH}"
+    user_agent = lowered.get("user-agent", "")
     return {
         "version": "2.0",
-        "routeKey": f"{method} {ROUTE_PATH}",
+        "routeKey": route,
         "rawPath": path,
         "rawQueryString": query,
-        "headers": all_headers,
+        "headers": lowered,
         "requestContext": {
             "accountId": "123456789012",
             "apiId": domain.split(".", 1)[0],
@@ -72,15 +104,15 @@ def http_api_event(
                 "method": method,
                 "path": path,
                 "protocol": "HTTP/1.1",
-                "sourceIp": "54.172.60.0",
-                "userAgent": "TwilioProxy/1.1",
+                "sourceIp": source_ip,
+                "userAgent": user_agent,
             },
             "requestId": request_id or uuid.uuid4().hex[:16],
-            "routeKey": f"{method} {ROUTE_PATH}",
+            "routeKey": route,
             "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
         },
-        "body": base64.b64encode(form_body.encode()).decode() if base64_body else form_body,
+        "body": base64.b64encode(body).decode() if base64_body else body.decode(errors="replace"),
         "isBase64Encoded": base64_body,
     }

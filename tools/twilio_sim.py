@@ -22,7 +22,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,11 +64,17 @@ class TwilioSimulator:
         self._seed = seed
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.listeners: list[Callable[[dict[str, Any], str, int], None]] = []
+        self._new: list[tuple[dict[str, Any], str, int]] = []
 
     # -- state -----------------------------------------------------------------------------------
 
     def add_conversation(
-        self, recipients: int = 1, chat_participants: int = 0, name: object = None
+        self,
+        recipients: int = 1,
+        chat_participants: int = 0,
+        name: object = None,
+        channel: str = "sms",
     ) -> str:
         conversation = sid("CH", name if name is not None else f"sim-{next(self._ids)}")
         participants = [
@@ -76,7 +82,7 @@ class TwilioSimulator:
                 "sid": sid("MB", f"{conversation}-{n}"),
                 "identity": None,
                 "messaging_binding": {
-                    "type": "sms",
+                    "type": channel,
                     "address": f"+1555000{n:04d}",
                     "proxy_address": "+15550009999",
                 },
@@ -105,20 +111,16 @@ class TwilioSimulator:
         content_sid: str | None = None,
         created: datetime | None = None,
     ) -> str:
+        form = {
+            "Author": author,
+            "Body": body,
+            "Attributes": json.dumps(attributes or {}),
+            "ContentSid": content_sid,
+        }
         with self._lock:
-            return str(
-                self._store(
-                    conversation,
-                    {
-                        "Author": author,
-                        "Body": body,
-                        "Attributes": json.dumps(attributes or {}),
-                        "ContentSid": content_sid,
-                    },
-                    media,
-                    created,
-                )["sid"]
-            )
+            stored = str(self._store(conversation, form, media, created)["sid"])
+        self._notify()
+        return stored
 
     def messages(self, conversation: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -137,14 +139,13 @@ class TwilioSimulator:
         created: datetime | None,
     ) -> dict[str, Any]:
         chat = self.conversations[conversation]
-        number = next(self._ids)
         recipients = sum(1 for p in chat.participants if p["messaging_binding"])
         moment = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         message = {
             "account_sid": self.account_sid,
             "chat_service_sid": self.chat_service_sid,
             "conversation_sid": conversation,
-            "sid": sid("IM", f"{self._seed}-{number}"),
+            "sid": sid("IM", f"{self._seed}-{conversation}-{len(chat.messages)}"),
             "index": len(chat.messages),
             "author": form.get("Author") or "system",
             "body": form.get("Body"),
@@ -168,7 +169,17 @@ class TwilioSimulator:
             "links": {},
         }
         chat.messages.append(message)
+        bindings = [p["messaging_binding"] for p in chat.participants if p["messaging_binding"]]
+        if bindings:  # what Twilio will report receipts for: one per non-chat participant
+            self._new.append((message, bindings[0]["type"], len(bindings)))
         return message
+
+    def _notify(self) -> None:
+        with self._lock:
+            new, self._new = self._new, []
+        for message, channel, recipients in new:
+            for listener in self.listeners:
+                listener(message, channel, recipients)
 
     # -- server ----------------------------------------------------------------------------------
 
@@ -193,6 +204,14 @@ class TwilioSimulator:
         self, method: str, path: str, query: dict[str, list[str]], form: dict[str, list[str]]
     ) -> tuple[int, dict[str, Any], float]:
         """(status, JSON body, seconds to wait before answering) for one request."""
+        try:
+            return self._answer(method, path, query, form)
+        finally:
+            self._notify()
+
+    def _answer(
+        self, method: str, path: str, query: dict[str, list[str]], form: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any], float]:
         with self._lock:
             self.requests.append((method, path))
             fault = next((f for m, f in self._faults if m == method), None)
@@ -272,6 +291,8 @@ def _error(status: int, code: int) -> dict[str, Any]:
 
 def _handler(simulator: TwilioSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+
         def _serve(self) -> None:
             parsed = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)

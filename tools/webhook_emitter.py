@@ -1,0 +1,242 @@
+"""Twilio's `onDeliveryUpdated` webhooks, emitted for every message the simulator holds.
+
+For each message (the app's originals and Redeliver's retries alike) it picks an outcome and
+sends the receipt's status changes, signed as Twilio signs them, to a webhook URL:
+
+    SMS      sent → delivered                   | sent → undelivered 30003 | failed 30005
+    WhatsApp sent → delivered → read            | failed 63016 (outside the 24 h window)
+
+with a configurable failure mix, duplicated webhooks, webhooks arriving out of order (their
+`DateUpdated` stays truthful), and a chance that a retry is delivered. Sends are bounded in
+count and rate, and go only where `url` points (loopback for the offline stack, or a deployed
+stack's own URL with `--target`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import http.client
+import itertools
+import random
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+from tools.apigw import sign
+from tools.samples import sid
+
+# (status, error code) sequences after `sent`; the first element is the outcome's name.
+FAILURES = {
+    "sms": [("undelivered", 30003), ("failed", 30005), ("undelivered", 30008)],
+    "whatsapp": [("failed", 63016), ("undelivered", 30003)],
+}
+
+
+@dataclass
+class Mix:
+    failure_rate: float = 0.2  # share of original messages that fail
+    retry_success: float = 0.6  # share of retries that are delivered
+    duplicate_rate: float = 0.05  # share of webhooks sent twice
+    reorder_rate: float = 0.1  # share of receipts whose webhooks arrive in the wrong order
+    whatsapp_share: float = 0.3
+    spacing: float = 0.05  # seconds between a receipt's status changes
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    answers: Counter[int] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    def percentile(self, share: float) -> float:
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies) if self.latencies else 0.0
+
+
+class WebhookEmitter:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        mix: Mix | None = None,
+        *,
+        seed: int = 0,
+        max_webhooks: int = 100_000,
+        max_rate: float = 500.0,
+        senders: int = 4,
+    ) -> None:
+        self.url = url
+        self._parsed = urlparse(url)
+        self.token = token
+        self.mix = mix or Mix()
+        self.stats = Stats()
+        self.outcomes: Counter[str] = Counter()
+        self._seed = seed
+        self._max = max_webhooks
+        self._interval = 1.0 / max_rate
+        self._queue: list[tuple[float, int, dict[str, str]]] = []
+        self._order = itertools.count()
+        self._lock = threading.Condition()
+        self._in_flight = 0
+        self._stopping = False
+        self._senders = [
+            threading.Thread(target=self._send_loop, daemon=True) for _ in range(senders)
+        ]
+        self._next_slot = 0.0
+
+    def start(self) -> WebhookEmitter:
+        for thread in self._senders:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._queue and self._in_flight == 0
+
+    # -- what Twilio would report for one message ----------------------------------------------
+
+    def on_message(self, message: dict[str, Any], channel: str, recipients: int) -> None:
+        """Schedule the receipts of a message just created (the simulator calls this)."""
+        is_retry = '"redeliver"' in (message.get("attributes") or "") and '"attempt"' in (
+            message.get("attributes") or ""
+        )
+        for receipt in range(recipients):
+            self._schedule_receipt(message, channel, receipt, is_retry)
+
+    def _schedule_receipt(
+        self, message: dict[str, Any], channel: str, receipt: int, is_retry: bool
+    ) -> None:
+        # Seeded per message and receipt: the same scenario whatever order messages arrive in.
+        rng = random.Random(f"{self._seed}-{message['sid']}-{receipt}")  # noqa: S311
+        mix = self.mix
+        fails = rng.random() >= mix.retry_success if is_retry else rng.random() < mix.failure_rate
+        steps: list[tuple[str, int | None]]
+        if fails:
+            status, code = rng.choice(FAILURES[channel])
+            steps = [("sent", None), (status, code)]
+            if status == "failed" and code == 30005:
+                steps = [("failed", 30005)]
+            self.outcomes[f"{status} {code}"] += 1
+        else:
+            steps = [("sent", None), ("delivered", None)]
+            if channel == "whatsapp":
+                steps.append(("read", None))
+            self.outcomes["delivered"] += 1
+        start = datetime.now(UTC)
+        events = []
+        for n, (step_status, step_code) in enumerate(steps):
+            updated = start + timedelta(seconds=mix.spacing * (n + 1))
+            events.append(_fields(message, receipt, step_status, step_code, updated))
+        if len(events) > 1 and rng.random() < mix.reorder_rate:
+            events.reverse()  # the later status arrives first
+        for n, fields in enumerate(events):
+            self._push(time.monotonic() + mix.spacing * (n + 1), fields)
+            if rng.random() < mix.duplicate_rate:
+                self._push(time.monotonic() + mix.spacing * (n + 1.5), fields)
+
+    def _push(self, at: float, fields: dict[str, str]) -> None:
+        with self._lock:
+            heapq.heappush(self._queue, (at, next(self._order), fields))
+            self._lock.notify()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        connection: http.client.HTTPConnection | None = None
+        while True:
+            with self._lock:
+                while not self._stopping and (
+                    not self._queue
+                    or self._queue[0][0] > time.monotonic()
+                    or self.stats.sent >= self._max
+                ):
+                    timeout = (self._queue[0][0] - time.monotonic()) if self._queue else None
+                    self._lock.wait(timeout=max(0.001, timeout) if timeout else 0.5)
+                if self._stopping:
+                    return
+                _, _, fields = heapq.heappop(self._queue)
+                self._in_flight += 1
+                self.stats.sent += 1
+                slot = max(time.monotonic(), self._next_slot)
+                self._next_slot = slot + self._interval
+            time.sleep(max(0.0, slot - time.monotonic()))  # the rate bound
+            connection = self._post(connection, fields)
+            with self._lock:
+                self._in_flight -= 1
+                self._lock.notify_all()
+
+    def _post(
+        self, connection: http.client.HTTPConnection | None, fields: dict[str, str]
+    ) -> http.client.HTTPConnection | None:
+        body = urlencode(fields)
+        # Twilio signs the URL it was given; offline, https is what API Gateway would show.
+        signed = (
+            self.url
+            if self._parsed.scheme == "https"
+            else self.url.replace("http://", "https://", 1)
+        )
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": sign(signed, fields, self.token),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        started = time.perf_counter()
+        try:
+            if connection is None:
+                factory = (
+                    http.client.HTTPSConnection
+                    if self._parsed.scheme == "https"
+                    else http.client.HTTPConnection
+                )
+                connection = factory(self._parsed.netloc, timeout=10)
+            connection.request("POST", self._parsed.path or "/", body, headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            with self._lock:
+                self.stats.errors += 1
+            return None
+        with self._lock:
+            self.stats.latencies.append(time.perf_counter() - started)
+            self.stats.answers[response.status] += 1
+        return connection
+
+
+def _fields(
+    message: dict[str, Any], receipt: int, status: str, code: int | None, updated: datetime
+) -> dict[str, str]:
+    created = message["date_created"]
+    return {
+        "AccountSid": message["account_sid"],
+        "ChatServiceSid": message["chat_service_sid"],
+        "ConversationSid": message["conversation_sid"],
+        "MessageSid": message["sid"],
+        "DeliveryReceiptSid": sid("DY", f"{message['sid']}-{receipt}"),
+        "ChannelMessageSid": sid("SM", f"{message['sid']}-{receipt}"),
+        "ParticipantSid": sid("MB", f"{message['conversation_sid']}-{receipt}"),
+        "EventType": "onDeliveryUpdated",
+        "Status": status,
+        "ErrorCode": "" if code is None else str(code),
+        "DateCreated": created,
+        "DateUpdated": updated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "Source": "API",
+        "ClientIdentity": "",
+    }
