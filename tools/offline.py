@@ -348,6 +348,7 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int) -> Offline:
                 ),
                 "RetryPolicy": json.dumps(OFFLINE_POLICY),
                 "TwilioConversationsUrl": sim.url,
+                "RetryFollowUpSeconds": "2",
             },
         )
     runtime = Runtime(stack, workdir / "lambda.log")

@@ -41,6 +41,7 @@ worker = RetryWorker(
     ),
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,
+    follow_up_seconds=settings.follow_up_seconds,
 )
 processor = BatchProcessor(event_type=EventType.SQS)
 

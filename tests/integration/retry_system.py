@@ -59,6 +59,7 @@ class RetrySystem:
             **self.stack.environment("RetryFunction"),
             "TWILIO_CONVERSATIONS_URL": self.sim.url,
             "TWILIO_TIMEOUT_SECONDS": "2",
+            "FOLLOW_UP_SECONDS": "0",  # follow-ups due at once: the tests move the clock
             **environment,
         }
         if policy is not None:

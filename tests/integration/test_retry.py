@@ -292,7 +292,8 @@ def test_a_crash_after_any_step_still_sends_exactly_once(
     system.redeliver_now()
     system.advance(30)
     again = system.poll()
-    assert again.received == 1
+    follow_up_queued = step == "clear_pending"  # the send was complete, its follow-up queued
+    assert again.received == 1 + follow_up_queued
     assert bool(again.failed) == (step in ("claim", "create_message"))
     # After the visibility timeout the claim is stale: look for the marker, then send or record.
     system.advance(360)
@@ -380,3 +381,33 @@ def test_a_delivery_that_lands_while_the_worker_fetches_stops_the_resend(
     system.drain()
     assert system.created() == []
     assert system.attempts(original) == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        ("delivered", "RetryRecovered"),
+        ("read", "RetryRecovered"),
+        ("undelivered", "RetryNotRecovered"),
+        (None, "RetryUnconfirmed"),
+    ],
+)
+def test_a_sent_retry_is_followed_up_recovered_or_not(
+    system: RetrySystem,
+    capsys: pytest.CaptureFixture[str],
+    status: str | None,
+    verdict: str,
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.poll()  # sends the retry and queues its follow-up
+    [new] = system.created(conversation)
+    if status is not None:
+        code = 30003 if status == "undelivered" else None
+        assert system.webhook(conversation, new["sid"], status, code, after=90) == 200
+    capsys.readouterr()
+    system.poll()
+    output = capsys.readouterr().out
+    assert f'"{verdict}"' in output
+    others = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"} - {verdict}
+    assert not any(f'"{other}"' in output for other in others)

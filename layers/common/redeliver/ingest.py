@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redeliver.jobs import RetryJob
-from redeliver.observability import logger, metrics
+from redeliver.observability import count, count_by, error_class, logger, status_value
 from redeliver.receipts import (
     DELIVERY_EVENT_TYPE,
     Change,
@@ -34,7 +33,11 @@ from redeliver.signature import FormFields, SignatureVerifier
 from redeliver.store import ReceiptStore
 
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
-_CHANGE_METRICS = {Change.DUPLICATE: "DuplicateReceipts", Change.OLDER: "OutOfOrderReceipts"}
+_CHANGE_METRICS = {
+    Change.NEW: "NewReceipts",  # one per receipt: the failure rate's denominator
+    Change.DUPLICATE: "DuplicateReceipts",
+    Change.OLDER: "OutOfOrderReceipts",
+}
 
 
 class SignatureRejected(Exception):
@@ -82,7 +85,7 @@ class Ingest:
         event_type = form.get("EventType", "")
         if event_type and event_type != DELIVERY_EVENT_TYPE:
             logger.info("ignoring a signed event of another type", extra={"event_type": event_type})
-            metrics.add_metric(name="IgnoredEvents", unit=MetricUnit.Count, value=1)
+            count("IgnoredEvents")
             return IngestResult(transition=None)
         event = parse_delivery_event(form)
         log = {
@@ -102,20 +105,21 @@ class Ingest:
                 "previous_status": transition.previous_status,
             },
         )
-        metrics.add_metric(name="Receipts", unit=MetricUnit.Count, value=1)
+        count("Receipts")
         if transition.change in _CHANGE_METRICS:
-            metrics.add_metric(
-                name=_CHANGE_METRICS[transition.change], unit=MetricUnit.Count, value=1
-            )
+            count(_CHANGE_METRICS[transition.change])
+        if transition.change in (Change.NEW, Change.LATEST):
+            count_by("ReceiptsByStatus", "status", status_value(event.status))
         if not transition.enqueue:
             return IngestResult(transition)
 
-        metrics.add_metric(name="NewFailures", unit=MetricUnit.Count, value=1)
+        count("NewFailures")
+        count_by("NewFailuresByClass", "error_class", error_class(event.error_code))
         try:
             self._queue.send(RetryJob(event))
         except (ClientError, BotoCoreError):
             # Stored and marked pending: the sweeper queues it. Not a reason to fail the webhook.
             logger.exception("retry enqueue failed; the sweeper will queue it", extra=log)
-            metrics.add_metric(name="EnqueueDeferred", unit=MetricUnit.Count, value=1)
+            count("EnqueueDeferred")
             return IngestResult(transition, enqueued=False)
         return IngestResult(transition, enqueued=True)

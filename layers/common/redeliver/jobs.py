@@ -1,4 +1,5 @@
-"""The retry job: what travels on RetryQueue between ingest (or the sweeper) and the worker."""
+"""What travels on RetryQueue: retry jobs (a failure, from ingest or the sweeper) and follow-ups
+(did a retry the worker sent get delivered?)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,48 @@ class RetryJob:
 
     def due(self, at: int) -> RetryJob:
         return replace(self, due_at=at)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """Look at a sent retry's receipts once `due_at` has passed: recovered, or not."""
+
+    message_sid: str  # the new message
+    root: str
+    attempt: int
+    due_at: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": JOB_VERSION,
+                "kind": "follow_up",
+                "message_sid": self.message_sid,
+                "root": self.root,
+                "attempt": self.attempt,
+                "due_at": self.due_at,
+            },
+            separators=(",", ":"),
+        )
+
+    def due(self, at: int) -> FollowUp:
+        return replace(self, due_at=at)
+
+
+def parse_job(text: str) -> RetryJob | FollowUp:
+    """Either kind of job, or MalformedEvent."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedEvent(f"job is not JSON: {exc}") from None
+    if isinstance(body, dict) and body.get("kind") == "follow_up":
+        try:
+            return FollowUp(
+                str(body["message_sid"]),
+                str(body["root"]),
+                int(body["attempt"]),
+                int(body["due_at"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedEvent(f"bad follow-up job: {exc!r}") from None
+    return RetryJob.from_json(text)

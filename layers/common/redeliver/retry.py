@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
 from redeliver.chain import (
     Attempt,
     AttemptState,
@@ -40,10 +38,10 @@ from redeliver.chain import (
     new_message,
 )
 from redeliver.conversations import ConversationsGateway, TwilioError
-from redeliver.jobs import RetryJob
-from redeliver.observability import logger, metrics
+from redeliver.jobs import FollowUp, RetryJob, parse_job
+from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import Failure, GiveUp, Overrides, RetryPolicy, Send, Wait, decide
-from redeliver.receipts import SUCCESS_STATUSES
+from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import Claim, ReceiptStore
 
@@ -54,6 +52,7 @@ class Outcome(StrEnum):
     GAVE_UP = "gave_up"
     SKIPPED = "skipped"  # the receipt moved on: delivered since, or a newer failure decides
     DUPLICATE = "duplicate"  # this attempt was decided by another record already
+    FOLLOWED_UP = "followed_up"  # a sent retry's outcome was counted
 
 
 class RetryLater(Exception):
@@ -77,6 +76,7 @@ class RetryWorker:
         policy: RetryPolicy,
         *,
         claim_stale_seconds: int,
+        follow_up_seconds: int = 900,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -84,19 +84,45 @@ class RetryWorker:
         self._twilio = twilio
         self._policy = policy
         self._stale = claim_stale_seconds
+        self._follow_up = follow_up_seconds
         self._clock = clock
 
     def process_body(self, body: str) -> Result:
         """One SQS record. Raising sends it back to the queue (then to the DLQ): counted here."""
         try:
-            return self.process(RetryJob.from_json(body))
+            job = parse_job(body)
+            if isinstance(job, FollowUp):
+                return self.follow_up(job)
+            return self.process(job)
         except Exception as error:
-            metrics.add_metric(name="RetryError", unit=MetricUnit.Count, value=1)
+            count("RetryError")
             if isinstance(error, RetryLater):
                 logger.warning("retry job back to the queue", extra={"reason": str(error)})
             else:
                 logger.exception("retry job failed")
             raise
+
+    def follow_up(self, job: FollowUp) -> Result:
+        """Did a retry we sent reach its recipient? Counted once its receipts had time."""
+        now = self._clock()
+        log: dict[str, object] = {
+            "message_sid": job.message_sid,
+            "root": job.root,
+            "attempt": job.attempt,
+        }
+        if job.due_at > now:
+            self._queue.send(job, delay_seconds=int(job.due_at - now))
+            return Result(Outcome.WAITING, "follow-up hop")
+        statuses = {r.status for r in self._store.load_message(job.message_sid).receipts.values()}
+        if statuses & SUCCESS_STATUSES:
+            verdict = "RetryRecovered"
+        elif statuses & FAILURE_STATUSES:
+            verdict = "RetryNotRecovered"  # its own failure job decides what comes next
+        else:
+            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` yet
+        count(verdict)
+        logger.info("retry followed up", extra={**log, "verdict": verdict})
+        return Result(Outcome.FOLLOWED_UP, verdict)
 
     def process(self, job: RetryJob) -> Result:
         now = self._clock()
@@ -210,7 +236,7 @@ class RetryWorker:
                 else (f"twilio_rejected_{error.code or error.status}")
             )
             return self._give_up(chain, job, reason, now)
-        self._store.record_sent(chain, new_sid, event.message_sid, int(self._clock()))
+        self._sent(chain, new_sid, event.message_sid)
         return Result(Outcome.SENT, new_message_sid=new_sid, chain=chain)
 
     def _resume(
@@ -234,11 +260,19 @@ class RetryWorker:
         except TwilioError as error:
             raise RetryLater(str(error)) from error
         if found is not None:
-            self._store.record_sent(chain, found, job.event.message_sid, int(now))
+            self._sent(chain, found, job.event.message_sid)
             return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
         if not self._store.take_over(chain, existing.claimed_at, int(now)):
             raise RetryLater("another worker took the stale claim")
         return None
+
+    def _sent(self, chain: Chain, new_sid: str, retry_of: str) -> None:
+        # The follow-up only counts (RetryRecovered); a crash between the record and it loses
+        # that count, never a message.
+        now = int(self._clock())
+        self._store.record_sent(chain, new_sid, retry_of, now)
+        due = now + self._follow_up
+        self._queue.send(FollowUp(new_sid, chain.root, chain.attempt, due), self._follow_up)
 
     def _give_up(self, chain: Chain, job: RetryJob, reason: str, now: float) -> Result:
         if not self._store.record_give_up(chain, job.event, reason, int(now)):
@@ -258,17 +292,10 @@ class RetryWorker:
         }
         if result.outcome is Outcome.GAVE_UP:
             logger.warning("retry given up", extra=fields)
-            with single_metric(
-                name="RetryGaveUpByReason",
-                unit=MetricUnit.Count,
-                value=1,
-                namespace=metrics.namespace,
-                default_dimensions=metrics.default_dimensions,
-            ) as metric:
-                metric.add_dimension(name="reason", value=result.detail)
+            count_by("RetryGaveUpByReason", "reason", reason_value(result.detail))
         else:
             logger.info("retry decided", extra=fields)
-        metrics.add_metric(name=_METRICS[result.outcome], unit=MetricUnit.Count, value=1)
+        count(_METRICS[result.outcome])
         return result
 
 

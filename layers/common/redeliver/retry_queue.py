@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redeliver.jobs import RetryJob
+from redeliver.jobs import FollowUp, RetryJob
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -17,7 +17,7 @@ class RetryQueue:
         self._sqs = client
         self._url = queue_url
 
-    def send(self, job: RetryJob, delay_seconds: int = 0) -> str:
+    def send(self, job: RetryJob | FollowUp, delay_seconds: int = 0) -> str:
         answer = self._sqs.send_message(
             QueueUrl=self._url,
             MessageBody=job.to_json(),

@@ -24,6 +24,7 @@ class Settings:
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
     twilio_timeout_seconds: int = 10
     claim_stale_seconds: int = 90  # longer than any run of the retry function
+    follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +55,5 @@ class Settings:
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
             twilio_timeout_seconds=integer("TWILIO_TIMEOUT_SECONDS", 10),
             claim_stale_seconds=integer("CLAIM_STALE_SECONDS", 90),
+            follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
         )

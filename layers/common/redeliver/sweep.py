@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import time
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from redeliver.jobs import RetryJob
-from redeliver.observability import logger, metrics
+from redeliver.observability import count, logger
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import ReceiptStore
 
@@ -35,5 +33,5 @@ def sweep(
             },
         )
         swept += 1
-    metrics.add_metric(name="SweptFailures", unit=MetricUnit.Count, value=swept)
+    count("SweptFailures", swept)
     return swept
