@@ -1,0 +1,209 @@
+"""Every alarm and dashboard series watches a metric the handlers really emit.
+
+The handlers run every path (receipts of each kind, rejections, a fault, retries sent, waited,
+given up and followed up, a sweep) against the template deployed into moto, with their EMF output
+captured; the template's metrics must be among those, with exactly the same dimension names.
+moto does not create alarms or dashboards (tools/stack.py): they are read from template.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.integration.retry_system import RetrySystem
+from tests.lambdas import invoke, load_function
+from tools.apigw import http_api_event
+from tools.lambdas import emitted_metrics
+from tools.samples import receipt_fields
+from tools.stack import DeployedStack, load_template
+from tools.twilio_sim import TwilioSimulator, running
+
+NAMESPACE = "Redeliver"
+Series = tuple[str, frozenset[str]]
+
+
+@pytest.fixture
+def sim() -> Iterator[TwilioSimulator]:
+    with running() as simulator:
+        yield simulator
+
+
+def run_every_path(
+    system: RetrySystem, stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation, retried = system.message()
+    system.fail(conversation, retried, 30003)  # NewFailures, NewFailuresByClass
+    system.poll()  # RetrySent, follow-up queued
+    [new] = system.created(conversation)
+    assert system.webhook(conversation, new["sid"], "delivered", after=90) == 200
+    system.poll()  # RetryRecovered
+    other, recovered_not = system.message()
+    system.fail(other, recovered_not, 30008)
+    system.poll()
+    [again] = system.created(other)
+    system.fail(other, again["sid"], 30008, after=95)
+    system.poll()  # RetryNotRecovered, and the retry's own failure job
+    third, unconfirmed = system.message()
+    system.fail(third, unconfirmed, 30001)
+    system.poll()
+    system.poll()  # RetryUnconfirmed
+    fourth, given_up = system.message()
+    system.fail(fourth, given_up, 30005, status="failed")
+    system.poll()  # RetryGaveUp, RetryGaveUpByReason
+    fifth, waiting = system.message()
+    system.now = system.now.replace(minute=0, second=8)
+    system.fail(fifth, waiting, 30003)
+    system.poll()  # RetryWaiting (a frozen clock: the job keeps waiting)
+    system.sqs.send_message(QueueUrl=system.queue_url, MessageBody="not a job")
+    system.poll()  # RetryError
+
+    ingest = system.ingest
+    for fields in (
+        receipt_fields("sent", message="m"),
+        receipt_fields("sent", message="m"),
+        receipt_fields("delivered", message="m", updated="2026-11-27T10:00:09Z"),
+        receipt_fields("sent", message="m", updated="2026-11-27T09:00:00Z"),
+        receipt_fields("read", message="x", updated="2026-11-27T09:00:00Z"),
+    ):
+        invoke(ingest, http_api_event(fields, token="redeliver-test-auth-token-not-a-secret"))
+    invoke(ingest, http_api_event(receipt_fields(), token="forged"))  # SignatureRejected
+    bad = receipt_fields()
+    del bad["Status"]
+    invoke(ingest, http_api_event(bad, token="redeliver-test-auth-token-not-a-secret"))
+    unknown = receipt_fields("delivered_to_handset", message="u")
+    invoke(ingest, http_api_event(unknown, token="redeliver-test-auth-token-not-a-secret"))
+    other_event = receipt_fields("sent", message="o")
+    other_event["EventType"] = "onMessageAdded"
+    invoke(ingest, http_api_event(other_event, token="redeliver-test-auth-token-not-a-secret"))
+
+    broken = load_function(
+        "ingest",
+        {**stack.environment("IngestFunction"), "RETRY_QUEUE_URL": system.queue_url + "-gone"},
+        monkeypatch,
+    )
+    invoke(
+        broken,
+        http_api_event(
+            receipt_fields("failed", message="q", error_code=63016),
+            token="redeliver-test-auth-token-not-a-secret",
+        ),
+    )
+    sweeper = load_function(
+        "sweep", {**stack.environment("SweepFunction"), "SWEEP_GRACE_SECONDS": "0"}, monkeypatch
+    )
+    invoke(sweeper, {})  # SweptFailures (the failure whose enqueue was lost just now)
+    boto3.client("dynamodb").delete_table(TableName=system.table)
+    invoke(
+        ingest,
+        http_api_event(
+            receipt_fields("sent", message="z"), token="redeliver-test-auth-token-not-a-secret"
+        ),
+    )  # IngestFaults
+
+
+@pytest.fixture
+def emitted(
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> dict[Series, set[tuple[str, ...]]]:
+    """Every series the handlers printed: (name, dimension names) -> dimension value tuples."""
+    system = RetrySystem(stack, sim, monkeypatch)
+    capsys.readouterr()
+    run_every_path(system, stack, monkeypatch)
+    series: dict[Series, set[tuple[str, ...]]] = {}
+    for name, dimensions, _ in emitted_metrics(capsys.readouterr().out):
+        key = (name, frozenset(dimensions))
+        series.setdefault(key, set()).add(tuple(v for _, v in sorted(dimensions.items())))
+    return series
+
+
+def alarm_series(sam: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(alarm, metric name, dimensions) of every alarm metric in our namespace."""
+    for name, resource in sam["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        if "MetricName" in props:
+            stats.append(props)
+        for metric in stats:
+            if metric["Namespace"] == NAMESPACE:
+                dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+                yield name, metric["MetricName"], dims
+
+
+def dashboard_series(sam: dict[str, Any]) -> Iterator[tuple[str, dict[str, str]]]:
+    body = json.loads(sam["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"])
+    for widget in body["widgets"]:
+        for row in widget["properties"]["metrics"]:
+            values = [v for v in row if isinstance(v, str)]
+            if values and values[0] == NAMESPACE:
+                yield values[1], dict(zip(values[2::2], values[3::2], strict=True))
+
+
+def test_every_alarm_watches_an_emitted_metric_with_its_exact_dimensions(
+    emitted: dict[Series, set[tuple[str, ...]]],
+) -> None:
+    sam = load_template()
+    watched = list(alarm_series(sam))
+    assert len({alarm for alarm, _, _ in watched}) >= 7
+    for alarm, metric, dimensions in watched:
+        assert (metric, frozenset(dimensions)) in emitted, (alarm, metric, sorted(dimensions))
+        assert dimensions["service"] == {"Ref": "AWS::StackName"}, alarm
+
+
+def test_every_dashboard_series_is_emitted_with_a_value_it_names(
+    emitted: dict[Series, set[tuple[str, ...]]],
+) -> None:
+    for metric, dimensions in dashboard_series(load_template()):
+        key = (metric, frozenset(dimensions))
+        assert key in emitted, (metric, dimensions)
+        extra = {k: v for k, v in dimensions.items() if k != "service"}
+        if extra:  # a value the code can emit: status, error class
+            [(name, value)] = extra.items()
+            from redeliver import observability
+
+            allowed = {
+                "status": {*observability.KNOWN_STATUSES, "other"},
+                "error_class": {*observability.ERROR_CLASSES.values(), "other", "none"},
+            }
+            assert value in allowed[name], (metric, name, value)
+
+
+def test_the_service_dimension_is_the_stack_name_in_code_and_alarms() -> None:
+    sam = load_template()
+    variables = sam["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
+
+
+def test_metric_math_is_well_formed_and_thresholds_are_parameters() -> None:
+    sam = load_template()
+    parameters = set(sam["Parameters"])
+    for name, resource in sam["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert len(props["AlarmDescription"]) > 80, name  # says what it means and what to do
+        threshold = props["Threshold"]
+        assert threshold == 1 or threshold.get("Ref") in parameters, name
+        if "Metrics" not in props:
+            continue
+        ids = {m["Id"] for m in props["Metrics"]}
+        returned = [m for m in props["Metrics"] if m["ReturnData"]]
+        assert len(returned) == 1, name
+        expression = returned[0]["Expression"]["Fn::Sub"]
+        used = set(re.findall(r"\b[a-z][a-z0-9_]*\b", re.sub(r"\$\{[^}]+\}", "", expression)))
+        assert used - {"if"} <= ids, (name, used - ids)
+        for placeholder in re.findall(r"\$\{([^}]+)\}", expression):
+            assert placeholder in parameters, (name, placeholder)
+        assert all(ident[0].islower() for ident in ids), name  # CloudWatch requires it
