@@ -9,6 +9,8 @@ and not a mock of our own wrapper. Endpoints:
                                                   MediaSid, ContentSid, ContentVariables)
     GET  /v1/Conversations/{CH}/Messages          list (Order=asc|desc, PageSize)
     GET  /v1/Conversations/{CH}/Participants      list participants
+    GET  /v1/Services/{IS}/Configuration/Webhooks fetch a service's webhook configuration
+    POST /v1/Services/{IS}/Configuration/Webhooks update it (Filters replaced whole)
 
 Faults for the next requests are scripted with `fail_next(...)`: an HTTP error answer (429, 500,
 a 4xx with a Twilio error code), or `timeout_after_create`, which stores the message and then
@@ -35,6 +37,7 @@ from tools.samples import sid
 _MESSAGE = re.compile(r"^/v1/Conversations/(CH\w{32})/Messages/(IM\w{32})$")
 _MESSAGES = re.compile(r"^/v1/Conversations/(CH\w{32})/Messages$")
 _PARTICIPANTS = re.compile(r"^/v1/Conversations/(CH\w{32})/Participants$")
+_SERVICE_WEBHOOKS = re.compile(r"^/v1/Services/(IS\w{32})/Configuration/Webhooks$")
 
 
 @dataclass
@@ -64,6 +67,7 @@ class TwilioSimulator:
         self._seed = seed
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.service_webhooks: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[dict[str, Any], str, int], None]] = []
         self._new: list[tuple[dict[str, Any], str, int]] = []
 
@@ -209,7 +213,7 @@ class TwilioSimulator:
         finally:
             self._notify()
 
-    def _answer(
+    def _answer(  # noqa: PLR0911 - one return per route
         self, method: str, path: str, query: dict[str, list[str]], form: dict[str, list[str]]
     ) -> tuple[int, dict[str, Any], float]:
         with self._lock:
@@ -226,10 +230,39 @@ class TwilioSimulator:
                     status, body, _ = self._create(match.group(1), form)
                     return status, body, fault.delay if fault else 0.0
                 return self._list(match.group(1), query)
+            if match := _SERVICE_WEBHOOKS.match(path):
+                return self._service_webhooks(match.group(1), method, form)
             if (match := _PARTICIPANTS.match(path)) and match.group(1) in self.conversations:
                 items = self.conversations[match.group(1)].participants
                 return 200, _page("participants", items, path, len(items)), 0.0
             return 404, _error(404, 20404), 0.0
+
+    def _service_webhooks(
+        self, service: str, method: str, form: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any], float]:
+        config = self.service_webhooks.setdefault(
+            service,
+            {
+                "account_sid": self.account_sid,
+                "chat_service_sid": service,
+                "pre_webhook_url": None,
+                "post_webhook_url": None,
+                "filters": [],
+                "method": "POST",
+                "url": f"/v1/Services/{service}/Configuration/Webhooks",
+            },
+        )
+        if method == "POST":
+            if "Filters" in form:
+                config["filters"] = list(form["Filters"])
+            for field, key in (
+                ("PostWebhookUrl", "post_webhook_url"),
+                ("PreWebhookUrl", "pre_webhook_url"),
+                ("Method", "method"),
+            ):
+                if field in form:
+                    config[key] = form[field][0]
+        return 200, dict(config), 0.0
 
     def _fetch(self, conversation: str, message: str) -> tuple[int, dict[str, Any], float]:
         chat = self.conversations.get(conversation)

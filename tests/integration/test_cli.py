@@ -1,0 +1,194 @@
+"""The operator commands against the template deployed into moto and the Twilio simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from tests.integration.retry_system import RetrySystem
+from tools import cli
+from tools.stack import DeployedStack
+from tools.twilio_sim import TwilioSimulator, running
+
+
+@pytest.fixture
+def sim() -> Iterator[TwilioSimulator]:
+    with running() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def system(
+    stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch
+) -> RetrySystem:
+    return RetrySystem(stack, sim, monkeypatch)
+
+
+def run(capsys: pytest.CaptureFixture[str], stack: DeployedStack, *argv: str) -> tuple[int, str]:
+    code = cli.main(["--stack", stack.name, *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_trace_shows_the_whole_chain_from_any_of_its_messages(
+    system: RetrySystem,
+    stack: DeployedStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.drain()
+    [first] = system.created(conversation)
+    system.fail(conversation, first["sid"], 30003, after=80)
+    system.advance(1_000)  # attempt 2 waits 900 s from that failure
+    system.drain()
+    second = system.created(conversation)[1]
+    assert system.webhook(conversation, second["sid"], "delivered", after=1000) == 200
+    capsys.readouterr()  # the handlers' own output
+    code, out = run(capsys, stack, "trace", second["sid"])
+    assert code == 0
+    assert f"chain of {original} (2 retries)" in out
+    lines = out.splitlines()
+    assert any("attempt 1: sent " + first["sid"] in line for line in lines)
+    assert any("attempt 2: sent " + second["sid"] in line for line in lines)
+    assert any(f"retry 2 {second['sid']} receipt" in line and "delivered" in line for line in lines)
+    assert any(
+        f"original {original} receipt" in line and "undelivered 30003" in line for line in lines
+    )
+    assert run(capsys, stack, "trace", original)[1].splitlines()[1:] == lines[1:]
+
+
+def test_trace_says_what_is_wrong(
+    system: RetrySystem, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(capsys, stack, "trace", "IM" + "0" * 32)
+    assert code == 1
+    assert "no record of IM" in out
+    code, out = run(capsys, stack, "trace", "SM123")
+    assert code == 1
+    assert "is not a message SID" in out
+
+
+def test_a_missing_stack_is_an_error_not_a_traceback(
+    aws: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["--stack", "nope", "stats"]) == 1
+    assert "stack 'nope' not found" in capsys.readouterr().err
+
+
+def test_stats_counts_the_window(
+    system: RetrySystem, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    other, lost = system.message()
+    system.fail(other, lost, 30005, status="failed")
+    system.drain()
+    [retry] = system.created(conversation)
+    assert system.webhook(conversation, retry["sid"], "read", after=100) == 200
+    code, out = run(capsys, stack, "stats", "--hours", "100000")
+    assert code == 0
+    assert "receipts    3 {'failed': 1, 'read': 1, 'undelivered': 1}" in out
+    assert "failures    2 (66.7 %)" in out
+    assert "retries     1 sent, 1 recovered" in out
+    assert "given up    1 {'permanent_error': 1}" in out
+
+
+def test_redrive_counts_first_and_moves_with_yes(
+    system: RetrySystem,
+    stack: DeployedStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sqs = boto3.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=system.dlq_url, MessageBody=json.dumps({"n": n}))
+    code, out = run(capsys, stack, "redrive")
+    assert code == 0
+    assert "about 3 job(s)" in out
+    assert "--yes" in out
+    assert len(system.queued()) == 0
+    code, out = run(capsys, stack, "redrive", "--yes", "--by-hand")
+    assert "Moved 3 job(s)" in out
+    assert sorted(job["n"] for job in system.queued()) == [0, 1, 2]
+    assert "about 0 job(s)" in run(capsys, stack, "redrive")[1]
+
+
+def test_redrive_uses_an_sqs_message_move_task(
+    system: RetrySystem,
+    stack: DeployedStack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto does not implement StartMessageMoveTask: that one call is answered here, with
+    what AWS answers, and its arguments checked; every other call goes to moto."""
+    boto3.client("sqs").send_message(QueueUrl=system.dlq_url, MessageBody="{}")
+    calls: list[dict[str, Any]] = []
+    real_client = boto3.client
+
+    def client(service: str, *args: Any, **kwargs: Any) -> Any:
+        made = real_client(service, *args, **kwargs)
+        if service == "sqs":
+
+            def answer(params: dict[str, Any], **_: Any) -> Any:
+                calls.append(json.loads(params["body"]))  # SQS speaks JSON
+                return AWSResponse("https://sqs", 200, {}, None), {"TaskHandle": "handle-1"}
+
+            made.meta.events.register("before-call.sqs.StartMessageMoveTask", answer)
+        return made
+
+    monkeypatch.setattr(cli.boto3, "client", client)
+    code, out = run(capsys, stack, "redrive", "--yes")
+    assert code == 0
+    assert "Started message move task handle-1" in out
+    [params] = calls
+    assert params["SourceArn"].endswith(stack.physical_ids["RetryDLQ"].rsplit("/", 1)[1])
+    assert params["DestinationArn"].endswith(stack.physical_ids["RetryQueue"].rsplit("/", 1)[1])
+
+
+def test_configure_webhook_merges_the_filter_and_can_dry_run(
+    system: RetrySystem,
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = sim.chat_service_sid
+    sim.service_webhooks[service] = {
+        "account_sid": sim.account_sid,
+        "chat_service_sid": service,
+        "pre_webhook_url": None,
+        "post_webhook_url": "https://old.example/hook",
+        "filters": ["onMessageAdded"],
+        "method": "POST",
+        "url": f"/v1/Services/{service}/Configuration/Webhooks",
+    }
+    target = "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/delivery-receipts"
+    args = ["configure-webhook", service, "--url", target, "--twilio-url", sim.url]
+    code, out = run(capsys, stack, *args, "--dry-run")
+    assert code == 0
+    assert "before: POST-webhook https://old.example/hook" in out
+    assert "filters ['onDeliveryUpdated', 'onMessageAdded']" in out
+    assert "replaces the post-event webhook https://old.example/hook" in out
+    assert "Dry run: nothing changed." in out
+    assert sim.service_webhooks[service]["post_webhook_url"] == "https://old.example/hook"
+    code, out = run(capsys, stack, *args)
+    assert code == 0
+    assert "Updated." in out
+    assert sim.service_webhooks[service]["post_webhook_url"] == target
+    assert sim.service_webhooks[service]["filters"] == ["onDeliveryUpdated", "onMessageAdded"]
+    code, out = run(capsys, stack, "configure-webhook", "IS123", "--url", target)
+    assert code == 1
+    assert "is not a Conversation Service SID" in out
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("trace", "stats", "redrive", "configure-webhook"):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([command, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: python -m tools.cli" in capsys.readouterr().out

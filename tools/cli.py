@@ -1,0 +1,373 @@
+"""Operator commands for a Redeliver stack: `python -m tools.cli --help`.
+
+Each command finds the stack's resources by its CloudFormation stack name (outputs and
+parameters), so it works the same against a deployed stack and against the offline one
+(`--endpoint-url` set to moto's, as `make serve` prints).
+
+    trace IM…            a message's receipts and its whole retry chain, as a timeline
+    stats [--hours N]    receipts, failures, retries, recoveries and give-ups over a window
+    redrive [--yes]      move RetryDLQ back onto RetryQueue (SQS message move task)
+    configure-webhook    point a Conversation Service's post-event webhook at the stack
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from redeliver.credentials import TwilioCredentials
+from redeliver.store import HISTORY_PREFIX
+
+DELIVERY_EVENT = "onDeliveryUpdated"
+_MESSAGE_SID = re.compile(r"^IM[0-9a-fA-F]{32}$")
+_SERVICE_SID = re.compile(r"^IS[0-9a-fA-F]{32}$")
+
+
+class CommandError(Exception):
+    """Said to the operator as it is, with exit code 1."""
+
+
+@dataclass
+class Stack:
+    name: str
+    outputs: dict[str, str]
+    parameters: dict[str, str]
+
+    @classmethod
+    def find(cls, name: str) -> Stack:
+        try:
+            [stack] = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+        except ClientError as error:
+            raise CommandError(
+                f"stack {name!r} not found: {error.response['Error']['Message']}"
+            ) from None
+        return cls(
+            name,
+            {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+            {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])},
+        )
+
+    def output(self, key: str) -> str:
+        if key not in self.outputs:
+            raise CommandError(f"stack {self.name!r} has no output {key}: is it a Redeliver stack?")
+        return self.outputs[key]
+
+
+# -- trace ---------------------------------------------------------------------------------------
+
+
+def _partition(table: str, message_sid: str) -> list[dict[str, Any]]:
+    client = boto3.client("dynamodb")
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"MSG#{message_sid}"}},
+        ConsistentRead=True,
+    ):
+        items += [{k: next(iter(v.values())) for k, v in item.items()} for item in page["Items"]]
+    return items
+
+
+def trace(stack: Stack, message_sid: str) -> list[str]:
+    if not _MESSAGE_SID.match(message_sid):
+        raise CommandError(f"{message_sid!r} is not a message SID (IM followed by 32 hex digits)")
+    table = stack.output("ReceiptsTableName")
+    items = _partition(table, message_sid)
+    if not items:
+        raise CommandError(f"no record of {message_sid} in {table} (unknown, or past its TTL)")
+    origin = next((i for i in items if i["sk"] == "ORIGIN"), None)
+    root = origin["root"] if origin else message_sid
+    root_items = items if root == message_sid else _partition(table, root)
+    events: list[tuple[str, str]] = []
+    messages = [(root, "original", root_items)]
+    for attempt in sorted(
+        (i for i in root_items if i["sk"].startswith("ATTEMPT#")), key=lambda i: i["sk"]
+    ):
+        number = int(attempt["sk"].removeprefix("ATTEMPT#"))
+        at = _when(attempt.get("updated_at") or attempt.get("claimed_at"))
+        if attempt["state"] == "sent":
+            new = attempt["new_message_sid"]
+            events.append(
+                (at, f"attempt {number}: sent {new} (retrying {attempt['failed_message_sid']})")
+            )
+            messages.append((new, f"retry {number}", _partition(table, new)))
+        elif attempt["state"] == "gave_up":
+            events.append(
+                (
+                    at,
+                    f"attempt {number}: gave up, {attempt['reason']} "
+                    f"(after {attempt['failed_message_sid']} "
+                    f"failed with {attempt.get('error_code') or 'no code'})",
+                )
+            )
+        else:
+            events.append((at, f"attempt {number}: claimed, outcome not recorded yet"))
+    for sid, role, partition in messages:
+        for receipt in (i for i in partition if i["sk"].startswith("RCPT#")):
+            for name, entry in receipt.items():
+                if name.startswith(HISTORY_PREFIX):
+                    status = name.removeprefix(HISTORY_PREFIX)
+                    code = f" {entry['code']['N']}" if entry.get("code") else ""
+                    events.append(
+                        (
+                            entry["at"]["S"],
+                            f"{role} {sid} receipt "
+                            f"{receipt['sk'].removeprefix('RCPT#')[:10]}…: {status}{code}",
+                        )
+                    )
+    lines = [
+        f"{message_sid}: chain of {root} ({len(messages) - 1} retr"
+        f"{'y' if len(messages) == 2 else 'ies'})"
+    ]
+    lines += [f"  {at}  {what}" for at, what in sorted(events)]
+    return lines
+
+
+def _when(epoch: Any) -> str:
+    if not epoch:
+        return "????-??-??T??:??:??"
+    moment = datetime.fromtimestamp(int(epoch), UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- stats ---------------------------------------------------------------------------------------
+
+
+def stats(stack: Stack, hours: float, now: datetime | None = None) -> list[str]:
+    """From the table itself (CloudWatch holds the same as metrics): what changed in the window."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(hours=hours)
+    since_iso = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    client = boto3.client("dynamodb")
+    receipts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    attempts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    retries: dict[str, set[str]] = {}
+    for page in client.get_paginator("scan").paginate(TableName=stack.output("ReceiptsTableName")):
+        for raw in page["Items"]:
+            item: dict[str, Any] = {k: next(iter(v.values())) for k, v in raw.items()}
+            sk = str(item["sk"])
+            if sk.startswith("RCPT#") and item.get("date_updated", "") >= since_iso:
+                receipts[item["status"]] += 1
+                if item["status"] in ("undelivered", "failed"):
+                    codes[str(item.get("error_code", "none"))] += 1
+                retries.setdefault(item["pk"], set()).add(item["status"])
+            elif (
+                sk.startswith("ATTEMPT#") and int(item.get("updated_at") or 0) >= since.timestamp()
+            ):
+                attempts[item["state"]] += 1
+                if item["state"] == "gave_up":
+                    reasons[item["reason"]] += 1
+            elif sk == "ORIGIN":
+                retries.setdefault(item["pk"], set()).add("is_retry")
+    sent_retries = [s for s in retries.values() if "is_retry" in s]
+    recovered = sum(1 for s in sent_retries if s & {"delivered", "read"})
+    failures = receipts["undelivered"] + receipts["failed"]
+    total = sum(receipts.values())
+    return [
+        f"{stack.name}, last {hours:g} h (since {since_iso})",
+        f"  receipts    {total} {dict(sorted(receipts.items()))}",
+        f"  failures    {failures} ({100 * failures / total:.1f} %)"
+        if total
+        else "  failures    0",
+        f"  error codes {dict(codes.most_common(8))}",
+        f"  retries     {attempts['sent']} sent, {recovered} recovered (delivered/read)",
+        f"  given up    {attempts['gave_up']} {dict(reasons.most_common())}",
+        f"  in flight   {attempts['claimed']} claimed attempt(s) without an outcome",
+    ]
+
+
+# -- redrive -------------------------------------------------------------------------------------
+
+
+def redrive(stack: Stack, yes: bool, by_hand: bool) -> list[str]:
+    sqs = boto3.client("sqs")
+    dlq_url, queue_url = stack.output("RetryDLQUrl"), stack.output("RetryQueueUrl")
+    count = int(
+        sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
+    )
+    lines = [f"RetryDLQ holds about {count} job(s)."]
+    if count == 0 or not yes:
+        if count:
+            lines.append(
+                "Fix what made them fail first (RetryFunction logs); then run again "
+                "with --yes to move them back onto RetryQueue."
+            )
+        return lines
+    if by_hand:
+        moved = _move_by_hand(sqs, dlq_url, queue_url)
+        return [*lines, f"Moved {moved} job(s) back onto RetryQueue (receive, send, delete)."]
+    arn = {
+        url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        for url in (dlq_url, queue_url)
+    }
+    task = sqs.start_message_move_task(SourceArn=arn[dlq_url], DestinationArn=arn[queue_url])
+    return [
+        *lines,
+        f"Started message move task {task['TaskHandle'][:40]}…; "
+        "`aws sqs list-message-move-tasks` shows its progress.",
+    ]
+
+
+def _move_by_hand(sqs: Any, source: str, destination: str) -> int:
+    """Where the move task is missing (moto, some partitions): send a copy, then delete."""
+    moved = 0
+    while messages := sqs.receive_message(
+        QueueUrl=source, MaxNumberOfMessages=10, VisibilityTimeout=60
+    ).get("Messages", []):
+        for message in messages:
+            sqs.send_message(QueueUrl=destination, MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=source, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1
+    return moved
+
+
+# -- configure-webhook ---------------------------------------------------------------------------
+
+
+def configure_webhook(
+    stack: Stack, service_sid: str, dry_run: bool, url: str | None, twilio_url: str | None
+) -> list[str]:
+    if not _SERVICE_SID.match(service_sid):
+        raise CommandError(f"{service_sid!r} is not a Conversation Service SID (IS…)")
+    target = url or stack.output("WebhookUrl")
+    if not target.startswith("https://") and not url:
+        raise CommandError(f"the stack's WebhookUrl is not an https URL: {target}")
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=stack.parameters["TwilioSecretArn"]
+    )["SecretString"]
+    credentials = TwilioCredentials.from_secret(json.loads(secret))
+    client = Client(
+        credentials.api_key_sid or credentials.account_sid,
+        credentials.api_key_secret or credentials.auth_token,
+        account_sid=credentials.account_sid,
+        http_client=TwilioHttpClient(timeout=10),
+    )
+    base = twilio_url or stack.parameters.get("TwilioConversationsUrl", "")
+    if base:
+        client.conversations.base_url = base.rstrip("/")
+    webhooks = client.conversations.v1.services(service_sid).configuration.webhooks()
+    before = webhooks.fetch()
+    filters = sorted(set(before.filters or []) | {DELIVERY_EVENT})  # Twilio replaces the list
+    lines = [
+        f"Conversation Service {service_sid}",
+        f"  before: POST-webhook {before.post_webhook_url or '(none)'}, method "
+        f"{before.method}, filters {before.filters or []}",
+        f"  after:  POST-webhook {target}, method POST, filters {filters}",
+    ]
+    if before.post_webhook_url and before.post_webhook_url != target:
+        lines.append(
+            f"  note: this replaces the post-event webhook {before.post_webhook_url}: "
+            "every event in the filters goes to Redeliver now"
+        )
+    if dry_run:
+        return [*lines, "Dry run: nothing changed."]
+    webhooks.update(post_webhook_url=target, filters=filters, method="POST")
+    return [*lines, "Updated."]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m tools.cli",
+        description="Operate a Redeliver stack.",
+        epilog="Against the offline stack: --endpoint-url <moto URL> --stack redeliver-local",
+    )
+    top.add_argument(
+        "--stack",
+        default=os.environ.get("REDELIVER_STACK", "redeliver"),
+        help="CloudFormation stack name (default: $REDELIVER_STACK or redeliver)",
+    )
+    top.add_argument("--region", help="AWS region (default: the AWS SDK's)")
+    top.add_argument("--endpoint-url", help="an AWS endpoint to use instead (moto, offline)")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cmd = commands.add_parser(
+        "trace",
+        help="a message's receipts and its retry chain",
+        description="A message's receipts and its whole retry chain.",
+    )
+    cmd.add_argument("message_sid", metavar="IM…")
+    cmd = commands.add_parser(
+        "stats",
+        help="failures, retries, recoveries, give-ups",
+        description="Receipts, failures, retries, recoveries and "
+        "give-ups over a window, from the table.",
+    )
+    cmd.add_argument("--hours", type=float, default=24.0, help="the window (24)")
+    cmd = commands.add_parser(
+        "redrive",
+        help="move RetryDLQ back onto RetryQueue",
+        description="Count RetryDLQ, and with --yes move it back onto "
+        "RetryQueue with an SQS message move task.",
+    )
+    cmd.add_argument("--yes", action="store_true", help="move them (without: count only)")
+    cmd.add_argument(
+        "--by-hand",
+        action="store_true",
+        help="receive, send and delete instead of a move task (moto, offline)",
+    )
+    cmd = commands.add_parser(
+        "configure-webhook",
+        help="point a service's webhook here",
+        description="Point a Conversation Service's post-event webhook "
+        "at the stack, adding onDeliveryUpdated to its filters.",
+    )
+    cmd.add_argument("service_sid", metavar="IS…")
+    cmd.add_argument("--dry-run", action="store_true", help="show before and after, change nothing")
+    cmd.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl output)")
+    cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.region:
+        os.environ["AWS_DEFAULT_REGION"] = args.region
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    try:
+        stack = Stack.find(args.stack)
+        if args.command == "trace":
+            lines = trace(stack, args.message_sid)
+        elif args.command == "stats":
+            lines = stats(stack, args.hours)
+        elif args.command == "redrive":
+            lines = redrive(stack, args.yes, args.by_hand)
+        else:
+            lines = configure_webhook(
+                stack, args.service_sid, args.dry_run, args.url, args.twilio_url
+            )
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError, TwilioException) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
