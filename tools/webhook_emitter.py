@@ -52,7 +52,18 @@ class Stats:
     sent: int = 0
     answers: Counter[int] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # monotonic seconds
     errors: int = 0
+
+    def peak_rate(self, window: float = 5.0) -> float:
+        """The most answers in any `window` seconds, per second: what ingest sustained."""
+        times = sorted(self.answered_at)
+        best, start = 0, 0
+        for end, moment in enumerate(times):
+            while moment - times[start] > window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best / window
 
     def percentile(self, share: float) -> float:
         if not self.latencies:
@@ -216,6 +227,7 @@ class WebhookEmitter:
             return None
         with self._lock:
             self.stats.latencies.append(time.perf_counter() - started)
+            self.stats.answered_at.append(time.monotonic())
             self.stats.answers[response.status] += 1
         return connection
 

@@ -12,8 +12,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.integration.retry_system import RetrySystem
 from tests.lambdas import load_function
 from tools.stack import DeployedStack, deploy
+from tools.twilio_sim import TwilioSimulator, running
 
 
 @pytest.fixture
@@ -64,3 +66,17 @@ class Resources:
 @pytest.fixture
 def resources(stack: DeployedStack) -> Resources:
     return Resources(stack)
+
+
+@pytest.fixture
+def sim() -> Iterator[TwilioSimulator]:
+    """The Twilio simulator on loopback, for the retry function's real twilio client."""
+    with running() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def system(
+    stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch
+) -> RetrySystem:
+    return RetrySystem(stack, sim, monkeypatch)

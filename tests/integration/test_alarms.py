@@ -22,16 +22,10 @@ from tools.apigw import http_api_event
 from tools.lambdas import emitted_metrics
 from tools.samples import receipt_fields
 from tools.stack import DeployedStack, load_template
-from tools.twilio_sim import TwilioSimulator, running
+from tools.twilio_sim import TwilioSimulator
 
 NAMESPACE = "Redeliver"
 Series = tuple[str, frozenset[str]]
-
-
-@pytest.fixture
-def sim() -> Iterator[TwilioSimulator]:
-    with running() as simulator:
-        yield simulator
 
 
 def run_every_path(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -13,20 +12,7 @@ from botocore.awsrequest import AWSResponse
 from tests.integration.retry_system import RetrySystem
 from tools import cli
 from tools.stack import DeployedStack
-from tools.twilio_sim import TwilioSimulator, running
-
-
-@pytest.fixture
-def sim() -> Iterator[TwilioSimulator]:
-    with running() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def system(
-    stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch
-) -> RetrySystem:
-    return RetrySystem(stack, sim, monkeypatch)
+from tools.twilio_sim import TwilioSimulator
 
 
 def run(capsys: pytest.CaptureFixture[str], stack: DeployedStack, *argv: str) -> tuple[int, str]:

@@ -5,28 +5,14 @@ twilio-python over HTTP to the simulator. The count that matters: created messag
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from tests.integration.retry_system import Crash, RetrySystem
-from tools.stack import DeployedStack, load_template
-from tools.twilio_sim import Fault, TwilioSimulator, running
-
-
-@pytest.fixture
-def sim() -> Iterator[TwilioSimulator]:
-    with running() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def system(
-    stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch
-) -> RetrySystem:
-    return RetrySystem(stack, sim, monkeypatch)
+from tools.stack import load_template
+from tools.twilio_sim import Fault, TwilioSimulator
 
 
 def marker(message: dict[str, Any]) -> dict[str, Any]:
