@@ -23,6 +23,7 @@ import os
 import queue
 import random
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -612,6 +613,15 @@ def serve_instructions(offline: Offline) -> str:
     )
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.offline",
@@ -668,6 +678,11 @@ def main(argv: list[str] | None = None) -> int:
             args.target, token, args.messages, rate=args.rate or 20.0, mix=mix, seed=args.seed
         )
 
+    if not _port_free(args.port):
+        parser.error(
+            f"port {args.port} is in use (another offline stack?): choose another with "
+            f'--port, e.g. make offline ARGS="--port {args.port + 1}"'
+        )
     print(f"Starting moto, deploying template.yaml, Twilio simulator, API on :{args.port} ...")
     with running(args.port, ROOT / ".offline", args.seed) as offline:
         report = run_scenario(

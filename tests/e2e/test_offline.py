@@ -96,6 +96,18 @@ def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -
     assert "TWILIO_AUTH_TOKEN" in capsys.readouterr().err
 
 
+def test_a_busy_port_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SystemExit) as exit_:
+            offline.main(["--port", str(taken.getsockname()[1])])
+    assert exit_.value.code == 2
+    assert "is in use" in capsys.readouterr().err
+
+
 def test_the_offline_policy_is_valid_and_keeps_the_default_rules() -> None:
     policy = RetryPolicy.parse(offline.OFFLINE_POLICY)
     default = RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
