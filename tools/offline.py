@@ -23,6 +23,7 @@ import os
 import queue
 import random
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -678,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
             args.target, token, args.messages, rate=args.rate or 20.0, mix=mix, seed=args.seed
         )
 
+    # `kill` as well as Ctrl-C stops everything this started (moto is a separate process).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if not _port_free(args.port):
         parser.error(
             f"port {args.port} is in use (another offline stack?): choose another with "
