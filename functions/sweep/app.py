@@ -1,5 +1,7 @@
 """SweepFunction: every few minutes, queue failures whose SQS send was lost. See redeliver.sweep."""
 
+from typing import Any
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.aws import dynamodb_client, sqs_client
@@ -16,5 +18,5 @@ queue = RetryQueue(sqs_client(), settings.retry_queue_url)
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:  # type: ignore[type-arg]
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     return {"swept": sweep(store, queue, settings.sweep_grace_seconds)}

@@ -206,7 +206,9 @@ class ReceiptStore:
             for item in page.get("Items", []):
                 sk = _string(item, "sk")
                 if sk.startswith("RCPT#"):
-                    receipts[sk.removeprefix("RCPT#")] = state_from_item(item)  # type: ignore[assignment]
+                    state = state_from_item(item)
+                    if state is not None:
+                        receipts[sk.removeprefix("RCPT#")] = state
                 elif sk.startswith("ATTEMPT#"):
                     attempt = attempt_from_item(item)
                     attempts[attempt.number] = attempt
