@@ -66,6 +66,21 @@ def test_the_local_api_answers_a_signed_curl_and_rejects_an_unsigned_one(
         assert connection.getresponse().status == expected
 
 
+@pytest.mark.slow
+def test_the_load_test_sends_bounded_signed_webhooks(
+    stack: offline.Offline,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What --target does to a deployed stack, aimed at the local API instead."""
+    before = sum(stack.api.answers.values())
+    url = stack.api.url + "/twilio/delivery-receipts"
+    assert offline.load_test(url, stack.token, 10, rate=50, mix=Mix(), seed=5) == 0
+    sent = sum(stack.api.answers.values()) - before
+    assert 10 <= sent <= 40  # 2-3 receipts a message, a few duplicates: bounded
+    assert "answers {200: " in capsys.readouterr().out
+    assert offline.load_test(url, "wrong-token", 2, rate=50, mix=Mix(), seed=6) == 1
+
+
 def test_a_report_with_a_broken_invariant_says_so() -> None:
 
     report = offline.Report(
