@@ -40,6 +40,27 @@ def time_in_fresh_interpreter(
     return runs
 
 
+# A function's environment for an import: the settings exist, nothing is called.
+COLD_ENV = {
+    "TABLE_NAME": "t",
+    "RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+    "TWILIO_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+}
+
+
+def cold_start(baseline_code: str, handler_code: str, repeats: int = 9) -> tuple[float, float]:
+    """Median seconds of two snippets in fresh Lambda-like interpreters, interleaved so that
+    drift on the machine hits both alike: (baseline, handler)."""
+    env = {"PATH": os.environ["PATH"], **FAKE_AWS, **COLD_ENV, "PYTHONPATH": PYTHONPATH}
+    python = lambda_python()
+    baseline: list[float] = []
+    handler: list[float] = []
+    for _ in range(repeats):
+        baseline += time_in_fresh_interpreter(baseline_code, env, 1, python)
+        handler += time_in_fresh_interpreter(handler_code, env, 1, python)
+    return median(baseline), median(handler)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -19,19 +19,11 @@ from typing import Any
 
 from bench.harness import (
     FAKE_AWS,
-    PYTHONPATH,
-    lambda_python,
-    median,
+    cold_start,
     table,
-    time_in_fresh_interpreter,
 )
 from tools.moto_server import moto_server
 
-COLD_ENV = {
-    "TABLE_NAME": "t",
-    "RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
-    "TWILIO_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
-}
 BASELINE_IMPORT = """
 import time; t = time.perf_counter()
 import boto3
@@ -60,16 +52,6 @@ PRICE = {
 ASSUMED_AWS_ROUND_TRIP_S = 0.008  # per DynamoDB/SQS call from Lambda: not measurable offline
 MEMORY_GB = 0.5  # IngestFunction's MemorySize
 FAILURE_SHARE = 0.05  # cost mix: 5 % of receipts are new failures
-
-
-def cold_start(repeats: int = 9) -> tuple[float, float]:
-    env = {"PATH": os.environ["PATH"], **FAKE_AWS, **COLD_ENV, "PYTHONPATH": PYTHONPATH}
-    python = lambda_python()
-    baseline, handler = [], []
-    for _ in range(repeats):  # interleaved, so drift hits both alike
-        baseline += time_in_fresh_interpreter(BASELINE_IMPORT, env, 1, python)
-        handler += time_in_fresh_interpreter(HANDLER_IMPORT, env, 1, python)
-    return median(baseline), median(handler)
 
 
 @dataclass
@@ -186,7 +168,7 @@ def cost_per_million(
 
 
 def run() -> str:
-    baseline, handler = cold_start()
+    baseline, handler = cold_start(BASELINE_IMPORT, HANDLER_IMPORT)
     hot = hot_path()
     counts = hot["counts"]
     rows = [[name, str(len(c)), ", ".join(c) or "-"] for name, c in counts.items()]

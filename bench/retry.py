@@ -16,13 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from bench.harness import (
     FAKE_AWS,
-    PYTHONPATH,
-    lambda_python,
-    median,
+    cold_start,
     table,
-    time_in_fresh_interpreter,
 )
-from bench.ingest import COLD_ENV
 from tools.moto_server import moto_server
 
 BASELINE_IMPORT = """
@@ -48,16 +44,6 @@ gateway._conversations()  # the Twilio client, as the first record makes it
 print(time.perf_counter() - t)
 """
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
-
-
-def cold_start(repeats: int = 9) -> tuple[float, float]:
-    env = {"PATH": os.environ["PATH"], **FAKE_AWS, **COLD_ENV, "PYTHONPATH": PYTHONPATH}
-    python = lambda_python()
-    baseline, handler = [], []
-    for _ in range(repeats):
-        baseline += time_in_fresh_interpreter(BASELINE_IMPORT, env, 1, python)
-        handler += time_in_fresh_interpreter(HANDLER_IMPORT, env, 1, python)
-    return median(baseline), median(handler)
 
 
 def calls() -> list[list[str]]:
@@ -136,7 +122,7 @@ def calls() -> list[list[str]]:
 
 
 def run() -> str:
-    baseline, handler = cold_start()
+    baseline, handler = cold_start(BASELINE_IMPORT, HANDLER_IMPORT)
     rows = calls()
     return "\n".join(
         [
