@@ -43,7 +43,10 @@ worker = RetryWorker(
     claim_stale_seconds=settings.claim_stale_seconds,
     follow_up_seconds=settings.follow_up_seconds,
 )
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is reported like any other (all items back to SQS), not
+# raised: Lambda's Errors metric, and RetryErrorsAlarm, then mean a crash or a timeout, while
+# record failures are counted as RetryError.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> str:
