@@ -13,12 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools.moto_server import FAKE_CREDENTIALS
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONPATH = os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])
 FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    **FAKE_CREDENTIALS,
     "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_SERVICE_NAME": "redeliver-bench",
     "POWERTOOLS_METRICS_NAMESPACE": "Redeliver",

@@ -9,6 +9,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# What boto3 needs to talk to moto: credentials and a region, none of them real.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "moto",
+    "AWS_SECRET_ACCESS_KEY": "moto",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -42,7 +42,7 @@ import boto3
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT
 from tools.apigw import request_event, sign
 from tools.lambdas import FakeContext, import_function
-from tools.moto_server import moto_server
+from tools.moto_server import FAKE_CREDENTIALS, moto_server
 from tools.samples import receipt_fields
 from tools.sqs_poller import poll_once
 from tools.stack import ROOT, DeployedStack, create_twilio_secret, deploy, load_template
@@ -63,9 +63,7 @@ OFFLINE_POLICY = {
     ],
 }
 FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "offline",
-    "AWS_SECRET_ACCESS_KEY": "offline",
-    "AWS_DEFAULT_REGION": "us-east-1",
+    **FAKE_CREDENTIALS,
     "POWERTOOLS_TRACE_DISABLED": "1",
 }
 

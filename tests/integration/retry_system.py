@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 
 from redeliver import retry_queue
+from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function
 from tools.apigw import http_api_event
 from tools.samples import receipt_fields
@@ -32,7 +32,7 @@ class Crash(BaseException):
     """A Lambda runtime dying mid-record (timeout, OOM): nothing after it runs."""
 
 
-class RetrySystem:
+class RetrySystem(Resources):
     def __init__(
         self,
         stack: DeployedStack,
@@ -40,14 +40,9 @@ class RetrySystem:
         monkeypatch: pytest.MonkeyPatch,
         policy: Mapping[str, Any] | None = None,
     ) -> None:
-        self.stack = stack
+        super().__init__(stack)
         self.sim = sim
         self.monkeypatch = monkeypatch
-        self.sqs = boto3.client("sqs")
-        self.dynamodb = boto3.client("dynamodb")
-        self.table = stack.outputs["ReceiptsTableName"]
-        self.queue_url = stack.outputs["RetryQueueUrl"]
-        self.dlq_url = stack.outputs["RetryDLQUrl"]
         monkeypatch.setattr(retry_queue, "MAX_DELAY_SECONDS", 0)
         self.ingest = load_function("ingest", stack.environment("IngestFunction"), monkeypatch)
         self.retry = self.load_retry(policy)
@@ -140,9 +135,10 @@ class RetrySystem:
             )
         self._in_flight.clear()
 
-    def queued(self) -> list[dict[str, Any]]:
+    def queued(self, url: str | None = None) -> list[dict[str, Any]]:
+        """A peek: the jobs stay visible (the worker's clock, not SQS, decides when they run)."""
         answer = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            QueueUrl=url or self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
         )
         return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 

@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.integration.conftest import Resources
+from tests.integration.resources import Resources
 from tests.lambdas import invoke
 from tools import make_events
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from redeliver.store import HISTORY_PREFIX
-from tests.integration.conftest import Resources
+from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
 from tools.apigw import DEFAULT_DOMAIN, ROUTE_PATH, http_api_event
 from tools.samples import receipt_fields, sid

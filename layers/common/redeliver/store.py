@@ -101,8 +101,8 @@ class ReceiptStore:
             ":status": {"S": event.status},
             ":order_key": {"N": str(event.order_key)},
             ":hist": _history_value(event.history_entry()),
-            ":date_updated": {"S": event.to_dict()["date_updated"]},
-            ":date_created": {"S": event.to_dict()["date_created"]},
+            ":date_updated": {"S": iso(event.date_updated)},
+            ":date_created": {"S": iso(event.date_created)},
             ":conversation": {"S": event.conversation_sid},
             ":expires_at": {"N": str(int(now) + self._ttl_seconds)},
         }

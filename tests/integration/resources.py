@@ -1,0 +1,39 @@
+"""What a test reads back from a deployed stack: its table and queues."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from tools.stack import DeployedStack
+
+
+class Resources:
+    """Read what a handler left in the stack's table and queues."""
+
+    def __init__(self, stack: DeployedStack) -> None:
+        self.stack = stack
+        self.dynamodb = boto3.client("dynamodb")
+        self.sqs = boto3.client("sqs")
+        self.table = stack.outputs["ReceiptsTableName"]
+        self.queue_url = stack.outputs["RetryQueueUrl"]
+        self.dlq_url = stack.outputs["RetryDLQUrl"]
+
+    def items(self) -> list[dict[str, Any]]:
+        return self.dynamodb.scan(TableName=self.table, ConsistentRead=True)["Items"]
+
+    def queued(self, url: str | None = None) -> list[dict[str, Any]]:
+        """Every message on the queue (received once, then made visible again)."""
+        url = url or self.queue_url
+        bodies = []
+        while True:
+            answer = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                break
+            bodies.extend(json.loads(m["Body"]) for m in messages)
+        return bodies
