@@ -16,7 +16,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt
 	@test -x $(PY) || "$$(tools/python313)" -m venv $(VENV)
@@ -26,7 +26,7 @@ $(STAMP): requirements-dev.txt layers/common/requirements.txt
 
 setup: $(STAMP) ## create .venv (Python 3.13) with every pinned tool
 
-test: setup lint typecheck ## everything CI runs: lint, types, unit, integration and template tests
+test: setup lint typecheck ## everything CI runs: lint, types, unit, integration, template, e2e tests
 	$(PY) -m pytest
 
 lint: setup ## ruff lint and format check
