@@ -132,11 +132,9 @@ def _container_main(
 class Runtime:
     """The deployed functions, each in its container(s), with its deployed environment.
 
-    One container per function by default, where Lambda would scale out: moto does not make a
-    conditional write atomic (its update_item reads, checks, then writes the item without a
-    lock), so two containers writing one new receipt at once can both pass `attribute_not_exists`
-    and the second replaces the first, which DynamoDB never allows. `http_containers` > 1 shows
-    that moto race, not a Redeliver one.
+    One container per function by default, where Lambda would scale out: on two cores more would
+    not be faster. (moto itself serves one request at a time, see tools/moto_server, so that its
+    conditional writes and transactions are atomic as DynamoDB's are.)
     """
 
     def __init__(self, stack: DeployedStack, log: Path, http_containers: int = 1) -> None:
@@ -295,16 +293,19 @@ class Pollers:
 
         while not self._stop.is_set():
             try:
-                poll_once(
+                batch = poll_once(
                     sqs,
                     url,
                     handler,
                     batch_size=source.batch_size,
-                    wait_seconds=min(1, source.batching_window or 1),
+                    wait_seconds=0,  # short polls: moto serves one request at a time
                     report_batch_item_failures=source.report_batch_item_failures,
                 )
             except Exception:
                 time.sleep(0.5)
+                continue
+            if not batch.received:
+                self._stop.wait(0.1)
 
 
 # -- the whole stack ------------------------------------------------------------------------------
