@@ -38,6 +38,7 @@ worker = RetryWorker(
         CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
         base_url=settings.twilio_conversations_url,
         timeout=settings.twilio_timeout_seconds,
+        webhook_enabled=settings.twilio_webhook_enabled,
     ),
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,
