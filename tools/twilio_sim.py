@@ -433,31 +433,45 @@ class TwilioSimulator:
             fault = next((f for m, f in self._faults if m == method and not f.refused), None)
             if fault is not None:
                 self._faults.remove((method, fault))
-            if fault and not (fault.timeout_after_create or fault.stored):
-                return _Answer(fault.status, _error(fault.status, fault.code), fault.delay)
-            if match := _MESSAGE.match(path):
-                answer = self._fetch(match["service"], match["conversation"], match["message"])
-                answer.refuse_for = refuse_for or self._draw_refusal()
-                return answer
-            if match := _MESSAGES.match(path):
-                service, conversation = match["service"], match["conversation"]
-                if method == "POST":
-                    return self._create(service, conversation, form, headers, fault)
-                answer = self._list_messages(service, conversation, query, path)
-            elif match := _RECEIPTS.match(path):
-                answer = self._list_receipts(
-                    match["service"], match["conversation"], match["message"], query, path
+            creating = method == "POST" and _MESSAGES.match(path) is not None
+            if fault and not creating and not fault.timeout_after_create:
+                # on anything but a create, a fault is its error: there is nothing to store
+                return _Answer(
+                    fault.status, _error(fault.status, fault.code), fault.delay, refuse_for
                 )
-            elif match := _PARTICIPANTS.match(path):
-                answer = self._list_participants(
-                    match["service"], match["conversation"], query, path
-                )
-            elif match := _SERVICE_WEBHOOKS.match(path):
-                answer = self._service_webhooks(match.group(1), method, form)
-            else:
-                answer = _not_found()
-            answer.refuse_for = refuse_for
+            answer = self._route(method, path, query, form, headers=headers, fault=fault)
+            answer.refuse_for = refuse_for or answer.refuse_for
+            if fault and not creating:
+                answer.delay = fault.delay
             return answer
+
+    def _route(  # noqa: PLR0911 - one return per route
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        form: dict[str, list[str]],
+        *,
+        headers: Mapping[str, str],
+        fault: Fault | None,
+    ) -> _Answer:
+        if match := _MESSAGE.match(path):
+            answer = self._fetch(match["service"], match["conversation"], match["message"])
+            answer.refuse_for = self._draw_refusal()
+            return answer
+        if match := _MESSAGES.match(path):
+            service, conversation = match["service"], match["conversation"]
+            if method == "POST":
+                return self._create(service, conversation, form, headers, fault)
+            return self._list_messages(service, conversation, query, path)
+        if match := _RECEIPTS.match(path):
+            service, conversation = match["service"], match["conversation"]
+            return self._list_receipts(service, conversation, match["message"], query, path)
+        if match := _PARTICIPANTS.match(path):
+            return self._list_participants(match["service"], match["conversation"], query, path)
+        if match := _SERVICE_WEBHOOKS.match(path):
+            return self._service_webhooks(match.group(1), method, form)
+        return _not_found()
 
     def _take_refusal(self) -> float:
         """A scripted refusal heading any method's queue starts once this request is answered
