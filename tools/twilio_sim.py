@@ -386,9 +386,17 @@ class TwilioSimulator:
         server.server_close()
 
         def reopen() -> None:
-            with self._serving:
-                if self._server is None and not self._stopped:
-                    self._listen(self._port)
+            for _ in range(100):  # the port may take a moment to be free again
+                with self._serving:
+                    if self._server is not None or self._stopped:
+                        return
+                    try:
+                        self._listen(self._port)
+                    except OSError:
+                        pass
+                    else:
+                        return
+                time.sleep(0.05)
 
         timer = threading.Timer(seconds, reopen)
         timer.daemon = True
@@ -400,20 +408,9 @@ class TwilioSimulator:
         path: str,
         query: dict[str, list[str]],
         form: dict[str, list[str]],
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, dict[str, Any], float]:
-        """(status, JSON body, seconds to wait before answering) for one request."""
-        answer = self._handle(method, path, query, form, headers or {})
-        return answer.status, answer.body, answer.delay
-
-    def _handle(
-        self,
-        method: str,
-        path: str,
-        query: dict[str, list[str]],
-        form: dict[str, list[str]],
         headers: Mapping[str, str],
     ) -> _Answer:
+        """The answer to one request (its status, JSON body, delay, and any refusal after it)."""
         try:
             return self._answer(method, path, query, form, headers)
         finally:
@@ -713,7 +710,7 @@ def _handler(simulator: TwilioSimulator) -> type[BaseHTTPRequestHandler]:
             parsed = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
-            answer = simulator._handle(
+            answer = simulator.handle(
                 self.command,
                 parsed.path,
                 parse_qs(parsed.query),
