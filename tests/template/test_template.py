@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.store import PENDING_INDEX
+from redeliver import store
 from tools.stack import ROOT, TEMPLATE, load_template
 
 BIN = Path(sys.executable).parent
@@ -142,10 +142,76 @@ def test_table_matches_what_the_store_writes(sam: dict[str, Any]) -> None:
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["SSESpecification"]["SSEEnabled"] is True
-    [index] = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == PENDING_INDEX
-    assert index["KeySchema"] == [{"AttributeName": "retry_pending_at", "KeyType": "HASH"}]
     assert table["DeletionPolicy"] == "Retain"
+
+
+def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
+    sam: dict[str, Any],
+) -> None:
+    """Issue 8 item 7: keyed by shard then time (no hot epoch-second partition), INCLUDE only."""
+    props = sam["Resources"]["ReceiptsTable"]["Properties"]
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == store.PENDING_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": store.PENDING_SHARD, "KeyType": "HASH"},
+        {"AttributeName": store.PENDING_AT, "KeyType": "RANGE"},
+    ]
+    types = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+    assert types[store.PENDING_SHARD] == "S"  # the store writes str(shard)
+    assert types[store.PENDING_AT] == "N"
+    projection = index["Projection"]
+    assert projection["ProjectionType"] == "INCLUDE"
+    included = projection["NonKeyAttributes"]
+    assert len(included) == len(set(included))
+    assert set(included) == set(store.PENDING_PROJECTION)
+
+
+def test_the_index_projects_everything_the_sweeper_rebuilds_a_job_from() -> None:
+    """event_from_item may read the table key and PENDING_PROJECTION, nothing else: a field
+    added to it must be added to the projection (and so to the template, by the test above)."""
+    read: set[str] = set()
+
+    class Item(dict[str, Any]):
+        def get(self, key: str, default: Any = None) -> Any:
+            read.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key: str) -> Any:
+            read.add(key)
+            return super().__getitem__(key)
+
+    item = Item(
+        pk={"S": "MSG#IM" + "0" * 32},
+        sk={"S": "RCPT#DY" + "0" * 32},
+        status={"S": "undelivered"},
+        order_key={"N": "17954388000000006"},
+        error_code={"N": "30003"},
+        date_updated={"S": "2026-11-27T10:00:00.000Z"},
+        date_created={"S": "2026-11-27T09:59:58.000Z"},
+        conversation_sid={"S": "CH" + "0" * 32},
+        account_sid={"S": "AC" + "0" * 32},
+        chat_service_sid={"S": "IS" + "0" * 32},
+        participant_sid={"S": "MB" + "0" * 32},
+        channel_message_sid={"S": "SM" + "0" * 32},
+        hist_undelivered={"M": {"at": {"S": "2026-11-27T10:00:00.000Z"}}},
+        expires_at={"N": "1800000000"},
+        retry_pending_at={"N": "1800000000"},
+        pending_shard={"S": "3"},
+    )
+    store.event_from_item(item)
+    assert read <= {"pk", "sk", *store.PENDING_PROJECTION}, read - set(store.PENDING_PROJECTION)
+
+
+def test_the_sweeper_may_query_the_outbox_index_and_nothing_more(sam: dict[str, Any]) -> None:
+    [statement] = [
+        s
+        for policy in sam["Resources"]["SweepFunction"]["Properties"]["Policies"]
+        for s in policy.get("Statement", [])
+        if str(s["Action"]).startswith("dynamodb:") and s["Sid"] == "FindPending"
+    ]
+    assert statement["Action"] == "dynamodb:Query"  # never a Scan of the table or index
+    index_arn = f"${{ReceiptsTable.Arn}}/index/{store.PENDING_INDEX}"
+    assert statement["Resource"] == {"Fn::Sub": index_arn}
 
 
 def test_queues_are_encrypted_and_failures_end_in_a_two_week_dlq(sam: dict[str, Any]) -> None:
