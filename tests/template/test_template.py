@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -240,6 +241,132 @@ def test_iam_statements_name_their_resources(sam: dict[str, Any]) -> None:
             for statement in policy.get("Statement", []):
                 assert statement["Resource"] != "*", name
                 assert "*" not in str(statement["Action"]), name
+    for name, policy in resources_of(sam, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Resource"] != "*", name
+            assert "*" not in str(statement["Action"]), name
+
+
+# -- configuration footguns (issue 8, item 10) -------------------------------------------------
+
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def _bound(sam: dict[str, Any], value: Any) -> list[int]:
+    """Every value a literal or a !Ref'd Number parameter may take, at its extremes."""
+    if not isinstance(value, dict):
+        return [int(value)]
+    parameter = sam["Parameters"][value["Ref"]]
+    if "AllowedValues" in parameter:
+        return [int(v) for v in parameter["AllowedValues"]]
+    assert "MaxValue" in parameter, f"{value['Ref']} has no MaxValue"
+    return [int(parameter["MaxValue"])]
+
+
+def test_every_alarm_window_fits_cloudwatch_for_every_allowed_parameter(
+    sam: dict[str, Any],
+) -> None:
+    """PutMetricAlarm refuses Period x EvaluationPeriods over one day (periods under an hour)
+    or seven days: a parameter that allows more fails the deploy, late and obscurely."""
+    for name, alarm in resources_of(sam, "AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        periods = (
+            [
+                p
+                for m in props["Metrics"]
+                if "MetricStat" in m
+                for p in _bound(sam, m["MetricStat"]["Period"])
+            ]
+            if "Metrics" in props
+            else _bound(sam, props["Period"])
+        )
+        evaluations = max(_bound(sam, props["EvaluationPeriods"]))
+        for period in periods:
+            limit = 86_400 if period < 3_600 else 7 * 86_400
+            assert period * evaluations <= limit, (name, period, evaluations)
+        if "DatapointsToAlarm" in props:
+            assert props["DatapointsToAlarm"] == props["EvaluationPeriods"], name
+
+
+def test_no_receipts_minutes_is_bounded_by_one_day_of_one_minute_periods(
+    sam: dict[str, Any],
+) -> None:
+    parameter = sam["Parameters"]["NoReceiptsMinutes"]
+    assert parameter["MaxValue"] == 1440
+    assert sam["Resources"]["NoReceiptsAlarm"]["Properties"]["Period"] == 60
+
+
+def test_the_secret_key_parameter_is_optional_and_takes_only_a_key_arn(
+    sam: dict[str, Any],
+) -> None:
+    parameter = sam["Parameters"]["TwilioSecretKmsKeyArn"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch(KMS_KEY)
+    assert pattern.fullmatch(KMS_KEY.replace("arn:aws:", "arn:aws-us-gov:"))
+    assert not pattern.fullmatch("arn:aws:kms:us-east-1:123456789012:alias/twilio")
+    assert not pattern.fullmatch("1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert sam["Conditions"]["HasTwilioSecretKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "TwilioSecretKmsKeyArn"}, ""]}]
+    }
+
+
+def test_the_secret_key_grant_is_conditional_and_for_the_secrets_readers_only(
+    sam: dict[str, Any],
+) -> None:
+    readers = {
+        name
+        for name, f in resources_of(sam, "AWS::Serverless::Function").items()
+        if any("AWSSecretsManagerGetSecretValuePolicy" in p for p in f["Properties"]["Policies"])
+    }
+    assert readers == {"IngestFunction", "RetryFunction"}
+    grants = {
+        name: r
+        for name, r in sam["Resources"].items()
+        if "TwilioSecretKmsKeyArn" in str(r)
+        or "kms:Decrypt" in str(r.get("Properties", {}).get("Policies"))
+    }
+    [grant] = grants.values()
+    assert grant["Type"] == "AWS::IAM::Policy"
+    assert grant["Condition"] == "HasTwilioSecretKmsKey"
+    roles = grant["Properties"]["Roles"]
+    assert sorted(roles, key=str) == [{"Ref": f"{f}Role"} for f in sorted(readers)]
+    [statement] = grant["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "kms:Decrypt"
+    assert statement["Resource"] == {"Ref": "TwilioSecretKmsKeyArn"}
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}
+        }
+    }
+
+
+@pytest.mark.parametrize("key", ["", KMS_KEY])
+def test_deployed_roles_may_decrypt_with_the_secret_key_only_when_it_is_set(key: str) -> None:
+    """The SAM transform and CloudFormation's condition, end to end (moto's IAM)."""
+    import boto3
+    from moto import mock_aws
+
+    from tools.stack import deploy
+
+    with mock_aws():
+        stack = deploy("kms", {"TwilioSecretKmsKeyArn": key} if key else {})
+        iam = boto3.client("iam")
+        for function in ("IngestFunction", "RetryFunction", "SweepFunction"):
+            role = stack.physical_ids[f"{function}Role"]
+            documents = [
+                str(iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"])
+                for n in iam.list_role_policies(RoleName=role)["PolicyNames"]
+            ]
+            decrypt = [d for d in documents if "kms:" in d]
+            if key and function != "SweepFunction":
+                [document] = decrypt
+                assert KMS_KEY in document
+                assert "secretsmanager.us-east-1.amazonaws.com" in document
+            else:
+                assert decrypt == [], function
 
 
 def test_no_secret_or_phone_number_in_the_template() -> None:
