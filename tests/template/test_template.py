@@ -411,3 +411,23 @@ def _elf_machine(path: Path) -> str:
     assert header[:4] == b"\x7fELF", path
     machine = int.from_bytes(header[18:20], "little")
     return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, hex(machine))
+
+
+# -- the webhook throttle (issue 8, item 8) ------------------------------------------------------
+
+RECEIPTS_PER_MESSAGE = 3  # sent, delivered, read
+
+
+def test_the_webhook_throttle_takes_the_bulk_send_the_readme_promises(sam: dict[str, Any]) -> None:
+    """A 429 from the stage throttle is a receipt lost: the default is sized, and said."""
+    rate = int(sam["Parameters"]["WebhookThrottleRate"]["Default"])
+    burst = int(sam["Parameters"]["WebhookThrottleBurst"]["Default"])
+    readme = (ROOT / "README.md").read_text()
+    assert f"| `WebhookThrottleRate` / `WebhookThrottleBurst` | {rate} / {burst} |" in readme
+    [promised] = re.findall(r"bulk send of\s+about (\d+) messages per second", readme)
+    assert RECEIPTS_PER_MESSAGE * int(promised) <= rate < RECEIPTS_PER_MESSAGE * (int(promised) + 5)
+    assert f"{rate:,}".replace(",", " ") in readme  # the figure the sizing is worked from
+    assert burst >= 2 * rate  # a batch's sent and delivered receipts arrive together
+    # The account's HTTP API quota per Region caps a stage's throttle anyway.
+    assert rate <= 10_000
+    assert burst <= 5_000
