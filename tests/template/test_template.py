@@ -343,6 +343,7 @@ def test_the_secret_key_grant_is_conditional_and_for_the_secrets_readers_only(
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["", KMS_KEY])
 def test_deployed_roles_may_decrypt_with_the_secret_key_only_when_it_is_set(key: str) -> None:
     """The SAM transform and CloudFormation's condition, end to end (moto's IAM)."""
