@@ -9,10 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from redeliver.store import HISTORY_PREFIX
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
+from tests.unit.dates import date_texts
 from tools.apigw import DEFAULT_DOMAIN, ROUTE_PATH, http_api_event
 from tools.samples import receipt_fields, sid
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, create_twilio_secret, deploy
@@ -223,6 +225,9 @@ def test_blank_fields_are_kept_for_the_signature(ingest: ModuleType, resources: 
         ({"DeliveryReceiptSid": None}, "missing field(s): DeliveryReceiptSid"),
         ({"Status": None, "ConversationSid": None}, "missing field(s): ConversationSid, Status"),
         ({"DateUpdated": "last tuesday"}, "DateUpdated is not an ISO 8601 date"),
+        ({"DateUpdated": "9999-12-31T23:59:59-01:00"}, "DateUpdated is out of range"),
+        ({"DateCreated": "0001-01-01T00:00:00+01:00"}, "DateCreated is out of range"),
+        ({"DateUpdated": "9999-12-31T23:59:59Z"}, "DateUpdated is out of range"),
         ({"DateUpdated": None, "DateCreated": None}, "missing field(s): DateUpdated"),
         ({"ErrorCode": "30003x"}, "ErrorCode is not an integer"),
         ({"MessageSid": "IM-not-a-sid"}, "MessageSid is not a IM"),
@@ -276,6 +281,30 @@ def test_the_whole_bad_input_matrix_never_answers_5xx(
                 statuses.add(invoke(ingest, event)["statusCode"])
     assert statuses <= {400, 403}, statuses
     assert resources.items() == []
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    # One stack for every example: each receipt is its own message, so none sees another's item.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(updated=date_texts(), created=date_texts())
+def test_any_signed_date_is_200_or_400_naming_the_field_never_500(
+    ingest: ModuleType,
+    resources: Resources,
+    updated: str,
+    created: str,
+) -> None:
+    message = f"{updated!r}{created!r}"
+    fields = receipt_fields("failed", message=message, error_code=30003)
+    fields.update(DateUpdated=updated, DateCreated=created)
+    response = post(ingest, fields)
+    assert response["statusCode"] in (200, 400), response
+    if response["statusCode"] == 400:
+        assert "DateUpdated" in response["body"] or "DateCreated" in response["body"]
+    else:
+        assert stored(resources, fields)["status"] == {"S": "failed"}
 
 
 def _pairs(body: str) -> list[tuple[str, str]]:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from redeliver.receipts import (
+    EARLIEST_DATE,
+    LATEST_DATE,
     Change,
     DeliveryEvent,
     MalformedEvent,
     apply,
     classify,
+    iso,
     parse_delivery_event,
 )
+from tests.unit.dates import date_texts
 from tools.samples import receipt_fields
 
 
@@ -93,6 +97,79 @@ def test_malformed_field_is_named(name: str, value: str, complaint: str) -> None
     fields[name] = value
     with pytest.raises(MalformedEvent, match=complaint):
         parse_delivery_event(fields)
+
+
+# -- dates: anything later steps cannot represent is refused here (issue 8, item 9) ------------
+
+
+@pytest.mark.parametrize("name", ["DateUpdated", "DateCreated"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:59:59-01:00",  # past datetime.max once in UTC: OverflowError before
+        "0001-01-01T00:00:00+01:00",  # before datetime.min once in UTC: OverflowError before
+        "9999-12-31T23:59:59Z",  # representable, but no room left for a retry's delay
+        "9999-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",  # a negative epoch-millisecond order key
+        "1969-12-31T23:59:59.999Z",
+    ],
+)
+def test_a_date_that_cannot_be_represented_is_malformed_naming_the_field(
+    name: str, value: str
+) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields[name] = value
+    with pytest.raises(MalformedEvent, match=f"{name} is out of range"):
+        parse_delivery_event(fields)
+
+
+@pytest.mark.parametrize(
+    "value", ["1970-01-01T00:00:00Z", "9998-12-31T23:59:59.999Z", "9999-01-01T00:59:59+01:00"]
+)
+def test_the_edges_of_the_range_are_dates_like_any_other(value: str) -> None:
+    parsed = event("failed", value, 30003)
+    assert EARLIEST_DATE <= parsed.date_updated < LATEST_DATE
+    assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
+
+
+def test_the_order_key_is_exact_milliseconds_at_every_date() -> None:
+    # A float timestamp puts 3075-01-05T17:18:24.269 one millisecond early (…268.99999): the
+    # order key and the stored `at` text would then disagree about the same event.
+    late = event("sent", "3075-01-05T17:18:24.269Z")
+    millis = (late.date_updated - EARLIEST_DATE) // timedelta(milliseconds=1)
+    assert millis % 1000 == 269
+    assert late.order_key == millis * 10 + 1
+    assert event("sent", "1970-01-01T00:00:00.001Z").order_key == 11
+
+
+def test_dates_keep_the_milliseconds_that_are_stored() -> None:
+    # Sub-millisecond digits are dropped at parse time, so the event that travels (SQS, table)
+    # is the event that was parsed.
+    parsed = event("failed", "2026-11-27T10:00:00.000999+01:00", 30003)
+    assert parsed.date_updated == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
+
+
+@given(updated=date_texts(), created=date_texts())
+def test_any_date_text_parses_into_an_event_that_survives_every_step_or_is_named(
+    updated: str, created: str
+) -> None:
+    fields = receipt_fields("failed", error_code=30003, updated=updated, created=created)
+    try:
+        parsed = parse_delivery_event(fields)
+    except MalformedEvent as error:
+        reason = str(error)
+        assert "DateUpdated" in reason or "DateCreated" in reason
+        return
+    for moment in (parsed.date_updated, parsed.date_created):
+        assert EARLIEST_DATE <= moment < LATEST_DATE
+        assert moment.tzinfo is UTC
+    assert 0 <= parsed.order_key < 10**38  # a DynamoDB Number holds 38 digits
+    assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
+    assert len(iso(parsed.date_updated)) == len("2026-11-27T10:00:00.000Z")  # sorts as text
+    state, transition = apply(None, parsed)
+    assert transition.enqueue
+    assert apply(state, parsed)[1].change is Change.DUPLICATE
 
 
 def test_unknown_future_status_is_kept_as_is() -> None:

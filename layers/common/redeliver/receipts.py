@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +32,18 @@ ORDER_RANK: Mapping[str, int] = {
     "read": 5,
 }
 _RANK_SLOTS = 10  # order_key = epoch milliseconds * 10 + rank
+_MILLISECOND = timedelta(milliseconds=1)
+
+# The dates a receipt may carry: [EARLIEST_DATE, LATEST_DATE), checked in `parse_time`, so that
+# nothing after parsing can overflow. Twilio dates are recent; these bounds are about what the
+# code can represent, not about what is plausible:
+# - from the Unix epoch: the order key is epoch milliseconds, and stays a non-negative integer;
+# - to a year before `datetime.max`: the retry policy adds at most `MAX_INTERVAL` (its bound on
+#   `max_age_seconds` and every delay) to a receipt's dates, and `datetime + timedelta` raises
+#   OverflowError past year 9999. The order key then needs 17 digits (DynamoDB Numbers hold 38).
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(9999, 1, 1, tzinfo=UTC)
+MAX_INTERVAL = timedelta(days=365)
 
 # A receipt keeps one history entry per distinct status (that status's latest event), so its
 # history is bounded by the number of statuses. Unknown statuses are stored as-is, but must look
@@ -76,7 +88,8 @@ class DeliveryEvent:
 
     @property
     def order_key(self) -> int:
-        millis = int(self.date_updated.timestamp() * 1000)
+        # Integer arithmetic: a float timestamp rounds late dates to another millisecond.
+        millis = (self.date_updated - EARLIEST_DATE) // _MILLISECOND
         return millis * _RANK_SLOTS + ORDER_RANK.get(self.status, 0)
 
     def history_entry(self) -> HistoryEntry:
@@ -153,14 +166,27 @@ def parse_delivery_event(form: Mapping[str, str]) -> DeliveryEvent:
 
 
 def parse_time(value: str, name: str) -> datetime:
-    """ISO 8601 with a zone (Twilio sends `2024-05-01T10:00:00Z`); returned in UTC."""
+    """ISO 8601 with a zone (Twilio sends `2024-05-01T10:00:00Z`); returned in UTC, to the
+    millisecond that is stored (so an event read back equals the event parsed).
+
+    A date outside [EARLIEST_DATE, LATEST_DATE) is malformed: `9999-12-31T23:59:59-01:00` is a
+    valid ISO date that no `datetime` can hold in UTC, and year 9999 leaves no room for a delay.
+    """
     try:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise MalformedEvent(f"{name} is not an ISO 8601 date: {value!r}") from None
     if parsed.tzinfo is None:
         raise MalformedEvent(f"{name} has no time zone: {value!r}")
-    return parsed.astimezone(UTC)
+    # Aware comparison works on the UTC difference without building the UTC datetime, which is
+    # what overflows; after it, `astimezone` cannot.
+    if not EARLIEST_DATE <= parsed < LATEST_DATE:
+        raise MalformedEvent(
+            f"{name} is out of range: {value!r} (from {iso(EARLIEST_DATE)}, before "
+            f"{iso(LATEST_DATE)})"
+        )
+    utc = parsed.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
 def iso(moment: datetime) -> str:
