@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -11,6 +13,7 @@ import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from redeliver.observability import logger
 from redeliver.store import HISTORY_PREFIX
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
@@ -18,6 +21,21 @@ from tests.unit.dates import date_texts
 from tools.apigw import DEFAULT_DOMAIN, ROUTE_PATH, http_api_event
 from tools.samples import receipt_fields, sid
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, create_twilio_secret, deploy
+
+
+@pytest.fixture
+def logged() -> Iterator[list[logging.LogRecord]]:
+    """The package logger's records (its handler writes to the stdout of the first import)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
 
 
 def post(ingest: ModuleType, fields: dict[str, str], **options: Any) -> dict[str, Any]:
@@ -134,6 +152,69 @@ def test_signed_event_of_another_type_is_acknowledged_and_ignored(
     fields["EventType"] = "onMessageAdded"
     assert post(ingest, fields)["statusCode"] == 200
     assert resources.items() == []
+
+
+@pytest.mark.parametrize(
+    "channel_message_sid",
+    ["WA" + "0123456789abcdef" * 2, "wa" + "f" * 32, "MM" + "A" * 32],  # the spec's pattern
+)
+def test_any_channel_message_sid_the_spec_allows_is_stored(
+    ingest: ModuleType,
+    resources: Resources,
+    channel_message_sid: str,
+) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields["ChannelMessageSid"] = channel_message_sid
+    assert post(ingest, fields)["statusCode"] == 200
+    assert stored(resources, fields)["channel_message_sid"] == {"S": channel_message_sid}
+    assert len(resources.queued()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ChannelMessageSid", "SM" + "z" * 32),
+        ("ChannelMessageSid", "not a sid"),
+        ("AccountSid", "AC1"),
+        ("ChatServiceSid", "IS../../Services"),
+        ("ParticipantSid", "MB" + "0" * 31),
+    ],
+)
+def test_a_malformed_optional_field_is_dropped_counted_and_logged_not_a_400(
+    *,
+    ingest: ModuleType,
+    resources: Resources,
+    capsys: pytest.CaptureFixture[str],
+    logged: list[logging.LogRecord],
+    name: str,
+    value: str,
+) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields[name] = value
+    assert post(ingest, fields)["statusCode"] == 200
+    item = stored(resources, fields)
+    assert item["status"] == {"S": "failed"}
+    assert value not in json.dumps(item)
+    [job] = resources.queued()  # the failure is still retried
+    assert job["event"]["message_sid"] == fields["MessageSid"]
+    assert "DroppedReceiptFields" in metric_names(capsys.readouterr().out)
+    [record] = [r for r in logged if r.getMessage() == "optional field(s) dropped"]
+    assert vars(record)["dropped"] == [name]
+    assert vars(record)["message_sid"] == fields["MessageSid"]
+
+
+def test_a_malformed_error_code_on_a_delivery_is_dropped_not_a_400(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    post(ingest, receipt_fields("failed", error_code=30003, updated="2026-11-27T10:00:00Z"))
+    delivered = receipt_fields("delivered", updated="2026-11-27T10:00:05Z")
+    delivered["ErrorCode"] = "n/a"
+    assert post(ingest, delivered)["statusCode"] == 200
+    item = stored(resources, delivered)
+    assert item["status"] == {"S": "delivered"}  # the delivery that stops a resend is kept
+    assert "error_code" not in item
+    assert "retry_pending_at" not in item
 
 
 # -- the signature: checked first, nothing unsigned is stored ----------------------------------

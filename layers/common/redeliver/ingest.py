@@ -26,7 +26,7 @@ from redeliver.receipts import (
     Change,
     MalformedEvent,
     Transition,
-    parse_delivery_event,
+    parse_receipt,
 )
 from redeliver.retry_queue import RetryQueue
 from redeliver.signature import FormFields, SignatureVerifier
@@ -87,7 +87,8 @@ class Ingest:
             logger.info("ignoring a signed event of another type", extra={"event_type": event_type})
             count("IgnoredEvents")
             return IngestResult(transition=None)
-        event = parse_delivery_event(form)
+        parsed = parse_receipt(form)
+        event = parsed.event
         log = {
             "message_sid": event.message_sid,
             "receipt_sid": event.receipt_sid,
@@ -95,6 +96,12 @@ class Ingest:
             "status": event.status,
             "error_code": event.error_code,
         }
+        if parsed.dropped:  # optional fields that did not parse: stored without, never a 400
+            logger.warning(
+                "optional field(s) dropped", extra={**log, "dropped": list(parsed.dropped)}
+            )
+            for name in parsed.dropped:
+                count_by("DroppedReceiptFields", "field", name)
 
         transition = self._store.record(event)
         logger.info(
