@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 
 from redeliver.observability import logger
@@ -274,6 +275,19 @@ def test_non_utf8_body_is_403(ingest: ModuleType, resources: Resources) -> None:
     assert resources.items() == []
 
 
+@pytest.mark.parametrize("body", ["Status=\ud800", "\udcff", "MessageSid=IM\ud83d"])
+def test_a_plain_body_that_is_not_unicode_text_is_403_not_500(
+    ingest: ModuleType, resources: Resources, body: str
+) -> None:
+    """A lone surrogate cannot be UTF-8 encoded, so nothing Twilio signed holds one; hashing it
+    for the signature raised UnicodeEncodeError: a forged request answered 500 (and raised the
+    IngestFaults alarm)."""
+    event = http_api_event(receipt_fields(), token=TEST_AUTH_TOKEN, base64_body=False)
+    event["body"] = body
+    assert invoke(ingest, event)["statusCode"] == 403
+    assert resources.items() == []
+
+
 def test_signed_query_string_is_part_of_the_url(ingest: ModuleType, resources: Resources) -> None:
     fields = receipt_fields("sent")
     assert post(ingest, fields, query="tenant=a&x=1")["statusCode"] == 200
@@ -407,6 +421,57 @@ def test_table_fault_is_500_and_counted(
 ) -> None:
     boto3.client("dynamodb").delete_table(TableName=resources.table)
     assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
+    assert "IngestFaults" in metric_names(capsys.readouterr().out)
+
+
+def conflicting(ingest: ModuleType, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
+    """The receipt's UpdateItem meets the retry worker's claim transaction `times` times.
+
+    DynamoDB rejects a single-item write to an item that an ongoing TransactWriteItems includes
+    (the claim's ConditionCheck on the receipt) with TransactionConflictException, which botocore
+    does not retry. moto serves one request at a time, so it never does: the error is injected.
+    """
+    client = ingest.ingest._store._db
+    real = client.update_item
+    calls: list[str] = []
+
+    def update_item(**kwargs: Any) -> Any:
+        calls.append("UpdateItem")
+        if len(calls) <= times:
+            raise ClientError(
+                {"Error": {"Code": "TransactionConflictException", "Message": "in a transaction"}},
+                "UpdateItem",
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "update_item", update_item)
+    return calls
+
+
+def test_a_write_that_meets_a_claim_transaction_is_tried_again_not_500(
+    ingest: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The delivery that lands while the worker claims is the one that must not be lost (Twilio
+    does not resend it): without it the claimed resend goes ahead."""
+    post(ingest, receipt_fields("failed", error_code=30003, updated="2026-11-27T10:00:00Z"))
+    calls = conflicting(ingest, monkeypatch, times=2)
+    delivered = receipt_fields("delivered", updated="2026-11-27T10:00:05Z")
+    assert post(ingest, delivered)["statusCode"] == 200
+    assert calls == ["UpdateItem"] * 3
+    assert stored(resources, delivered)["status"] == {"S": "delivered"}
+
+
+def test_a_write_that_keeps_conflicting_is_a_counted_fault(
+    ingest: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls = conflicting(ingest, monkeypatch, times=100)
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
+    assert len(calls) == 3  # bounded: Twilio gives the webhook 5 seconds
     assert "IngestFaults" in metric_names(capsys.readouterr().out)
 
 
