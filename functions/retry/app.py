@@ -27,7 +27,7 @@ from redeliver.settings import Settings
 from redeliver.store import ReceiptStore
 
 settings = Settings.from_env()
-policy = RetryPolicy.parse(settings.retry_policy)  # invalid: fails loudly here, naming the field
+policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receipt_ttl_days)
 logger.info(
     "retry policy", extra={"max_attempts": policy.max_attempts, "rules": rules_summary(policy)}
 )
