@@ -11,6 +11,7 @@ import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from tests.integration.retry_system import Crash, RetrySystem
+from tests.lambdas import invoke, load_function
 from tools.stack import load_template
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -278,8 +279,7 @@ def test_a_crash_after_any_step_still_sends_exactly_once(
     system.redeliver_now()
     system.advance(30)
     again = system.poll()
-    follow_up_queued = step == "clear_pending"  # the send was complete, its follow-up queued
-    assert again.received == 1 + follow_up_queued
+    assert again.received == 1
     assert bool(again.failed) == (step in ("claim", "create_message"))
     # After the visibility timeout the claim is stale: look for the marker, then send or record.
     system.advance(360)
@@ -399,3 +399,33 @@ def test_a_sent_retry_is_followed_up_recovered_or_not(
     assert f'"{verdict}"' in output
     others = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"} - {verdict}
     assert not any(f'"{other}"' in output for other in others)
+
+
+# -- the outbox mark (issue 8, item 5) -----------------------------------------------------------
+
+
+def sweep_now(system: RetrySystem) -> int:
+    """The sweeper, as if its grace period had passed for every mark written so far."""
+    environment = {**system.stack.environment("SweepFunction"), "SWEEP_GRACE_SECONDS": "0"}
+    sweeper = load_function("sweep", environment, system.monkeypatch)
+    swept: int = invoke(sweeper, {})["swept"]
+    return swept
+
+
+@pytest.mark.parametrize("why", ["policy_delay", "back_to_the_queue"])
+def test_a_job_waiting_in_the_queue_past_the_sweep_grace_is_not_swept(
+    system: RetrySystem, sim: TwilioSimulator, why: str
+) -> None:
+    """The worker clears the mark when it receives the job: from then on SQS holds it (its
+    redelivery and its DLQ), so OutboxSwept means only that an enqueue was lost."""
+    conversation, original = system.message()
+    if why == "policy_delay":
+        system.now = system.now.replace(minute=0, second=10)  # 5 s after the failure: 60 s delay
+    else:
+        sim.fail_next("GET", Fault(status=429, code=20429))  # the fetch is throttled
+    system.fail(conversation, original, 30003)
+    batch = system.poll()
+    assert bool(batch.failed) == (why == "back_to_the_queue")
+    assert sweep_now(system) == 0
+    system.redeliver_now()
+    assert len(system.queued()) == 1  # the job itself, waiting: nothing swept next to it

@@ -133,7 +133,13 @@ class RetryWorker:
             "conversation_sid": event.conversation_sid,
             "error_code": event.error_code,
         }
-        if job.due_at is not None and job.due_at > now:
+        if job.due_at is None:
+            # The worker has the job: from here SQS holds it (redelivery, then the DLQ), so the
+            # outbox mark goes now, before any decision. A job that then waits in the queue (a
+            # delay, another worker's claim, a 429) is not re-queued by the sweeper, and
+            # OutboxSwept means only that an enqueue was lost.
+            self._store.clear_pending(event)
+        elif job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return self._report(Result(Outcome.WAITING, "hop"), log)
 
@@ -148,10 +154,7 @@ class RetryWorker:
                 Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log
             )
         chain = Chain.of(event.message_sid, record.origin, event.date_created)
-        result = self._decide(job, chain, now)
-        if job.due_at is None:  # the first look at this failure: the outbox mark can go
-            self._store.clear_pending(event)
-        return self._report(result, log)
+        return self._report(self._decide(job, chain, now), log)
 
     # -- the decision, with what is known and then with the message ---------------------------
 
