@@ -429,3 +429,55 @@ def test_a_job_waiting_in_the_queue_past_the_sweep_grace_is_not_swept(
     assert sweep_now(system) == 0
     system.redeliver_now()
     assert len(system.queued()) == 1  # the job itself, waiting: nothing swept next to it
+
+
+# -- a give-up meets another worker's claim (issue 8, item 3) ---------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_give_up_never_overwrites_a_claim_whose_message_went_out(system: RetrySystem) -> None:
+    """Two receipts of one message: one says resend, the other gives up. The give-up meets the
+    first worker's claim: young, it goes back to the queue; stale, the marker search finds the
+    message the first worker created, and the attempt is recorded sent, not given up."""
+    system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
+    conversation, original = system.message(recipients=2)
+    assert system.webhook(conversation, original, "undelivered", 30003, receipt="a") == 200
+    gateway = system.retry.worker._twilio
+    create = gateway.create_message
+    system.monkeypatch.setattr(gateway, "create_message", after(create))
+    assert system.poll(crash=True).crashed  # created, then died before recording
+    system.monkeypatch.setattr(gateway, "create_message", create)
+    assert system.webhook(conversation, original, "failed", 30005, after=6, receipt="b") == 200
+    give_up = system.poll()
+    assert give_up.received == 1
+    assert give_up.failed  # a young claim: its worker may be sending
+    assert system.attempts(original)[1]["state"] == "claimed"
+    system.advance(360)
+    system.redeliver_now()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    attempt = system.attempts(original)[1]
+    assert attempt["state"] == "sent"
+    assert attempt["new_message_sid"] == system.created(conversation)[0]["sid"]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySystem) -> None:
+    system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
+    conversation, original = system.message(recipients=2)
+    assert system.webhook(conversation, original, "undelivered", 30003, receipt="a") == 200
+    store = system.retry.worker._store
+    claim = store.claim
+    system.monkeypatch.setattr(store, "claim", after(claim))
+    [dead] = system.poll(crash=True).failed  # claimed, then died before the create
+    system.monkeypatch.setattr(store, "claim", claim)
+    system._in_flight.pop(dead)  # its record stays invisible for the rest of the test
+    assert system.webhook(conversation, original, "failed", 30005, after=6, receipt="b") == 200
+    assert system.poll().failed  # the claim is young
+    system.advance(120)
+    system.redeliver_now()
+    system.drain()
+    assert system.created() == []
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "permanent_error")
+    assert int(attempt["claimed_at"]) == int(system.now.timestamp())  # under its own claim

@@ -238,7 +238,7 @@ class RetryWorker:
                 if error.kind == "not_found"
                 else (f"twilio_rejected_{error.code or error.status}")
             )
-            return self._give_up(chain, job, reason, now)
+            return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
         self._sent(chain, new_sid, event.message_sid)
         return Result(Outcome.SENT, new_message_sid=new_sid, chain=chain)
 
@@ -277,10 +277,20 @@ class RetryWorker:
         due = now + self._follow_up
         self._queue.send(FollowUp(new_sid, chain.root, chain.attempt, due), self._follow_up)
 
-    def _give_up(self, chain: Chain, job: RetryJob, reason: str, now: float) -> Result:
-        if not self._store.record_give_up(chain, job.event, reason, int(now)):
-            return Result(Outcome.DUPLICATE, "decided already", chain=chain)
-        return Result(Outcome.GAVE_UP, reason, chain=chain)
+    def _give_up(
+        self, chain: Chain, job: RetryJob, reason: str, now: float, claimed_at: int | None = None
+    ) -> Result:
+        """Only the claimant (`claimed_at`), or nobody, may give an attempt up: another worker's
+        claim may have sent, so a give-up that meets it goes the way a send does (`_resume`)."""
+        for _ in range(2):
+            in_the_way = self._store.record_give_up(chain, job.event, reason, int(now), claimed_at)
+            if in_the_way is None:
+                return Result(Outcome.GAVE_UP, reason, chain=chain)
+            resumed = self._resume(job, chain, in_the_way, now)
+            if resumed is not None:
+                return resumed
+            claimed_at = int(now)  # the stale claim is ours now, and its message never went out
+        raise RetryLater("the attempt's claim changed under us")
 
     # -- what every outcome leaves behind ------------------------------------------------------
 
