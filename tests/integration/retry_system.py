@@ -64,6 +64,16 @@ class RetrySystem(Resources):
         self.retry = module
         return module
 
+    def count_aws(self) -> list[str]:
+        """The AWS operations the retry function's own clients call from now on, in order."""
+        calls: list[str] = []
+        worker = self.retry.worker
+        for client in (worker._store._db, worker._queue._sqs):
+            client.meta.events.register(
+                "before-call.*.*", lambda model, **_: calls.append(model.name)
+            )
+        return calls
+
     # -- Twilio's side ---------------------------------------------------------------------------
 
     def message(self, recipients: int = 1, **options: Any) -> tuple[str, str]:

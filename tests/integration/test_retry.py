@@ -68,9 +68,12 @@ def test_a_retry_waits_for_its_delay_then_sends_with_one_fetch_and_one_create(
     assert system.created() == []
     assert sim.requests == []  # waiting costs no Twilio call
     system.advance(60)
-    system.drain()
+    aws = system.count_aws()
+    system.poll()
     assert len(system.created(conversation)) == 1
     assert [m for m, _ in sim.requests] == ["GET", "POST"]  # one fetch, one create
+    # the chain read, the claim, the record (both links), the follow-up queued
+    assert aws == ["Query", "TransactWriteItems", "TransactWriteItems", "SendMessage"]
 
 
 def test_a_wait_longer_than_sqs_allows_is_made_of_hops(system: RetrySystem) -> None:
@@ -88,17 +91,20 @@ def test_a_wait_longer_than_sqs_allows_is_made_of_hops(system: RetrySystem) -> N
     assert len(system.created(conversation)) == 1
 
 
-def test_a_permanent_error_is_a_recorded_give_up_without_calling_twilio(
+def test_a_permanent_error_is_a_recorded_give_up_after_one_fetch(
     system: RetrySystem,
     sim: TwilioSimulator,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     conversation, original = system.message()
     system.fail(conversation, original, 30005, status="failed")
+    aws = system.count_aws()
     system.drain()
     assert system.attempts(original)[1]["state"] == "gave_up"
     assert system.attempts(original)[1]["reason"] == "permanent_error"
-    assert sim.requests == []
+    # Without an ORIGIN link only the marker tells an original from a retry (item 4).
+    assert [m for m, _ in sim.requests] == ["GET"]
+    assert aws == ["UpdateItem", "Query", "PutItem"]  # mark cleared, chain read, give-up
     output = capsys.readouterr().out
     assert '"RetryGaveUp"' in output
     assert '"reason":"permanent_error"' in output
@@ -481,3 +487,24 @@ def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySyste
     attempt = system.attempts(original)[1]
     assert (attempt["state"], attempt["reason"]) == ("gave_up", "permanent_error")
     assert int(attempt["claimed_at"]) == int(system.now.timestamp())  # under its own claim
+
+
+# -- a retry's failure before its ORIGIN link is written (issue 8, item 4) -----------------------
+
+
+def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """Its worker is between create and record (or died there): no ORIGIN yet. The marker says
+    where the failure belongs, so the message is fetched before anything is recorded."""
+    conversation, original = system.message()
+    retry = sim.add_message(
+        conversation,
+        attributes={"redeliver": {"retry_of": original, "root": original, "attempt": 1}},
+    )
+    system.fail(conversation, retry, 30005, status="failed")  # permanent: gives up at once
+    system.drain()
+    assert system.attempts(retry) == {}
+    attempt = system.attempts(original)[2]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "permanent_error")
+    assert attempt["failed_message_sid"] == retry

@@ -33,6 +33,7 @@ from redeliver.chain import (
     AttemptState,
     CannotResend,
     Chain,
+    MessageSnapshot,
     NewMessage,
     marker_chain,
     new_message,
@@ -40,7 +41,16 @@ from redeliver.chain import (
 from redeliver.conversations import ConversationsGateway, TwilioError
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
-from redeliver.policy import Failure, GiveUp, Overrides, RetryPolicy, Send, Wait, decide
+from redeliver.policy import (
+    Decision,
+    Failure,
+    GiveUp,
+    Overrides,
+    RetryPolicy,
+    Send,
+    Wait,
+    decide,
+)
 from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import Claim, ReceiptStore
@@ -154,63 +164,83 @@ class RetryWorker:
                 Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log
             )
         chain = Chain.of(event.message_sid, record.origin, event.date_created)
-        return self._report(self._decide(job, chain, now), log)
+        linked = record.origin is not None
+        return self._report(self._decide(job, chain, now, linked=linked), log)
 
     # -- the decision, with what is known and then with the message ---------------------------
 
-    def _decide(self, job: RetryJob, chain: Chain, now: float) -> Result:
+    def _decide(self, job: RetryJob, chain: Chain, now: float, *, linked: bool) -> Result:
+        """`linked`: the chain comes from the message's ORIGIN link. Without one, the message may
+        still be a retry whose link is not written yet (its worker is between create and record,
+        or died there): only its marker can tell, so nothing is recorded before the fetch."""
         event = job.event
-        failure = Failure(event.error_code, chain.attempt, event.date_updated, chain.first_sent_at)
-        first = self._apply_policy(job, chain, failure, now)
-        if first is not None:
-            return first
+        decision = self._ask_policy(job, chain, now)
+        if isinstance(decision, Wait) or (isinstance(decision, GiveUp) and linked):
+            return self._wait_or_give_up(job, chain, decision, now)
 
         try:
             message = self._twilio.fetch_message(event.conversation_sid, event.message_sid)
         except TwilioError as error:
-            if error.kind == "not_found":
+            if error.kind == "not_found":  # gone, marker and all: recorded under what is known
                 return self._give_up(chain, job, "message_not_found", now)
             raise RetryLater(str(error)) from error
 
-        marked = marker_chain(message)
-        if marked is not None and (marked[0], marked[1] + 1) != (chain.root, chain.attempt):
-            # The message is a retry whose ORIGIN link was not written (its worker died between
-            # create and record): its marker is the truth.
-            origin_attempt = self._store.get_attempt(*marked)
-            first_sent = origin_attempt.first_sent_at if origin_attempt else None
-            chain = Chain(marked[0], marked[1] + 1, first_sent or chain.first_sent_at)
+        marked = self._marked_chain(message, chain)
+        if marked != chain:  # a retry without its ORIGIN link: its marker is the truth
+            chain = marked
+            decision = self._ask_policy(job, chain, now)
+        if not isinstance(decision, Send):
+            return self._wait_or_give_up(job, chain, decision, now)
+
         recipients = message.recipients
         if recipients is None:
             recipients = self._twilio.recipients(event.conversation_sid)
-        failure = Failure(
-            event.error_code,
-            chain.attempt,
-            event.date_updated,
-            chain.first_sent_at,
-            recipients,
-            Overrides.from_attributes(message.attributes),
-        )
-        second = self._apply_policy(job, chain, failure, now)
-        if second is not None:
-            return second
+        overrides = Overrides.from_attributes(message.attributes)
+        decision = self._ask_policy(job, chain, now, recipients, overrides)
+        if not isinstance(decision, Send):
+            return self._wait_or_give_up(job, chain, decision, now)
 
         outgoing = new_message(message, chain)
         if isinstance(outgoing, CannotResend):
             return self._give_up(chain, job, outgoing.reason, now)
         return self._send(job, chain, outgoing, now)
 
-    def _apply_policy(
-        self, job: RetryJob, chain: Chain, failure: Failure, now: float
-    ) -> Result | None:
-        decision = decide(self._policy, failure, datetime.fromtimestamp(now, UTC))
+    def _ask_policy(
+        self,
+        job: RetryJob,
+        chain: Chain,
+        now: float,
+        recipients: int | None = None,
+        overrides: Overrides | None = None,
+    ) -> Decision:
+        event = job.event
+        failure = Failure(
+            event.error_code,
+            chain.attempt,
+            event.date_updated,
+            chain.first_sent_at,
+            recipients,
+            overrides or Overrides(),
+        )
+        return decide(self._policy, failure, datetime.fromtimestamp(now, UTC))
+
+    def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
+        """The chain the message's marker names, when it differs from `chain`."""
+        marked = marker_chain(message)
+        if marked is None or (marked[0], marked[1] + 1) == (chain.root, chain.attempt):
+            return chain
+        origin_attempt = self._store.get_attempt(*marked)
+        first_sent = origin_attempt.first_sent_at if origin_attempt else None
+        return Chain(marked[0], marked[1] + 1, first_sent or chain.first_sent_at)
+
+    def _wait_or_give_up(
+        self, job: RetryJob, chain: Chain, decision: Wait | GiveUp, now: float
+    ) -> Result:
         if isinstance(decision, GiveUp):
             return self._give_up(chain, job, decision.reason, now)
-        if isinstance(decision, Wait):
-            due = int(decision.due_at.timestamp())
-            self._queue.send(job.due(due), delay_seconds=decision.seconds)
-            return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
-        assert isinstance(decision, Send)
-        return None
+        due = int(decision.due_at.timestamp())
+        self._queue.send(job.due(due), delay_seconds=decision.seconds)
+        return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
 
     # -- claim, send, record -------------------------------------------------------------------
 
