@@ -8,10 +8,13 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.retry import AWS_FAULT_SECONDS, THROTTLED_SECONDS, record_budget_seconds
 from tests.integration.retry_system import Crash, RetrySystem
 from tests.lambdas import invoke, load_function
+from tools.lambdas import FakeContext
 from tools.stack import load_template
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -225,10 +228,9 @@ def test_the_same_sqs_record_delivered_twice_sends_once(system: RetrySystem) -> 
 
     arn = "arn:aws:sqs:us-east-1:123456789012:q"
     event = {"Records": [lambda_record(m, arn, "us-east-1") for m in event_messages]}
-    from tools.lambdas import FakeContext
 
-    first = system.retry.lambda_handler(event, FakeContext())
-    second = system.retry.lambda_handler(event, FakeContext())
+    first = system.retry.lambda_handler(event, FakeContext(remaining_ms=60_000))
+    second = system.retry.lambda_handler(event, FakeContext(remaining_ms=60_000))
     assert first == second == {"batchItemFailures": []}
     assert len(system.created(conversation)) == 1
 
@@ -508,3 +510,126 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
     attempt = system.attempts(original)[2]
     assert (attempt["state"], attempt["reason"]) == ("gave_up", "permanent_error")
     assert attempt["failed_message_sid"] == retry
+
+
+# -- a record sent back to the queue: when it comes back (issue 8, item 12) -----------------------
+
+
+def back_to_the_queue_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [
+        vars(record)
+        for record in caplog.records
+        if record.getMessage() == "retry job back to the queue"
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
+    system: RetrySystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    store = system.retry.worker._store
+    claim = store.claim
+    system.monkeypatch.setattr(store, "claim", after(claim))
+    system.poll(crash=True)  # claimed, then died
+    system.monkeypatch.setattr(store, "claim", claim)
+    system.redeliver_now()
+    system.advance(30)
+    caplog.clear()
+    [failed] = system.poll().failed
+    stale = system.retry.settings.claim_stale_seconds
+    assert stale - 30 <= system.visible_in(failed) <= stale - 30 + 2  # not the queue's 360 s
+    [line] = back_to_the_queue_lines(caplog)
+    assert line["message_sid"] == original
+    assert (line["root"], line["attempt"]) == (original, 1)
+    assert line["reason"] == "another worker holds the claim"
+    assert line["visible_in"] == stale - 30 + 1
+
+
+def test_a_throttled_create_comes_back_in_a_few_seconds(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(status=429, code=20429))
+    [failed] = system.poll().failed
+    low, high = THROTTLED_SECONDS
+    assert low - 1 <= system.visible_in(failed) <= high
+
+
+def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(timeout_after_create=True, delay=3.0))  # client timeout: 2 s
+    [failed] = system.poll().failed
+    stale = system.retry.settings.claim_stale_seconds
+    assert stale - 1 <= system.visible_in(failed) <= stale + 1
+
+
+def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    store = system.retry.worker._store
+
+    def throttled(*args: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "Query",
+        )
+
+    system.monkeypatch.setattr(store, "load_message", throttled)
+    [failed] = system.poll().failed
+    low, high = AWS_FAULT_SECONDS
+    assert low - 1 <= system.visible_in(failed) <= high
+
+
+def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """ChangeMessageVisibility keeps the receive count: maxReceiveCount and the DLQ still apply.
+    No redeliver_now here: the worker's own visibility (0 s, the jitter pinned) brings it back."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.retry.worker._jitter = lambda low, high: 0
+    receives = int(load_template()["Parameters"]["RetryMaxReceiveCount"]["Default"])
+    sim.fail_next("GET", *[Fault(status=429, code=20429)] * receives)
+    for _ in range(receives):
+        assert system.poll().failed
+    assert system.poll().received == 0  # moto moves it on this receive (AWS: as it is exceeded)
+    [dead] = system.queued(system.dlq_url)
+    assert dead["event"]["message_sid"] == original
+
+
+# -- a batch never outlives the function (issue 8, item 6) ---------------------------------------
+
+
+class Countdown(FakeContext):
+    """Lambda's context, with less time left at each look."""
+
+    def __init__(self, *remaining_ms: int) -> None:
+        super().__init__()
+        self.left = list(remaining_ms)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.left.pop(0) if len(self.left) > 1 else self.left[0]
+
+
+def test_records_without_time_left_go_back_unstarted(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    for _ in range(3):
+        system.fail(*system.message(), 30003)
+    event = system.receive_event(3)
+    budget = record_budget_seconds(2)  # the harness's Twilio timeout
+    assert budget < int(system.stack.environment("RetryFunction")["RETRY_TIMEOUT_SECONDS"])
+    context = Countdown(budget * 1000, budget * 1000 - 1)
+    response = system.retry.lambda_handler(event, context)
+    deferred = [item["itemIdentifier"] for item in response["batchItemFailures"]]
+    assert deferred == [r["messageId"] for r in event["Records"][1:]]
+    assert len(system.created()) == 1  # the first record only
+    assert [m for m, _ in sim.requests] == ["GET", "POST"]  # none for the deferred ones
+    for message_id in deferred:
+        assert system.visible_in(message_id) <= 0  # at once, for an invocation with time

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+CLAIM_MARGIN_SECONDS = 20
+
 
 class ConfigurationError(RuntimeError):
     """A required setting is missing or wrong: the deployment is broken, not the request."""
@@ -23,8 +25,15 @@ class Settings:
     retry_policy: str = ""  # the RetryPolicy document (JSON); empty: the built-in default
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
     twilio_timeout_seconds: int = 10
-    claim_stale_seconds: int = 90  # longer than any run of the retry function
+    retry_timeout_seconds: int = 60  # the retry function's Timeout (template.yaml, one place)
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
+
+    @property
+    def claim_stale_seconds(self) -> int:
+        """A claim older than this belongs to a dead worker: no run of the retry function lasts
+        longer than its timeout, and a create it sent just before dying has had a Twilio timeout
+        (and a margin) to land, so the marker search then sees it."""
+        return self.retry_timeout_seconds + self.twilio_timeout_seconds + CLAIM_MARGIN_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +63,6 @@ class Settings:
             retry_policy=env.get("RETRY_POLICY", ""),
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
             twilio_timeout_seconds=integer("TWILIO_TIMEOUT_SECONDS", 10),
-            claim_stale_seconds=integer("CLAIM_STALE_SECONDS", 90),
+            retry_timeout_seconds=integer("RETRY_TIMEOUT_SECONDS", 60),
             follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
         )
