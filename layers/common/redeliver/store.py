@@ -53,7 +53,7 @@ from redeliver.receipts import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, PutItemInputTypeDef
 
 Item = Mapping[str, "AttributeValueTypeDef"]
 
@@ -380,31 +380,53 @@ class ReceiptStore:
             ]
         )
 
-    def record_give_up(self, chain: Chain, event: DeliveryEvent, reason: str, now: int) -> bool:
-        """Record that `chain.attempt` will not be made; False if it was decided already."""
+    def record_give_up(
+        self,
+        chain: Chain,
+        event: DeliveryEvent,
+        reason: str,
+        now: int,
+        claimed_at: int | None = None,
+    ) -> Attempt | None:
+        """Record that `chain.attempt` will not be made. Only where nobody has the attempt, or
+        by its claimant (`claimed_at`: this worker's own claim): another worker's claim may have
+        sent. None when recorded; else the attempt in the way (decided, or claimed by another),
+        read from the failed write itself."""
+        item: dict[str, AttributeValueTypeDef] = {
+            **_attempt_key(chain),
+            "state": {"S": AttemptState.GAVE_UP.value},
+            "reason": {"S": reason},
+            "failed_message_sid": {"S": event.message_sid},
+            "failed_receipt_sid": {"S": event.receipt_sid},
+            "error_code": {"N": str(event.error_code or 0)},
+            "first_sent_at": {"S": iso(chain.first_sent_at)},
+            "updated_at": {"N": str(now)},
+            "expires_at": {"N": str(now + self._ttl_seconds)},
+        }
+        request: PutItemInputTypeDef = {
+            "TableName": self._table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if claimed_at is not None:
+            item["claimed_at"] = {"N": str(claimed_at)}
+            request["ConditionExpression"] += " OR (#state = :claimed AND claimed_at = :mine)"
+            request["ExpressionAttributeNames"] = {"#state": "state"}
+            request["ExpressionAttributeValues"] = {
+                ":claimed": {"S": AttemptState.CLAIMED.value},
+                ":mine": {"N": str(claimed_at)},
+            }
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={
-                    **_attempt_key(chain),
-                    "state": {"S": AttemptState.GAVE_UP.value},
-                    "reason": {"S": reason},
-                    "failed_message_sid": {"S": event.message_sid},
-                    "failed_receipt_sid": {"S": event.receipt_sid},
-                    "error_code": {"N": str(event.error_code or 0)},
-                    "first_sent_at": {"S": iso(chain.first_sent_at)},
-                    "updated_at": {"N": str(now)},
-                    "expires_at": {"N": str(now + self._ttl_seconds)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR #state = :claimed",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":claimed": {"S": AttemptState.CLAIMED.value}},
-            )
+            self._db.put_item(**request)
         except ClientError as error:
-            if _conditional_failure(error):
-                return False
-            raise
-        return True
+            if not _conditional_failure(error):
+                raise
+            old = cast("Item | None", error.response.get("Item"))
+            if old is None:  # DynamoDB returns it when asked; never guess
+                raise
+            return attempt_from_item(old)
+        return None
 
     def _conditional_update(
         self,
