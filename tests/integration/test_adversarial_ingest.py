@@ -1,0 +1,109 @@
+"""Adversarial review of ingest, the outbox and its sweeper: AWS as it is, not as moto is.
+
+Each test here proved a way a signed receipt could be lost, stored wrongly or queued twice in a
+way that matters, before the fix beside it. Where moto cannot show AWS's behaviour (a GSI read
+that lags the table, a write whose answer is lost after DynamoDB applied it), the test makes that
+behaviour explicitly and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from redeliver.receipts import DeliveryEvent, parse_delivery_event
+from redeliver.retry_queue import RetryQueue
+from redeliver.store import (
+    PENDING_AT,
+    PENDING_SHARD,
+    PendingFailure,
+    ReceiptStore,
+    message_pk,
+    pending_shard,
+    receipt_sk,
+)
+from redeliver.sweep import sweep
+from tests.integration.resources import Resources
+from tools.samples import receipt_fields, sid
+
+NOW = 1_800_000_000
+GRACE = 120
+
+
+@pytest.fixture
+def store(resources: Resources) -> ReceiptStore:
+    return ReceiptStore(resources.dynamodb, resources.table)
+
+
+@pytest.fixture
+def queue(resources: Resources) -> RetryQueue:
+    return RetryQueue(boto3.client("sqs"), resources.queue_url)
+
+
+def failure(n: object) -> DeliveryEvent:
+    return parse_delivery_event(
+        receipt_fields("undelivered", message=n, receipt=n, error_code=30003)
+    )
+
+
+def queued_messages(resources: Resources) -> list[str]:
+    return sorted(job["event"]["message_sid"] for job in resources.queued())
+
+
+# -- the sweeper --------------------------------------------------------------------------------
+
+
+def test_one_unreadable_mark_does_not_stop_the_sweep(
+    store: ReceiptStore, queue: RetryQueue, resources: Resources
+) -> None:
+    """A marked item the sweeper cannot rebuild a job from (written by an older version, edited
+    by hand) used to raise out of the index Query: every failure after it in its shard and every
+    later shard was never queued again, on every run, until the item's TTL."""
+    good = [failure(n) for n in range(40)]
+    for event in good:
+        store.record(event, now=NOW - GRACE - 1)
+    bad_message = sid("IM", "unreadable")
+    resources.dynamodb.put_item(
+        TableName=resources.table,
+        Item={
+            "pk": {"S": message_pk(bad_message)},
+            "sk": {"S": receipt_sk(sid("DY", "unreadable"))},
+            "status": {"S": "undelivered"},
+            "order_key": {"N": "1"},
+            "date_updated": {"S": "yesterday"},  # no date: the job cannot be rebuilt
+            "date_created": {"S": "2026-11-27T09:59:58.000Z"},
+            "conversation_sid": {"S": sid("CH", 1)},
+            PENDING_SHARD: {"S": "0"},  # the first shard queried
+            PENDING_AT: {"N": str(NOW - 10 * GRACE)},  # first in its shard
+        },
+    )
+    assert any(pending_shard(e.message_sid) == "0" for e in good)
+
+    assert sweep(store, queue, GRACE, now=NOW) == len(good)
+    assert queued_messages(resources) == sorted(e.message_sid for e in good)
+
+
+def test_a_mark_the_worker_cleared_is_neither_requeued_nor_set_again(
+    store: ReceiptStore, queue: RetryQueue, resources: Resources
+) -> None:
+    """The index is eventually consistent (and the worker races the sweeper): the sweeper can
+    read a mark the worker has just cleared. It used to queue the job again and, worse, set the
+    mark again (its condition checked only that the receipt was unchanged), so the alarm that
+    means "an enqueue was lost" fired for a job that had reached the worker. moto's GSI is
+    consistent: the stale read is made here by clearing the mark after the index was read."""
+    event = failure("taken")
+    store.record(event, now=NOW - GRACE - 1)
+
+    class LaggingIndex(ReceiptStore):
+        def pending_failures(self, older_than: int) -> Iterator[PendingFailure]:
+            seen = list(super().pending_failures(older_than))
+            assert [p.event for p in seen] == [event]
+            assert store.clear_pending(event)  # the worker takes the job meanwhile
+            yield from seen
+
+    lagging = LaggingIndex(resources.dynamodb, resources.table)
+    assert sweep(lagging, queue, GRACE, now=NOW) == 0
+    assert queued_messages(resources) == []
+    assert list(store.pending_failures(older_than=NOW + 3600)) == []
