@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import boto3
+from botocore.exceptions import ClientError
 import pytest
 
 from redeliver.receipts import DeliveryEvent, parse_delivery_event
@@ -107,3 +108,27 @@ def test_a_mark_the_worker_cleared_is_neither_requeued_nor_set_again(
     assert sweep(lagging, queue, GRACE, now=NOW) == 0
     assert queued_messages(resources) == []
     assert list(store.pending_failures(older_than=NOW + 3600)) == []
+
+
+def test_a_send_sqs_refuses_does_not_stop_the_sweep_and_is_swept_next_run(
+    store: ReceiptStore, queue: RetryQueue, resources: Resources
+) -> None:
+    """SQS can refuse one SendMessage (throttled, a 5xx) and take the next: the run goes on, and
+    the refused one keeps a mark that the next run (a grace period later) finds."""
+    events = [failure(n) for n in range(12)]
+    for event in events:
+        store.record(event, now=NOW - GRACE - 1)
+    refused = events[0].message_sid
+
+    class Flaky(RetryQueue):
+        def send(self, job: object, delay_seconds: int = 0) -> str:
+            if getattr(getattr(job, "event", None), "message_sid", None) == refused:
+                raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "SendMessage")
+            return queue.send(job, delay_seconds)  # type: ignore[arg-type]
+
+    flaky = Flaky(boto3.client("sqs"), resources.queue_url)
+    assert sweep(store, flaky, GRACE, now=NOW) == len(events) - 1
+    assert refused not in queued_messages(resources)
+    for event in events[1:]:  # the worker takes the jobs that were queued
+        assert store.clear_pending(event)
+    assert sweep(store, queue, GRACE, now=NOW + GRACE) == 1
