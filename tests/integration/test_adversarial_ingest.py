@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import boto3
-from botocore.exceptions import ClientError
 import pytest
+from botocore.exceptions import ClientError
 
 from redeliver.receipts import DeliveryEvent, parse_delivery_event
 from redeliver.retry_queue import RetryQueue
