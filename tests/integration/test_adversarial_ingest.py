@@ -132,3 +132,52 @@ def test_a_send_sqs_refuses_does_not_stop_the_sweep_and_is_swept_next_run(
     for event in events[1:]:  # the worker takes the jobs that were queued
         assert store.clear_pending(event)
     assert sweep(store, queue, GRACE, now=NOW + GRACE) == 1
+
+
+# -- ingest's one write -------------------------------------------------------------------------
+
+
+class _AnswerLost:
+    """A DynamoDB client whose first UpdateItem is applied but its answer lost (a read timeout,
+    a connection reset, a 500 after the write): botocore's standard retry mode sends the same
+    request again, and the application sees only that second answer. moto never loses an answer;
+    this replays what botocore does on AWS when one is."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def update_item(self, **request: object) -> object:
+        if not self.lost:
+            self.lost += 1
+            self._client.update_item(**request)  # type: ignore[attr-defined]
+        return self._client.update_item(**request)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("before", [None, "sent"])
+def test_a_failure_whose_write_answer_was_lost_is_still_queued_at_once(
+    resources: Resources, before: str | None
+) -> None:
+    """The retried write meets its own first try: the condition fails and the item returned is
+    the failure itself, which used to be classified as a duplicate: not queued, so the retry
+    waited for the sweeper's grace period and `SweptFailures` alarmed for a lost enqueue."""
+    store = ReceiptStore(resources.dynamodb, resources.table)
+    if before:
+        store.record(
+            parse_delivery_event(
+                receipt_fields(
+                    before, message="lost", receipt="lost", updated="2026-11-27T09:59:59Z"
+                )
+            ),
+            now=NOW,
+        )
+    lossy = _AnswerLost(resources.dynamodb)
+    event = failure("lost")
+    transition = ReceiptStore(lossy, resources.table).record(event, now=NOW)  # type: ignore[arg-type]
+    assert lossy.lost == 1
+    assert transition.enqueue
+    # A true duplicate (Twilio's own resend of the same event) is still one.
+    assert not store.record(event, now=NOW).enqueue
