@@ -30,6 +30,7 @@ the TTL) writes no index entry, and an entry stays far under one write unit.
 from __future__ import annotations
 
 import time
+import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ PENDING_PROJECTION = (
     "participant_sid",
     "channel_message_sid",
 )
+# The id of the write that last set a receipt's latest event. botocore retries a request whose
+# answer was lost (a read timeout, a reset, a 500) and DynamoDB may have applied the first try:
+# the retry's condition then fails against the write itself, which must not read as a duplicate
+# (the failure would not be queued until the sweeper's grace period had passed).
+WRITE_ID = "write_id"
 _NEWER = (
     "attribute_not_exists(pk) OR order_key < :order_key "
     "OR (order_key = :order_key AND #status < :status)"
@@ -138,6 +144,7 @@ class ReceiptStore:
         """Store `event` for its receipt; one conditional write unless the event is older."""
         now = time.time() if now is None else now
         key = _receipt_key(event)
+        write_id = uuid.uuid4().hex  # this call's: recognises its own write on a retried request
         names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": event.status},
@@ -147,6 +154,7 @@ class ReceiptStore:
             ":date_created": {"S": iso(event.date_created)},
             ":conversation": {"S": event.conversation_sid},
             ":expires_at": {"N": str(int(now) + self._ttl_seconds)},
+            ":write_id": {"S": write_id},
         }
         sets = [
             "#status = :status",
@@ -156,6 +164,7 @@ class ReceiptStore:
             "date_created = if_not_exists(date_created, :date_created)",
             "conversation_sid = :conversation",
             "expires_at = :expires_at",
+            f"{WRITE_ID} = :write_id",
         ]
         removes = []
         for attribute, value in (
@@ -200,6 +209,10 @@ class ReceiptStore:
             old = cast("Item | None", error.response.get("Item"))
             if old is None:  # DynamoDB always returns it when asked; never guess "new"
                 raise
+        if _string(old, WRITE_ID) == write_id:
+            # This very write, applied on a try whose answer was lost (botocore sent it again):
+            # the event is the receipt's latest now, whatever it replaced.
+            return Transition(Change.LATEST, None, enqueue=event.is_failure)
         state = state_from_item(old)
         transition = classify(state, event)
         if transition.change is Change.OLDER and state and newer_in_history(state, event):
