@@ -26,6 +26,9 @@ class Settings:
     twilio_webhook_enabled: bool = False  # X-Twilio-Webhook-Enabled on creates (template: off)
     claim_stale_seconds: int = 90  # longer than any run of the retry function
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
+    reconcile_after_minutes: int = 30  # 0: no reconciliation, and no index write for it
+    reconcile_max_lookups: int = 3  # lookups with nothing new before a receipt is left alone
+    spill_queue_url: str = ""  # empty: a failed write is a 5xx (no spill)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,4 +67,7 @@ class Settings:
             twilio_webhook_enabled=boolean("TWILIO_WEBHOOK_ENABLED"),
             claim_stale_seconds=integer("CLAIM_STALE_SECONDS", 90),
             follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
+            reconcile_after_minutes=integer("RECONCILE_AFTER_MINUTES", 30),
+            reconcile_max_lookups=integer("RECONCILE_MAX_LOOKUPS", 3),
+            spill_queue_url=env.get("SPILL_QUEUE_URL", ""),
         )
