@@ -7,7 +7,7 @@ The template is deployed into moto; ingest, reconcile and retry are the real han
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -17,6 +17,7 @@ from redeliver.store import LOOKUPS, STUCK_INDEX, STUCK_PROJECTION, STUCK_SHARD,
 from tests.integration.retry_system import T0, RetrySystem
 from tests.integration.test_store import index_write_units
 from tests.lambdas import invoke, load_function, metric_names
+from tools import cli
 from tools.apigw import http_api_event
 from tools.lambdas import FakeContext
 from tools.samples import receipt_fields
@@ -282,3 +283,76 @@ def test_reconcile_after_minutes_zero_deploys_no_reconciler_and_writes_no_index(
 def _iso(moment: Any) -> str:
     text: str = moment.isoformat().replace("+00:00", "Z")
     return text
+
+
+# -- the operator command (issue 9 item 5) -------------------------------------------------------
+
+
+def cli_run(capsys: pytest.CaptureFixture[str], rec: Reconciling, *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = cli.main(["--stack", rec.stack.name, *argv, "--twilio-url", rec.sim.url])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_cli_reconcile_dry_run_says_what_it_would_record_and_changes_nothing(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conversation, message = rec.message()
+    rec.receipt_webhook(conversation, message, "sent")
+    rec.sim.set_receipt(message, "undelivered", 30003, updated=T0 + timedelta(seconds=20))
+    code, out = cli_run(capsys, rec, "reconcile", message, "--dry-run")
+    assert code == 0, out
+    receipt = rec.sim.receipts[message][0]["sid"]
+    assert f"{receipt}: sent -> undelivered 30003 at 2026-11-27T10:00:20Z: would record, " in out
+    assert "1 failure(s) would be queued for a retry (dry run: nothing changed)" in out
+    assert rec.receipt_item(message)["status"] == "sent"
+    assert rec.queued() == []
+
+    code, out = cli_run(capsys, rec, "reconcile", message)
+    assert code == 0, out
+    assert "recorded, queued for a retry" in out
+    assert rec.receipt_item(message)["status"] == "undelivered"
+    [job] = rec.queued()
+    assert job["event"]["message_sid"] == message
+    code, out = cli_run(capsys, rec, "reconcile", message)
+    assert "undelivered 30003 at 2026-11-27T10:00:20Z: nothing new" in out
+
+
+def test_cli_reconcile_every_receipt_stuck_longer_than_a_duration(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime.now(UTC)
+    old_conversation, old = rec.message()
+    new_conversation, new = rec.message()
+    for conversation, message, age in ((old_conversation, old, 3), (new_conversation, new, 0.5)):
+        fields = receipt_fields(
+            "sent",
+            message=message,
+            conversation=conversation,
+            receipt=rec.sim.receipts[message][0]["sid"],
+            created=_iso(now - timedelta(hours=age)),
+            updated=_iso(now - timedelta(hours=age)),
+        )
+        fields["ChatServiceSid"] = rec.sim.service_of(conversation)
+        invoke(rec.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
+        rec.sim.set_receipt(message, "delivered", updated=now)
+    code, out = cli_run(capsys, rec, "reconcile", "--stuck-for", "2h")
+    assert code == 0, out
+    assert old in out
+    assert new not in out
+    assert "1 message(s) looked up, 1 receipt(s) recorded, 0 failure(s) queued" in out
+    assert rec.receipt_item(old)["status"] == "delivered"
+    assert rec.receipt_item(new)["status"] == "sent"
+
+
+def test_cli_reconcile_says_what_is_wrong(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_run(capsys, rec, "reconcile")[0] == 1
+    code, out = cli_run(capsys, rec, "reconcile", "IM" + "0" * 32)
+    assert (code, "its conversation is not known here" in out) == (1, True)
+    code, out = cli_run(capsys, rec, "reconcile", "SM1", "--dry-run")
+    assert (code, "is not a message SID" in out) == (1, True)
+    with pytest.raises(SystemExit):
+        cli.main(["reconcile", "--stuck-for", "soon"])
