@@ -38,7 +38,10 @@ reconciler = Reconciler(
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    report = reconciler.run(lambda: context.get_remaining_time_in_millis() / 1000)
+    report = reconciler.run(
+        lambda: context.get_remaining_time_in_millis() / 1000,
+        margin=2 * settings.twilio_timeout_seconds,  # a lookup may page: room for two requests
+    )
     return {
         "messages": report.messages,
         "recorded": report.recorded,

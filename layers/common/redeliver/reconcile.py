@@ -143,13 +143,14 @@ class Reconciler:
                 found.append(Found(event, result.transition))
         return found
 
-    def run(self, time_left: Callable[[], float] | None = None) -> Report:
-        """One scheduled pass. `time_left` (seconds) stops it before the function's timeout:
-        what is not reached now is found again by the next run."""
+    def run(self, time_left: Callable[[], float] | None = None, margin: float = 5.0) -> Report:
+        """One scheduled pass. `time_left` (seconds) stops it `margin` seconds before the
+        function's timeout (more than one lookup may take): what is not reached now is found
+        again by the next run."""
         report = Report()
         now = int(self._clock())
         for target, stuck in self.stuck().items():
-            if time_left is not None and time_left() < 5:
+            if time_left is not None and time_left() < margin:
                 report.skipped.append(target.message_sid)
                 continue
             self._reconcile(target, stuck, now, report)
