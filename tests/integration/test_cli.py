@@ -173,7 +173,7 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("trace", "stats", "redrive", "configure-webhook"):
+    for command in ("trace", "stats", "redrive", "configure-webhook", "reconcile"):
         with pytest.raises(SystemExit) as exit_:
             cli.main([command, "--help"])
         assert exit_.value.code == 0

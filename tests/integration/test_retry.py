@@ -617,6 +617,11 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
 # -- a record sent back to the queue: when it comes back (issue 8, item 12) -----------------------
 
 
+# moto keeps a message's visibility as a wall-clock deadline: on a loaded machine seconds pass
+# between the handler's ChangeMessageVisibility and the test's reading of it.
+SLACK = 5
+
+
 def back_to_the_queue_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [
         vars(record)
@@ -641,7 +646,7 @@ def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
     caplog.clear()
     [failed] = system.poll().failed
     stale = system.retry.settings.claim_stale_seconds
-    assert stale - 30 <= system.visible_in(failed) <= stale - 30 + 2  # not the queue's 360 s
+    assert stale - 30 - SLACK <= system.visible_in(failed) <= stale - 30 + 2  # not 360 s
     [line] = back_to_the_queue_lines(caplog)
     assert line["message_sid"] == original
     assert (line["root"], line["attempt"]) == (original, 1)
@@ -657,7 +662,7 @@ def test_a_throttled_create_comes_back_in_a_few_seconds(
     sim.fail_next("POST", Fault(status=429, code=20429))
     [failed] = system.poll().failed
     low, high = THROTTLED_SECONDS
-    assert low - 1 <= system.visible_in(failed) <= high
+    assert low - SLACK <= system.visible_in(failed) <= high
 
 
 def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
@@ -668,7 +673,7 @@ def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
     sim.fail_next("POST", Fault(timeout_after_create=True, delay=3.0))  # client timeout: 2 s
     [failed] = system.poll().failed
     stale = system.retry.settings.claim_stale_seconds
-    assert stale - 1 <= system.visible_in(failed) <= stale + 1
+    assert stale - SLACK <= system.visible_in(failed) <= stale + 1
 
 
 def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
@@ -685,7 +690,7 @@ def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
     system.monkeypatch.setattr(store, "load_message", throttled)
     [failed] = system.poll().failed
     low, high = AWS_FAULT_SECONDS
-    assert low - 1 <= system.visible_in(failed) <= high
+    assert low - SLACK <= system.visible_in(failed) <= high
 
 
 def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(

@@ -181,8 +181,7 @@ class ConversationsGateway:
 
     def _raise(self, error: Exception, sent: bool) -> NoReturn:
         if isinstance(error, TwilioException):
-            status = int(getattr(error, "status", 0) or 0)
-            code = getattr(error, "code", None)
+            status, code = _status_and_code(error)
             detail = f"HTTP {status} code {code}"
             if status == 401:  # a rotated auth token or API key: read the secret again
                 self._client, self._refresh = None, True
@@ -204,6 +203,24 @@ class ConversationsGateway:
                 "ambiguous" if sent else "transient", f"{type(error).__name__}"
             ) from error
         raise error
+
+
+def _status_and_code(error: TwilioException) -> tuple[int, int | None]:
+    """A request's error carries `status` and `code`; a page of a list (`.list()`, its
+    `next_page_url`s) raises a bare TwilioException("Unable to fetch page", response) instead,
+    which would otherwise read as status 0, a permanent error, even for a 429."""
+    status = int(getattr(error, "status", 0) or 0)
+    code = getattr(error, "code", None)
+    response = error.args[1] if len(error.args) > 1 else None
+    if not status and isinstance(response, Response):
+        status = int(response.status_code)
+        try:
+            body = json.loads(response.text)
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, Mapping) and isinstance(body.get("code"), int):
+            code = body["code"]
+    return status, code
 
 
 def _never_connected(error: Exception) -> bool:
