@@ -17,7 +17,9 @@ Where a crash or a redelivered record can land, and why it sends at most once:
   finds a claim older than any function run (`claim_stale_seconds`) looks in the conversation for
   the attempt's marker before sending: found → record it; not found → take the claim over, send.
   A younger claim means another worker may be sending now: the record goes back to SQS.
-- after 6, before the record: the same marker search finds the message and records it.
+- after 6, before the record: the same marker search finds the message and records it. It
+  reads newest first back to the failed message (the retry is newer); a conversation so busy
+  that its limit runs out first proves nothing, and the job goes back (then to the DLQ).
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
   may record a give-up, since a claim may have sent.
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
@@ -52,7 +54,7 @@ from redeliver.chain import (
     marker_chain,
     new_message,
 )
-from redeliver.conversations import ConversationsGateway, TwilioError
+from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -333,12 +335,20 @@ class RetryWorker:
             seconds = self._until_stale(existing.claimed_at)
             raise RetryLater("another worker holds the claim", seconds, chain)
         # A stale claim: its worker died, or its create timed out. Did the message go out?
+        event = job.event
         try:
             found = self._twilio.find_retry(
-                job.event.chat_service_sid, job.event.conversation_sid, chain.root, chain.attempt
+                event.chat_service_sid,
+                event.conversation_sid,
+                chain.root,
+                chain.attempt,
+                retry_of=event.message_sid,  # the search reads back to it, no further
             )
         except TwilioError as error:
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+        except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
+            # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
+            raise RetryLater(str(error), self._stale, chain) from error
         if found is not None:
             self._sent(chain, found, job.event.message_sid)
             return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
