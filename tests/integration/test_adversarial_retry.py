@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
+from redeliver.retry import record_budget_seconds
 from tests.integration.retry_system import Crash, RetrySystem
+from tools.lambdas import FakeContext
+from tools.sqs_poller import poll_once
+from tools.stack import load_template
 from tools.twilio_sim import TwilioSimulator
 
 
@@ -21,6 +25,10 @@ def after(original: Any) -> Any:
         raise Crash
 
     return dying
+
+
+def max_receive_count() -> int:
+    return int(load_template()["Parameters"]["RetryMaxReceiveCount"]["Default"])
 
 
 # -- the marker search must not conclude "not sent" from a partial look --------------------------
@@ -80,3 +88,29 @@ def test_the_marker_search_reads_no_further_back_than_the_failed_message(
     sim.add_message(conversation, attributes={"redeliver": {"root": original, "attempt": 1}})
     found = gateway.find_retry(service, conversation, original, 1, retry_of=original)
     assert found == sim.messages(conversation)[-1]["sid"]
+
+
+# -- a record deferred for time is not a failed receive --------------------------------------------
+
+
+def test_a_job_deferred_for_lack_of_time_never_reaches_the_dlq(system: RetrySystem) -> None:
+    """In a storm a job can sit at the tail of batch after batch, each invocation running out of
+    time before it (a record starts only with `record_budget_seconds` left). A deferral is not a
+    failure: it must not cost a receive, or after RetryMaxReceiveCount of them a healthy job lands
+    in the DLQ, never tried."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    budget = record_budget_seconds(2)  # the harness's Twilio timeout
+
+    def out_of_time(event: dict[str, Any], context: Any) -> Any:
+        return system.retry.lambda_handler(event, FakeContext(remaining_ms=(budget - 1) * 1000))
+
+    for _ in range(max_receive_count() + 1):
+        batch = poll_once(system.sqs, system.queue_url, out_of_time, batch_size=5)
+        assert batch.received == 1
+        system.redeliver_now()
+    assert system.created() == []
+    assert system.queued(system.dlq_url) == []
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    assert system.attempts(original)[1]["state"] == "sent"

@@ -29,7 +29,8 @@ A record that goes back to the queue (`RetryLater`) is first made visible again 
 has cleared, not after the queue's whole visibility timeout: another worker's young claim, when it
 turns stale; a 429, in a few seconds; an ambiguous create, when our own claim turns stale; an AWS
 fault, soon. A record is only started when the invocation has time left for its worst case
-(`record_budget_seconds`); the others go back at once, not started.
+(`record_budget_seconds`); the others go back at once, not started, as new messages: a deferral
+is not a failed receive, and must not bring a healthy job nearer the DLQ.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def record_budget_seconds(twilio_timeout_seconds: float) -> int:
 
 class RetryLater(Exception):
     """The record must come back (SQS redelivery) in `seconds`: a transient fault, another
-    worker's claim, or no time left in this invocation."""
+    worker's claim, a marker search that proved nothing."""
 
     def __init__(self, reason: str, seconds: int, chain: Chain | None = None) -> None:
         super().__init__(reason)
@@ -146,13 +147,25 @@ class RetryWorker:
         try:
             job = parse_job(body)
             if seconds_left < self._budget:
-                raise RetryLater(f"{seconds_left:.0f} s left, a record may need {self._budget}", 0)
+                return self._defer(job, seconds_left)
             if isinstance(job, FollowUp):
                 return self.follow_up(job)
             return self.process(job)
         except Exception as error:
             self._back_to_the_queue(error, job, receipt_handle)
             raise
+
+    def _defer(self, job: RetryJob | FollowUp, seconds_left: float) -> Result:
+        """Not started for lack of time: the job goes back to the queue as a new message, and
+        this record succeeds. Reported failed, it would cost a receive it never used; in a storm
+        a job can sit at the tail of batch after batch, and after maxReceiveCount a healthy one
+        would land in the DLQ, never tried. (A failed send raises: the record itself goes back.)"""
+        self._queue.send(job)
+        logger.info(
+            "retry job deferred: no time left",
+            extra={**_job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
+        )
+        return Result(Outcome.WAITING, "deferred")
 
     def follow_up(self, job: FollowUp) -> Result:
         """Did a retry we sent reach its recipient? Counted once its receipts had time."""
