@@ -45,6 +45,7 @@ worker = RetryWorker(
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,
     twilio_timeout_seconds=settings.twilio_timeout_seconds,
+    function_timeout_seconds=settings.retry_timeout_seconds,
     follow_up_seconds=settings.follow_up_seconds,
 )
 # A batch whose every record failed is reported like any other (all items back to SQS), not

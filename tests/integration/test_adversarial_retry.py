@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from redeliver.retry import record_budget_seconds
+from redeliver.settings import ConfigurationError
 from tests.integration.retry_system import Crash, RetrySystem
 from tools.lambdas import FakeContext
 from tools.sqs_poller import poll_once
@@ -114,3 +115,13 @@ def test_a_job_deferred_for_lack_of_time_never_reaches_the_dlq(system: RetrySyst
     system.drain()
     assert len(system.created(conversation)) == 1
     assert system.attempts(original)[1]["state"] == "sent"
+
+
+def test_a_twilio_timeout_no_invocation_could_start_a_record_under_fails_the_first_invocation(
+    system: RetrySystem,
+) -> None:
+    """Deferred jobs are queued again, not failed: with a record budget over the function's
+    timeout every job would be deferred forever, neither decided nor in the DLQ."""
+    timeout = int(system.stack.environment("RetryFunction")["RETRY_TIMEOUT_SECONDS"])
+    with pytest.raises(ConfigurationError, match="TWILIO_TIMEOUT_SECONDS"):
+        system.load_retry(TWILIO_TIMEOUT_SECONDS=str(timeout // 5))

@@ -70,6 +70,7 @@ from redeliver.policy import (
 )
 from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
 from redeliver.retry_queue import RetryQueue
+from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
 
 
@@ -124,6 +125,7 @@ class RetryWorker:
         *,
         claim_stale_seconds: int,
         twilio_timeout_seconds: float = 10,
+        function_timeout_seconds: int | None = None,
         follow_up_seconds: int = 900,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
@@ -134,6 +136,14 @@ class RetryWorker:
         self._policy = policy
         self._stale = claim_stale_seconds
         self._budget = record_budget_seconds(twilio_timeout_seconds)
+        if function_timeout_seconds is not None and self._budget >= function_timeout_seconds:
+            # No invocation could ever start a record: each would be deferred (queued again)
+            # forever, neither decided nor in the DLQ. Fail the deployment's first invocation.
+            raise ConfigurationError(
+                f"a record may need {self._budget} s (TWILIO_TIMEOUT_SECONDS="
+                f"{twilio_timeout_seconds:g}), more than RETRY_TIMEOUT_SECONDS="
+                f"{function_timeout_seconds}"
+            )
         self._follow_up = follow_up_seconds
         self._clock = clock
         self._jitter = jitter
