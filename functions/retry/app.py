@@ -3,7 +3,8 @@
 Partial batch responses: a record that raises (a transient Twilio fault, another worker's claim,
 a malformed job) is reported failed and comes back when the worker set it to (else after the
 queue's visibility timeout); after maxReceiveCount it moves to RetryDLQ. The others are deleted.
-A record is started only while the invocation has time for its worst case; the rest go back.
+A record is started only while the invocation has time for its worst case; the rest are queued
+again as new messages (a deferral costs no receive) and succeed.
 """
 
 from typing import Any
@@ -44,6 +45,7 @@ worker = RetryWorker(
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,
     twilio_timeout_seconds=settings.twilio_timeout_seconds,
+    function_timeout_seconds=settings.retry_timeout_seconds,
     follow_up_seconds=settings.follow_up_seconds,
 )
 # A batch whose every record failed is reported like any other (all items back to SQS), not

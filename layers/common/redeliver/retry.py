@@ -17,7 +17,9 @@ Where a crash or a redelivered record can land, and why it sends at most once:
   finds a claim older than any function run (`claim_stale_seconds`) looks in the conversation for
   the attempt's marker before sending: found → record it; not found → take the claim over, send.
   A younger claim means another worker may be sending now: the record goes back to SQS.
-- after 6, before the record: the same marker search finds the message and records it.
+- after 6, before the record: the same marker search finds the message and records it. It
+  reads newest first back to the failed message (the retry is newer); a conversation so busy
+  that its limit runs out first proves nothing, and the job goes back (then to the DLQ).
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
   may record a give-up, since a claim may have sent.
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
@@ -27,7 +29,8 @@ A record that goes back to the queue (`RetryLater`) is first made visible again 
 has cleared, not after the queue's whole visibility timeout: another worker's young claim, when it
 turns stale; a 429, in a few seconds; an ambiguous create, when our own claim turns stale; an AWS
 fault, soon. A record is only started when the invocation has time left for its worst case
-(`record_budget_seconds`); the others go back at once, not started.
+(`record_budget_seconds`); the others go back at once, not started, as new messages: a deferral
+is not a failed receive, and must not bring a healthy job nearer the DLQ.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from redeliver.chain import (
     marker_chain,
     new_message,
 )
-from redeliver.conversations import ConversationsGateway, TwilioError
+from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -67,6 +70,7 @@ from redeliver.policy import (
 )
 from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
 from redeliver.retry_queue import RetryQueue
+from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
 
 
@@ -95,7 +99,7 @@ def record_budget_seconds(twilio_timeout_seconds: float) -> int:
 
 class RetryLater(Exception):
     """The record must come back (SQS redelivery) in `seconds`: a transient fault, another
-    worker's claim, or no time left in this invocation."""
+    worker's claim, a marker search that proved nothing."""
 
     def __init__(self, reason: str, seconds: int, chain: Chain | None = None) -> None:
         super().__init__(reason)
@@ -121,6 +125,7 @@ class RetryWorker:
         *,
         claim_stale_seconds: int,
         twilio_timeout_seconds: float = 10,
+        function_timeout_seconds: int | None = None,
         follow_up_seconds: int = 900,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
@@ -131,6 +136,14 @@ class RetryWorker:
         self._policy = policy
         self._stale = claim_stale_seconds
         self._budget = record_budget_seconds(twilio_timeout_seconds)
+        if function_timeout_seconds is not None and self._budget >= function_timeout_seconds:
+            # No invocation could ever start a record: each would be deferred (queued again)
+            # forever, neither decided nor in the DLQ. Fail the deployment's first invocation.
+            raise ConfigurationError(
+                f"a record may need {self._budget} s (TWILIO_TIMEOUT_SECONDS="
+                f"{twilio_timeout_seconds:g}), more than RETRY_TIMEOUT_SECONDS="
+                f"{function_timeout_seconds}"
+            )
         self._follow_up = follow_up_seconds
         self._clock = clock
         self._jitter = jitter
@@ -144,13 +157,25 @@ class RetryWorker:
         try:
             job = parse_job(body)
             if seconds_left < self._budget:
-                raise RetryLater(f"{seconds_left:.0f} s left, a record may need {self._budget}", 0)
+                return self._defer(job, seconds_left)
             if isinstance(job, FollowUp):
                 return self.follow_up(job)
             return self.process(job)
         except Exception as error:
             self._back_to_the_queue(error, job, receipt_handle)
             raise
+
+    def _defer(self, job: RetryJob | FollowUp, seconds_left: float) -> Result:
+        """Not started for lack of time: the job goes back to the queue as a new message, and
+        this record succeeds. Reported failed, it would cost a receive it never used; in a storm
+        a job can sit at the tail of batch after batch, and after maxReceiveCount a healthy one
+        would land in the DLQ, never tried. (A failed send raises: the record itself goes back.)"""
+        self._queue.send(job)
+        logger.info(
+            "retry job deferred: no time left",
+            extra={**_job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
+        )
+        return Result(Outcome.WAITING, "deferred")
 
     def follow_up(self, job: FollowUp) -> Result:
         """Did a retry we sent reach its recipient? Counted once its receipts had time."""
@@ -333,12 +358,20 @@ class RetryWorker:
             seconds = self._until_stale(existing.claimed_at)
             raise RetryLater("another worker holds the claim", seconds, chain)
         # A stale claim: its worker died, or its create timed out. Did the message go out?
+        event = job.event
         try:
             found = self._twilio.find_retry(
-                job.event.chat_service_sid, job.event.conversation_sid, chain.root, chain.attempt
+                event.chat_service_sid,
+                event.conversation_sid,
+                chain.root,
+                chain.attempt,
+                retry_of=event.message_sid,  # the search reads back to it, no further
             )
         except TwilioError as error:
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+        except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
+            # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
+            raise RetryLater(str(error), self._stale, chain) from error
         if found is not None:
             self._sent(chain, found, job.event.message_sid)
             return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
