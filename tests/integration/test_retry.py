@@ -484,34 +484,7 @@ def test_a_delivery_that_lands_while_the_worker_fetches_stops_the_resend(
     assert system.attempts(original) == {}
 
 
-@pytest.mark.parametrize(
-    ("status", "verdict"),
-    [
-        ("delivered", "RetryRecovered"),
-        ("read", "RetryRecovered"),
-        ("undelivered", "RetryNotRecovered"),
-        (None, "RetryUnconfirmed"),
-    ],
-)
-def test_a_sent_retry_is_followed_up_recovered_or_not(
-    system: RetrySystem,
-    capsys: pytest.CaptureFixture[str],
-    status: str | None,
-    verdict: str,
-) -> None:
-    conversation, original = system.message()
-    system.fail(conversation, original, 30003)
-    system.poll()  # sends the retry and queues its follow-up
-    [new] = system.created(conversation)
-    if status is not None:
-        code = 30003 if status == "undelivered" else None
-        assert system.webhook(conversation, new["sid"], status, code, after=90) == 200
-    capsys.readouterr()
-    system.poll()
-    output = capsys.readouterr().out
-    assert f'"{verdict}"' in output
-    others = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"} - {verdict}
-    assert not any(f'"{other}"' in output for other in others)
+# Follow-ups (RetryRecovered / RetryNotRecovered / RetryUnconfirmed): test_follow_up.py.
 
 
 # -- the outbox mark (issue 8, item 5) -----------------------------------------------------------

@@ -91,6 +91,38 @@ def event_from_snapshot(target: Target, snapshot: ReceiptSnapshot) -> DeliveryEv
     )
 
 
+def reported(twilio: ConversationsGateway, target: Target) -> list[DeliveryEvent]:
+    """Every receipt Twilio reports for a message, as its webhook would have carried it; one that
+    cannot be recorded is logged, counted and left out. Raises TwilioError."""
+    events = []
+    for snapshot in twilio.list_receipts(
+        target.chat_service_sid, target.conversation_sid, target.message_sid
+    ):
+        try:
+            events.append(event_from_snapshot(target, snapshot))
+        except MalformedEvent as error:
+            logger.warning(
+                "a receipt Twilio reported cannot be recorded",
+                extra={"message_sid": target.message_sid, "reason": str(error)},
+            )
+            count("ReconcileUnusableReceipts")
+    return events
+
+
+def record_reported(
+    twilio: ConversationsGateway, recorder: Recorder, target: Target
+) -> list[Found]:
+    """Ask Twilio for a message's receipts and record each through the webhook's path: a new
+    failure is queued for a retry. The reconciler and the retry worker's follow-up both ask this
+    way. Raises TwilioError, and what the write raises."""
+    found = []
+    for event in reported(twilio, target):
+        result = recorder.record(event, Source.RECONCILE)
+        if result.transition is not None:
+            found.append(Found(event, result.transition))
+    return found
+
+
 class Reconciler:
     def __init__(
         self,
@@ -121,26 +153,12 @@ class Reconciler:
     def lookup(self, target: Target, *, dry_run: bool = False) -> list[Found]:
         """Ask Twilio for a message's receipts and record each (dry run: classify only).
         Raises TwilioError."""
+        if not dry_run:
+            return record_reported(self._twilio, self._recorder, target)
         found = []
-        for snapshot in self._twilio.list_receipts(
-            target.chat_service_sid, target.conversation_sid, target.message_sid
-        ):
-            try:
-                event = event_from_snapshot(target, snapshot)
-            except MalformedEvent as error:
-                logger.warning(
-                    "a receipt Twilio reported cannot be recorded",
-                    extra={"message_sid": target.message_sid, "reason": str(error)},
-                )
-                count("ReconcileUnusableReceipts")
-                continue
-            if dry_run:
-                state = self._store.get_receipt(event.message_sid, event.receipt_sid)
-                found.append(Found(event, classify(state, event)))
-                continue
-            result = self._recorder.record(event, Source.RECONCILE)
-            if result.transition is not None:
-                found.append(Found(event, result.transition))
+        for event in reported(self._twilio, target):
+            state = self._store.get_receipt(event.message_sid, event.receipt_sid)
+            found.append(Found(event, classify(state, event)))
         return found
 
     def run(self, time_left: Callable[[], float] | None = None, margin: float = 5.0) -> Report:

@@ -10,7 +10,14 @@ For each job (a receipt that became a failure):
 4. fetch the message from Twilio; its marker names the chain of a retry whose ORIGIN link is not
    written yet; ask the policy again with the recipients and overrides;
 5. claim the attempt: one transaction that also checks the receipt is still this failure;
-6. create the new message, marked with its origin; record it, linked both ways.
+6. create the new message, marked with its origin; record it, linked both ways; queue its
+   follow-up.
+
+The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds` have passed, and
+records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
+webhooks, so a failed retry whose webhook never came is queued all the same and continues its
+chain (its ORIGIN link is written before the follow-up is queued). The verdict, RetryRecovered /
+RetryNotRecovered / RetryUnconfirmed, is Twilio's answer.
 
 Where a crash or a redelivered record can land, and why it sends at most once:
 - after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A worker that
@@ -56,6 +63,7 @@ from redeliver.chain import (
     new_message,
 )
 from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
+from redeliver.ingest import Recorder
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -68,7 +76,8 @@ from redeliver.policy import (
     Wait,
     decide,
 )
-from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
+from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
+from redeliver.reconcile import Target, record_reported
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
@@ -127,6 +136,7 @@ class RetryWorker:
         twilio_timeout_seconds: float = 10,
         function_timeout_seconds: int | None = None,
         follow_up_seconds: int = 900,
+        recorder: Recorder | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
@@ -145,6 +155,7 @@ class RetryWorker:
                 f"{function_timeout_seconds}"
             )
         self._follow_up = follow_up_seconds
+        self._recorder = recorder or Recorder(store, queue)
         self._clock = clock
         self._jitter = jitter
 
@@ -178,7 +189,9 @@ class RetryWorker:
         return Result(Outcome.WAITING, "deferred")
 
     def follow_up(self, job: FollowUp) -> Result:
-        """Did a retry we sent reach its recipient? Counted once its receipts had time."""
+        """Did a retry we sent reach its recipient? Twilio's receipts say, once they had time;
+        each is recorded as a webhook's would be, so a failed retry is queued for the next
+        attempt. Twilio not answering now (429, 5xx): the job comes back in a few seconds."""
         now = self._clock()
         log: dict[str, object] = {
             "message_sid": job.message_sid,
@@ -188,13 +201,30 @@ class RetryWorker:
         if job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return Result(Outcome.WAITING, "follow-up hop")
-        statuses = {r.status for r in self._store.load_message(job.message_sid).receipts.values()}
+        if not job.conversation_sid:
+            # Queued before follow-ups carried their conversation: Twilio cannot be asked, so
+            # what the webhooks told us decides, as it did then.
+            record = self._store.load_message(job.message_sid)
+            statuses = {r.status for r in record.receipts.values()}
+            log["source"] = "table"
+        else:
+            target = Target(job.message_sid, job.conversation_sid, job.chat_service_sid)
+            try:
+                found = record_reported(self._twilio, self._recorder, target)
+            except TwilioError as error:
+                if error.kind in ("transient", "ambiguous"):
+                    raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+                # Gone (404) or refused for good: nothing more can be learnt. Counted, not lost.
+                found = []
+                log["twilio_error"] = error.kind
+            statuses = {f.event.status for f in found}
+            log["source"] = "twilio"
         if statuses & SUCCESS_STATUSES:
             verdict = "RetryRecovered"
         elif statuses & FAILURE_STATUSES:
             verdict = "RetryNotRecovered"  # its own failure job decides what comes next
         else:
-            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` yet
+            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
         count(verdict)
         logger.info("retry followed up", extra={**log, "verdict": verdict})
         return Result(Outcome.FOLLOWED_UP, verdict)
@@ -338,7 +368,7 @@ class RetryWorker:
                 else (f"twilio_rejected_{error.code or error.status}")
             )
             return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
-        self._sent(chain, new_sid, event.message_sid)
+        self._sent(chain, new_sid, event)
         return Result(Outcome.SENT, new_message_sid=new_sid, chain=chain)
 
     def _resume(
@@ -373,20 +403,29 @@ class RetryWorker:
             # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
             raise RetryLater(str(error), self._stale, chain) from error
         if found is not None:
-            self._sent(chain, found, job.event.message_sid)
+            self._sent(chain, found, job.event)
             return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
         if not self._store.take_over(chain, existing.claimed_at, int(now)):
             seconds = self._until_stale(int(now))
             raise RetryLater("another worker took the stale claim", seconds, chain)
         return None
 
-    def _sent(self, chain: Chain, new_sid: str, retry_of: str) -> None:
-        # The follow-up only counts (RetryRecovered); a crash between the record and it loses
-        # that count, never a message.
+    def _sent(self, chain: Chain, new_sid: str, retry_of: DeliveryEvent) -> None:
+        # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
+        # A crash between the record and the queued follow-up loses that ask and its count:
+        # the retry's receipts then reach us only by webhook.
         now = int(self._clock())
-        self._store.record_sent(chain, new_sid, retry_of, now)
+        self._store.record_sent(chain, new_sid, retry_of.message_sid, now)
         due = now + self._follow_up
-        self._queue.send(FollowUp(new_sid, chain.root, chain.attempt, due), self._follow_up)
+        follow_up = FollowUp(
+            new_sid,
+            chain.root,
+            chain.attempt,
+            due,
+            retry_of.conversation_sid,  # a retry is created in its failed message's conversation
+            retry_of.chat_service_sid,
+        )
+        self._queue.send(follow_up, self._follow_up)
 
     def _give_up(
         self, chain: Chain, job: RetryJob, reason: str, now: float, claimed_at: int | None = None
