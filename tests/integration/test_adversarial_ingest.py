@@ -186,30 +186,29 @@ def test_a_failure_whose_write_answer_was_lost_is_still_queued_at_once(
 # -- the signature's token after a rotation ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: a mismatch re-reads the secret at most once a minute per container, and "
-    "a forged request spends that re-read; zero-loss rotation needs the secret to hold the next "
-    "token too (an interface change of the Twilio secret, left to the lead)",
-)
 def test_a_forged_request_does_not_delay_a_rotated_token() -> None:
     """Twilio signs with the new auth token the moment it is promoted. A forged request seconds
-    before the rotation spends the container's one re-read a minute, so every signed receipt of
-    the next minute is refused (403) and, Twilio not resending, lost."""
+    before the rotation spends the container's one re-read a minute, so without the secondary
+    token every signed receipt of the next minute would be refused (403) and, Twilio not
+    resending, lost. The documented rotation puts the new token in the secret as
+    `secondary_auth_token` before promoting it: no re-read is needed at all."""
     from twilio.request_validator import RequestValidator
 
     from redeliver.credentials import CredentialSource, TwilioCredentials
     from redeliver.signature import FormFields, SignatureVerifier
 
     class Rotating(CredentialSource):
+        """Step 1 of the rotation: the new token is in the secret as the secondary, and cached."""
+
         def __init__(self) -> None:
             super().__init__("arn:unused")
-            self.token = self.cached = "old-token"
+            self.reads = 0
 
-        def get(self, refresh: bool = False) -> TwilioCredentials:  # cached as Powertools does
-            if refresh:
-                self.cached = self.token
-            return TwilioCredentials(sid("AC", "account"), self.cached)
+        def get(self, refresh: bool = False) -> TwilioCredentials:
+            self.reads += 1 if refresh else 0
+            return TwilioCredentials(
+                sid("AC", "account"), "old-token", secondary_auth_token="new-token"
+            )
 
     url = "https://hooks.example.com/twilio/delivery-receipts"
     fields = receipt_fields("delivered")
@@ -218,8 +217,10 @@ def test_a_forged_request_does_not_delay_a_rotated_token() -> None:
     secret = Rotating()
     verifier = SignatureVerifier(secret, clock=lambda: clock[0])
 
-    assert not verifier.verify(url, form, "forged").valid
-    secret.token = "new-token"  # promoted in Twilio, updated in Secrets Manager
-    clock[0] += 5
+    assert not verifier.verify(url, form, "forged").valid  # spends the minute's re-read
+    assert secret.reads == 1
+    clock[0] += 5  # step 2: the secondary is promoted in Twilio, which signs with it from now on
     signed = RequestValidator("new-token").compute_signature(url, fields)
     assert verifier.verify(url, form, signed).valid
+    old = RequestValidator("old-token").compute_signature(url, fields)
+    assert verifier.verify(url, form, old).valid  # a webhook signed just before, still in flight

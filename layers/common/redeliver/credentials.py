@@ -1,7 +1,11 @@
 """The Twilio secret (Secrets Manager, JSON), read through Powertools parameters with caching.
 
 The secret holds `account_sid` and `auth_token`, optionally `api_key_sid` + `api_key_secret` (for
-REST calls) and `webhook_shared_keys` ({key id: secret}, for HMAC-SHA256 signed webhooks). It
+REST calls), `webhook_shared_keys` ({key id: secret}, for HMAC-SHA256 signed webhooks) and
+`secondary_auth_token`: Twilio's secondary auth token, accepted for signatures beside the primary,
+so a rotation loses no webhook (put the new token here first, promote it in Twilio, then move it to
+`auth_token`). Without it, a token promoted in Twilio before the secret is updated is refused until
+a container re-reads the secret: Twilio does not resend those webhooks. It
 never reaches an environment variable, a log line or an event (DESIGN invariant 7).
 """
 
@@ -22,6 +26,7 @@ class TwilioCredentials:
     auth_token: str
     api_key_sid: str = ""
     api_key_secret: str = ""
+    secondary_auth_token: str = ""
     webhook_shared_keys: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # never print a secret by accident
@@ -42,6 +47,7 @@ class TwilioCredentials:
             auth_token=str(value["auth_token"]),
             api_key_sid=str(value.get("api_key_sid") or ""),
             api_key_secret=str(value.get("api_key_secret") or ""),
+            secondary_auth_token=str(value.get("secondary_auth_token") or ""),
             webhook_shared_keys={str(k): str(v) for k, v in keys.items()},
         )
 

@@ -114,11 +114,14 @@ def _check(  # noqa: PLR0917 - a private helper, called twice with the same argu
         token = credentials.webhook_shared_keys.get(key_id)
         if token is None:
             return Verdict(False, "unknown_key")
-    else:
-        token = credentials.auth_token
+        tokens = [token]
+    else:  # the secondary auth token too: a rotation in progress (redeliver.credentials)
+        tokens = [t for t in (credentials.auth_token, credentials.secondary_auth_token) if t]
     if algorithm.upper() not in SUPPORTED_ALGORITHMS:
         return Verdict(False, "bad_algorithm")
-    valid = RequestValidator(token).validate(url, fields, signature, algorithm=algorithm)
+    valid = any(
+        RequestValidator(t).validate(url, fields, signature, algorithm=algorithm) for t in tokens
+    )
     return Verdict(True) if valid else Verdict(False, "mismatch")
 
 
