@@ -99,6 +99,7 @@ class ChaosConfig:
     forged: int = 30
     second_service: float = 0.5  # share of conversations in the second Conversation Service
     sweep_every: float = 5.0
+    kill_points: dict[str, tuple[int, ...]] | None = None  # default: drawn (ChaosKills.POINTS)
 
 
 # -- the simulator's fault injection and services (tools/twilio_sim.py) ---------------------------
@@ -162,14 +163,25 @@ class ChaosKills(KillPlan):
         "RetryFunction": (1, 2, 3, 4, 5, 6),
     }
 
-    def __init__(self, seed: int, plan: dict[str, tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        plan: dict[str, tuple[int, int]],
+        points: dict[str, tuple[int, ...]] | None = None,
+    ) -> None:
+        """`plan`: function → (kills, horizon). `points`: function → the kill points to use in
+        turn (default: drawn from POINTS)."""
         rng = random.Random(seed)  # noqa: S311 - a reproducible run
         self.asked = {function: count for function, (count, _) in plan.items()}
         self._due: dict[str, list[tuple[int, int]]] = {}
         for function, (count, horizon) in plan.items():
             first = min(5, horizon)
             picks = sorted(rng.sample(range(first, horizon + 1), min(count, horizon - first + 1)))
-            self._due[function] = [(n, rng.choice(self.POINTS[function])) for n in picks]
+            chosen = (points or {}).get(function)
+            self._due[function] = [
+                (n, chosen[k % len(chosen)] if chosen else rng.choice(self.POINTS[function]))
+                for k, n in enumerate(picks)
+            ]
         self._armed: dict[str, int] = {}
         self._seen: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
@@ -207,6 +219,7 @@ def tuning(config: ChaosConfig) -> Tuning:
                 "IngestFunction": (config.kill_ingest, max(10, messages * 2)),
                 "RetryFunction": (config.kill_retry, max(10, messages // 5)),
             },
+            config.kill_points,
         ),
     )
 
@@ -258,9 +271,10 @@ def send(offline: Offline, chaos: Chaos) -> None:
         )
 
 
-def run(offline: Offline, config: ChaosConfig, *, progress: bool) -> Report:
+def run(offline: Offline, config: ChaosConfig, *, progress: bool) -> tuple[Chaos, Report]:
+    """One chaos run on a running stack: what was injected, and the report."""
     missing, second = configure_simulator(offline.sim, config)
-    chaos = Chaos(config, missing, [offline.sim.chat_service_sid, *([second] if second else [])])
+    state = Chaos(config, missing, [offline.sim.chat_service_sid, *([second] if second else [])])
     report = run_scenario(
         offline,
         config.messages,
@@ -269,9 +283,9 @@ def run(offline: Offline, config: ChaosConfig, *, progress: bool) -> Report:
         timeout=config.timeout,
         progress=progress,
         rate=config.rate,
-        send=lambda running: send(running, chaos),
+        send=lambda running: send(running, state),
     )
-    return judge(offline, chaos, report)
+    return state, judge(offline, state, report)
 
 
 def judge(offline: Offline, chaos: Chaos, report: Report) -> Report:
@@ -472,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     print(f"Chaos: moto, template.yaml, Twilio simulator with faults, API on :{args.port} ...")
     with running(args.port, ROOT / ".offline", config.seed, tuning(config)) as offline:
-        report = run(offline, config, progress=True)
+        _, report = run(offline, config, progress=True)
         print(report.render("Redeliver chaos"), flush=True)
         return exit_code(report)
 
