@@ -174,7 +174,7 @@ def run() -> str:
     rows = [[name, str(len(c)), ", ".join(c) or "-"] for name, c in counts.items()]
     non_failure = max(len(counts["sent (new receipt)"]), len(counts["delivered (newer)"]))
     cpu_ratio = hot["handler_cpu"] / hot["bare_cpu"]
-    # A new failure writes the receipt and its RetryPending index entry: 2 write units.
+    # A new failure writes the receipt and its RetryPendingByShard entry (563 B): 2 write units.
     ok_cost = cost_per_million(hot["handler_cpu"], 1, 1, 0, hot["log_bytes"])
     fail_cost = cost_per_million(hot["handler_cpu"], 2, 2, 1, hot["log_bytes"])
     mixed = (1 - FAILURE_SHARE) * ok_cost + FAILURE_SHARE * fail_cost

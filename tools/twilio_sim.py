@@ -2,76 +2,165 @@
 
 The retry worker's real twilio-python client talks to it (set TWILIO_CONVERSATIONS_URL to `url`),
 so tests exercise Twilio's wire format (form-encoded creates, JSON answers, paging, error bodies)
-and not a mock of our own wrapper. Endpoints:
+and not a mock of our own wrapper. It answers as Twilio's OpenAPI description says
+(`../shared/oai/twilio_conversations_v1.json`; checked by tests/integration/test_twilio_sim.py):
+every schema property present (null when unset, its default when the schema allows no null),
+none outside it, dates as `YYYY-MM-DDTHH:MM:SSZ` (the only form twilio-python parses), absolute
+`url`s and `links` under https://conversations.twilio.com, real paging (`PageSize`,
+`next_page_url` with a `PageToken`). The client is pointed here by rewriting that host (see
+ConversationsGateway), so the URLs Twilio would send back are followed as they would be.
 
-    GET  /v1/Conversations/{CH}/Messages/{IM}     fetch a message
-    POST /v1/Conversations/{CH}/Messages          create a message (Author, Body, Attributes,
-                                                  MediaSid, ContentSid, ContentVariables)
-    GET  /v1/Conversations/{CH}/Messages          list (Order=asc|desc, PageSize)
-    GET  /v1/Conversations/{CH}/Participants      list participants
-    GET  /v1/Services/{IS}/Configuration/Webhooks fetch a service's webhook configuration
-    POST /v1/Services/{IS}/Configuration/Webhooks update it (Filters replaced whole)
+Endpoints, each in the service-scoped form and the short form. The short form reaches only the
+account's default Conversation Service (`chat_service_sid`): a conversation of another service is
+404 20404 there, as on Twilio.
 
-Faults for the next requests are scripted with `fail_next(...)`: an HTTP error answer (429, 500,
-a 4xx with a Twilio error code), or `timeout_after_create`, which stores the message and then
-answers too late, exactly the ambiguous case a client cannot tell from a lost request.
+    GET  /v1/[Services/{IS}/]Conversations/{CH}/Messages/{IM}           fetch a message
+    POST /v1/[Services/{IS}/]Conversations/{CH}/Messages                 create (Author, Body,
+         Attributes, MediaSid, ContentSid, ContentVariables; header X-Twilio-Webhook-Enabled)
+    GET  /v1/[Services/{IS}/]Conversations/{CH}/Messages                 list (Order, PageSize)
+    GET  /v1/[Services/{IS}/]Conversations/{CH}/Participants             list participants
+    GET  /v1/[Services/{IS}/]Conversations/{CH}/Messages/{IM}/Receipts   list delivery receipts
+    GET  /v1/Services/{IS}/Configuration/Webhooks                        a service's webhooks
+    POST /v1/Services/{IS}/Configuration/Webhooks                        update (Filters whole)
+
+Faults. `fail_next(method, *faults)` scripts the next requests of a method; `set_fault_rates`
+draws them at random for message creates (the chaos run). What each one leaves behind is what
+Twilio would: a 429 or a 5xx *before* the store stores nothing, a 5xx *after* the store or a
+read timeout (the answer withheld past the client's timeout) stores the message, and a refused
+connection is a real refused TCP connect (the listening socket is closed for a moment and opened
+again on the same port), so the client's request never leaves.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from tools.samples import sid
 
-_MESSAGE = re.compile(r"^/v1/Conversations/(CH\w{32})/Messages/(IM\w{32})$")
-_MESSAGES = re.compile(r"^/v1/Conversations/(CH\w{32})/Messages$")
-_PARTICIPANTS = re.compile(r"^/v1/Conversations/(CH\w{32})/Participants$")
+TWILIO_URL = "https://conversations.twilio.com"  # what Twilio's absolute URLs start with
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+_SCOPE = r"^/v1/(?:Services/(?P<service>IS\w{32})/)?Conversations/(?P<conversation>CH\w{32})"
+_MESSAGE = re.compile(_SCOPE + r"/Messages/(?P<message>IM\w{32})$")
+_MESSAGES = re.compile(_SCOPE + r"/Messages$")
+_RECEIPTS = re.compile(_SCOPE + r"/Messages/(?P<message>IM\w{32})/Receipts$")
+_PARTICIPANTS = re.compile(_SCOPE + r"/Participants$")
 _SERVICE_WEBHOOKS = re.compile(r"^/v1/Services/(IS\w{32})/Configuration/Webhooks$")
+_TOKEN = re.compile(r"^PT(\d+)$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Fault:
+    """One scripted answer in place of the normal one (see the module docstring).
+
+    The named constructors say which of Twilio's failures it is."""
+
     status: int = 500
     code: int = 20500
-    timeout_after_create: bool = False
-    delay: float = 0.0
+    stored: bool = False  # the create is stored before this answer (a 5xx after the store)
+    timeout_after_create: bool = False  # stored, and the normal answer sent `delay` s late
+    delay: float = 0.0  # seconds before answering
+    refused: bool = False  # no answer: connections are refused for `delay` seconds
+
+    @classmethod
+    def throttled(cls) -> Fault:
+        return cls(status=429, code=20429)
+
+    @classmethod
+    def error_before(cls, status: int = 503) -> Fault:
+        return cls(status=status, code=_ERROR_CODES.get(status, 20500))
+
+    @classmethod
+    def error_after(cls, status: int = 502) -> Fault:
+        return cls(status=status, code=_ERROR_CODES.get(status, 20500), stored=True)
+
+    @classmethod
+    def timeout_after(cls, delay: float) -> Fault:
+        return cls(timeout_after_create=True, delay=delay)
+
+    @classmethod
+    def connection_refused(cls, seconds: float = 0.5) -> Fault:
+        """The port closes once the request before it is answered: the scripted method's next
+        request (in the worker: the create after its fetch) finds nothing listening."""
+        return cls(refused=True, delay=seconds)
+
+
+_ERROR_CODES = {500: 20500, 502: 20500, 503: 20503, 504: 20504}
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """Shares of message creates that meet each fault (the chaos run)."""
+
+    throttled: float = 0.0  # 429 / 20429, nothing stored
+    error_before: float = 0.0  # 503 before the store: nothing stored
+    error_after: float = 0.0  # 502 after the store: stored, client sees a 5xx
+    timeout_after: float = 0.0  # stored, answer withheld past the client's timeout
+    refused: float = 0.0  # connection refused: nothing stored
 
 
 @dataclass
 class Conversation:
     sid: str
+    service: str
     participants: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: dict[str, Any]
+    delay: float = 0.0
+    refuse_for: float = 0.0  # after this answer, refuse connections for so many seconds
 
 
 class TwilioSimulator:
     def __init__(self, account_sid: str = sid("AC", "account"), seed: int = 0) -> None:
         self.account_sid = account_sid
-        self.chat_service_sid = sid("IS", "service")
+        self.chat_service_sid = sid("IS", "service")  # the account's default service
+        self.services: set[str] = {self.chat_service_sid}
         self.conversations: dict[str, Conversation] = {}
+        self.receipts: dict[str, list[dict[str, Any]]] = {}  # message SID -> its receipts
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request served
         self.created: list[dict[str, Any]] = []  # every message created through the API
+        self.fault_counts: Counter[str] = Counter()  # faults injected, by FaultRates field
         self._faults: list[tuple[str, Fault]] = []
+        self._rates = FaultRates()
+        self._rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
+        self._timeout = 10.0
         self._ids = itertools.count(1)
         self._seed = seed
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._port = 0
+        self._stopped = False
+        self._serving = threading.Lock()  # held while the listening socket is being replaced
         self.service_webhooks: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[dict[str, Any], str, int], None]] = []
         self._new: list[tuple[dict[str, Any], str, int]] = []
 
     # -- state -----------------------------------------------------------------------------------
+
+    def add_service(self, name: object) -> str:
+        """A Conversation Service other than the default one: reached only by its own paths."""
+        service = sid("IS", name)
+        with self._lock:
+            self.services.add(service)
+        return service
 
     def add_conversation(
         self,
@@ -79,8 +168,11 @@ class TwilioSimulator:
         chat_participants: int = 0,
         name: object = None,
         channel: str = "sms",
+        service: str | None = None,
     ) -> str:
         conversation = sid("CH", name if name is not None else f"sim-{next(self._ids)}")
+        service = service or self.chat_service_sid
+        moment = _date(datetime.now(UTC))
         participants = [
             {
                 "sid": sid("MB", f"{conversation}-{n}"),
@@ -100,9 +192,27 @@ class TwilioSimulator:
             }
             for n in range(chat_participants)
         ]
+        for participant in participants:
+            participant.update(
+                account_sid=self.account_sid,
+                chat_service_sid=service,
+                conversation_sid=conversation,
+                attributes="{}",
+                role_sid=None,
+                date_created=moment,
+                date_updated=moment,
+                url=f"{TWILIO_URL}{_base(service, conversation)}/Participants/{participant['sid']}",
+                last_read_message_index=None,
+                last_read_timestamp=None,
+            )
         with self._lock:
-            self.conversations[conversation] = Conversation(conversation, participants)
+            if service not in self.services:
+                raise KeyError(f"no service {service}: add_service() first")
+            self.conversations[conversation] = Conversation(conversation, service, participants)
         return conversation
+
+    def service_of(self, conversation: str) -> str:
+        return self.conversations[conversation].service
 
     def add_message(
         self,
@@ -130,50 +240,105 @@ class TwilioSimulator:
         with self._lock:
             return list(self.conversations[conversation].messages)
 
+    def set_receipt(
+        self,
+        message: str,
+        status: str,
+        error_code: int | None = None,
+        *,
+        receipt: int | str = 0,
+        updated: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Move one of a message's receipts (by position or DY SID) on, as Twilio's Receipts
+        resource shows it: only the latest status is kept."""
+        with self._lock:
+            receipts = self.receipts[message]
+            found = (
+                receipts[receipt]
+                if isinstance(receipt, int)
+                else next(r for r in receipts if r["sid"] == receipt)
+            )
+            found.update(
+                status=status,
+                error_code=error_code or 0,
+                date_updated=_date(updated or datetime.now(UTC)),
+            )
+            return dict(found)
+
     def fail_next(self, method: str, *faults: Fault) -> None:
         """The next len(faults) requests with this method answer with these faults, in order."""
         with self._lock:
             self._faults.extend((method, fault) for fault in faults)
 
+    def set_fault_rates(self, rates: FaultRates, seed: int, timeout_seconds: float) -> None:
+        """Draw faults at random for message creates from now on (`refused` is drawn when a
+        message is fetched: the create that follows finds the port closed). `timeout_seconds` is
+        the client's read timeout: a withheld answer comes a second after it."""
+        with self._lock:
+            self._rates = rates
+            self._rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
+            self._timeout = timeout_seconds
+
     def _store(
         self,
         conversation: str,
-        form: dict[str, Any],
+        form: Mapping[str, Any],
         media: list[dict[str, Any]] | None,
         created: datetime | None,
     ) -> dict[str, Any]:
         chat = self.conversations[conversation]
-        recipients = sum(1 for p in chat.participants if p["messaging_binding"])
-        moment = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+        bindings = [p["messaging_binding"] for p in chat.participants if p["messaging_binding"]]
+        moment = _date(created or datetime.now(UTC))
+        message_sid = sid("IM", f"{self._seed}-{conversation}-{len(chat.messages)}")
+        url = f"{TWILIO_URL}{_base(chat.service, conversation)}/Messages/{message_sid}"
         message = {
             "account_sid": self.account_sid,
-            "chat_service_sid": self.chat_service_sid,
+            "chat_service_sid": chat.service,
             "conversation_sid": conversation,
-            "sid": sid("IM", f"{self._seed}-{conversation}-{len(chat.messages)}"),
+            "sid": message_sid,
             "index": len(chat.messages),
             "author": form.get("Author") or "system",
             "body": form.get("Body"),
             "media": media,
             "attributes": form.get("Attributes") or "{}",
             "participant_sid": None,
-            "content_sid": form.get("ContentSid") or None,
             "date_created": moment,
             "date_updated": moment,
-            "url": f"/v1/Conversations/{conversation}/Messages",
             "delivery": {
-                "total": recipients,
+                "total": len(bindings),
                 "sent": "all",
                 "delivered": "none",
                 "read": "none",
                 "failed": "none",
                 "undelivered": "none",
             }
-            if recipients
+            if bindings
             else None,
-            "links": {},
+            "url": url,
+            "links": {
+                "delivery_receipts": f"{url}/Receipts",
+                "channel_metadata": f"{url}/ChannelMetadata",
+            },
+            "content_sid": form.get("ContentSid") or None,
         }
         chat.messages.append(message)
-        bindings = [p["messaging_binding"] for p in chat.participants if p["messaging_binding"]]
+        self.receipts[message_sid] = [
+            {
+                "account_sid": self.account_sid,
+                "chat_service_sid": chat.service,
+                "conversation_sid": conversation,
+                "message_sid": message_sid,
+                "sid": sid("DY", f"{message_sid}-{n}"),
+                "channel_message_sid": sid("SM", f"{message_sid}-{n}"),
+                "participant_sid": participant["sid"],
+                "status": "sent",
+                "error_code": 0,  # the schema allows no null: its default
+                "date_created": moment,
+                "date_updated": moment,
+                "url": f"{url}/Receipts/{sid('DY', f'{message_sid}-{n}')}",
+            }
+            for n, participant in enumerate(p for p in chat.participants if p["messaging_binding"])
+        ]
         if bindings:  # what Twilio will report receipts for: one per non-chat participant
             self._new.append((message, bindings[0]["type"], len(bindings)))
         return message
@@ -189,57 +354,148 @@ class TwilioSimulator:
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        assert self._port, "start() first"
+        return f"http://127.0.0.1:{self._port}"
 
     def start(self, port: int = 0) -> TwilioSimulator:
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._listen(port)
         return self
 
+    def _listen(self, port: int) -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self._port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+        with self._serving:
+            server, self._server, self._stopped = self._server, None, True
+        if server:
+            server.shutdown()
+            server.server_close()
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Close the listening socket now and open it again on the same port `seconds` later:
+        a connect in between is refused by the kernel (ECONNREFUSED), as with a network blip."""
+        with self._serving:
+            server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+
+        def reopen() -> None:
+            for _ in range(100):  # the port may take a moment to be free again
+                with self._serving:
+                    if self._server is not None or self._stopped:
+                        return
+                    try:
+                        self._listen(self._port)
+                    except OSError:
+                        pass
+                    else:
+                        return
+                time.sleep(0.05)
+
+        timer = threading.Timer(seconds, reopen)
+        timer.daemon = True
+        timer.start()
 
     def handle(
-        self, method: str, path: str, query: dict[str, list[str]], form: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any], float]:
-        """(status, JSON body, seconds to wait before answering) for one request."""
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        form: dict[str, list[str]],
+        headers: Mapping[str, str],
+    ) -> _Answer:
+        """The answer to one request (its status, JSON body, delay, and any refusal after it)."""
         try:
-            return self._answer(method, path, query, form)
+            return self._answer(method, path, query, form, headers)
         finally:
             self._notify()
 
-    def _answer(  # noqa: PLR0911 - one return per route
-        self, method: str, path: str, query: dict[str, list[str]], form: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any], float]:
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        form: dict[str, list[str]],
+        headers: Mapping[str, str],
+    ) -> _Answer:
         with self._lock:
             self.requests.append((method, path))
-            fault = next((f for m, f in self._faults if m == method), None)
+            refuse_for = self._take_refusal()
+            fault = next((f for m, f in self._faults if m == method and not f.refused), None)
             if fault is not None:
                 self._faults.remove((method, fault))
-            if fault and not fault.timeout_after_create:
-                return fault.status, _error(fault.status, fault.code), fault.delay
-            if match := _MESSAGE.match(path):
-                return self._fetch(*match.groups())
-            if match := _MESSAGES.match(path):
-                if method == "POST":
-                    status, body, _ = self._create(match.group(1), form)
-                    return status, body, fault.delay if fault else 0.0
-                return self._list(match.group(1), query)
-            if match := _SERVICE_WEBHOOKS.match(path):
-                return self._service_webhooks(match.group(1), method, form)
-            if (match := _PARTICIPANTS.match(path)) and match.group(1) in self.conversations:
-                items = self.conversations[match.group(1)].participants
-                return 200, _page("participants", items, path, len(items)), 0.0
-            return 404, _error(404, 20404), 0.0
+            creating = method == "POST" and _MESSAGES.match(path) is not None
+            if fault and not creating and not fault.timeout_after_create:
+                # on anything but a create, a fault is its error: there is nothing to store
+                return _Answer(
+                    fault.status, _error(fault.status, fault.code), fault.delay, refuse_for
+                )
+            answer = self._route(method, path, query, form, headers=headers, fault=fault)
+            answer.refuse_for = refuse_for or answer.refuse_for
+            if fault and not creating:
+                answer.delay = fault.delay
+            return answer
 
-    def _service_webhooks(
-        self, service: str, method: str, form: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any], float]:
+    def _route(  # noqa: PLR0911 - one return per route
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        form: dict[str, list[str]],
+        *,
+        headers: Mapping[str, str],
+        fault: Fault | None,
+    ) -> _Answer:
+        if match := _MESSAGE.match(path):
+            answer = self._fetch(match["service"], match["conversation"], match["message"])
+            answer.refuse_for = self._draw_refusal()
+            return answer
+        if match := _MESSAGES.match(path):
+            service, conversation = match["service"], match["conversation"]
+            if method == "POST":
+                return self._create(service, conversation, form, headers, fault)
+            return self._list_messages(service, conversation, query, path)
+        if match := _RECEIPTS.match(path):
+            service, conversation = match["service"], match["conversation"]
+            return self._list_receipts(service, conversation, match["message"], query, path)
+        if match := _PARTICIPANTS.match(path):
+            return self._list_participants(match["service"], match["conversation"], query, path)
+        if match := _SERVICE_WEBHOOKS.match(path):
+            return self._service_webhooks(match.group(1), method, form)
+        return _not_found()
+
+    def _take_refusal(self) -> float:
+        """A scripted refusal heading any method's queue starts once this request is answered
+        (with the worker's fetch-then-create, the create is the one refused)."""
+        for method in {m for m, _ in self._faults}:
+            head = next(f for m, f in self._faults if m == method)
+            if head.refused:
+                self._faults.remove((method, head))
+                return head.delay
+        return 0.0
+
+    def _draw_refusal(self) -> float:
+        if self._rates.refused and self._rng.random() < self._rates.refused:
+            self.fault_counts["refused"] += 1
+            return max(0.5, self._timeout / 4)
+        return 0.0
+
+    def _conversation(self, service: str | None, conversation: str) -> Conversation | None:
+        """The short path (`service` None) reaches only the default service's conversations."""
+        chat = self.conversations.get(conversation)
+        if chat is None or chat.service != (service or self.chat_service_sid):
+            return None
+        return chat
+
+    def _service_webhooks(self, service: str, method: str, form: dict[str, list[str]]) -> _Answer:
+        if service not in self.services:
+            return _not_found()
         config = self.service_webhooks.setdefault(
             service,
             {
@@ -249,31 +505,40 @@ class TwilioSimulator:
                 "post_webhook_url": None,
                 "filters": [],
                 "method": "POST",
-                "url": f"/v1/Services/{service}/Configuration/Webhooks",
             },
         )
         if method == "POST":
             if "Filters" in form:
                 config["filters"] = list(form["Filters"])
-            for field, key in (
+            for name, key in (
                 ("PostWebhookUrl", "post_webhook_url"),
                 ("PreWebhookUrl", "pre_webhook_url"),
                 ("Method", "method"),
             ):
-                if field in form:
-                    config[key] = form[field][0]
-        return 200, dict(config), 0.0
+                if name in form:
+                    config[key] = form[name][0]
+        url = f"{TWILIO_URL}/v1/Services/{service}/Configuration/Webhooks"
+        return _Answer(200, {**config, "url": url})
 
-    def _fetch(self, conversation: str, message: str) -> tuple[int, dict[str, Any], float]:
-        chat = self.conversations.get(conversation)
+    def _fetch(self, service: str | None, conversation: str, message: str) -> _Answer:
+        chat = self._conversation(service, conversation)
         found = [m for m in chat.messages if m["sid"] == message] if chat else []
-        return (200, found[0], 0.0) if found else (404, _error(404, 20404), 0.0)
+        return _Answer(200, _scoped(found[0], service)) if found else _not_found()
 
     def _create(
-        self, conversation: str, form: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any], float]:
-        if conversation not in self.conversations:
-            return 404, _error(404, 20404), 0.0
+        self,
+        service: str | None,
+        conversation: str,
+        form: dict[str, list[str]],
+        headers: Mapping[str, str],
+        fault: Fault | None,
+    ) -> _Answer:
+        chat = self._conversation(service, conversation)
+        if chat is None:
+            return _not_found()
+        fault = fault or self._draw_create_fault()
+        if fault and not (fault.stored or fault.timeout_after_create):
+            return _Answer(fault.status, _error(fault.status, fault.code), fault.delay)
         values = {k: v[0] for k, v in form.items()}
         media_sid = values.pop("MediaSid", None)
         media = (
@@ -282,62 +547,183 @@ class TwilioSimulator:
             else None
         )
         message = self._store(conversation, values, media, None)
-        self.created.append({**message, "content_variables": values.get("ContentVariables")})
-        return 201, message, 0.0
+        self.created.append(
+            {
+                **message,
+                "content_variables": values.get("ContentVariables"),
+                "x_twilio_webhook_enabled": _header(headers, "X-Twilio-Webhook-Enabled"),
+            }
+        )
+        if fault and fault.stored:
+            return _Answer(fault.status, _error(fault.status, fault.code), fault.delay)
+        return _Answer(201, _scoped(message, service), fault.delay if fault else 0.0)
 
-    def _list(
-        self, conversation: str, query: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any], float]:
-        if conversation not in self.conversations:
-            return 404, _error(404, 20404), 0.0
-        items = list(self.conversations[conversation].messages)
-        if query.get("Order", ["asc"])[0] == "desc":
-            items.reverse()
-        size = int(query.get("PageSize", ["50"])[0])
-        path = f"/v1/Conversations/{conversation}/Messages"
-        return 200, _page("messages", items[:size], path, size), 0.0
+    def _draw_create_fault(self) -> Fault | None:
+        rates = self._rates
+        roll = self._rng.random()
+        for name, share, fault in (
+            ("throttled", rates.throttled, Fault.throttled()),
+            ("error_before", rates.error_before, Fault.error_before(503)),
+            ("error_after", rates.error_after, Fault.error_after(502)),
+            ("timeout_after", rates.timeout_after, Fault.timeout_after(self._timeout + 1.0)),
+        ):
+            if roll < share:
+                self.fault_counts[name] += 1
+                return fault
+            roll -= share
+        return None
+
+    def _list_messages(
+        self, service: str | None, conversation: str, query: dict[str, list[str]], path: str
+    ) -> _Answer:
+        chat = self._conversation(service, conversation)
+        if chat is None:
+            return _not_found()
+        items = [(m["index"], _scoped(m, service)) for m in chat.messages]
+        return _page("messages", items, path, query)
+
+    def _list_receipts(
+        self,
+        service: str | None,
+        conversation: str,
+        message: str,
+        query: dict[str, list[str]],
+        path: str,
+    ) -> _Answer:
+        chat = self._conversation(service, conversation)
+        if chat is None or not any(m["sid"] == message for m in chat.messages):
+            return _not_found()
+        receipts = self.receipts.get(message, [])
+        items = [(n, _scoped(r, service)) for n, r in enumerate(receipts)]
+        return _page("delivery_receipts", items, path, query)
+
+    def _list_participants(
+        self, service: str | None, conversation: str, query: dict[str, list[str]], path: str
+    ) -> _Answer:
+        chat = self._conversation(service, conversation)
+        if chat is None:
+            return _not_found()
+        items = [(n, _scoped(p, service)) for n, p in enumerate(chat.participants)]
+        return _page("participants", items, path, query)
 
 
-def _page(key: str, items: list[dict[str, Any]], path: str, size: int) -> dict[str, Any]:
-    return {
-        key: items,
-        "meta": {
-            "page": 0,
-            "page_size": size,
-            "first_page_url": path,
-            "previous_page_url": None,
-            "url": path,
-            "next_page_url": None,
-            "key": key,
+def _base(service: str | None, conversation: str) -> str:
+    scope = f"/Services/{service}" if service else ""
+    return f"/v1{scope}/Conversations/{conversation}"
+
+
+def _scoped(resource: dict[str, Any], service: str | None) -> dict[str, Any]:
+    """A resource as the path it was asked by shows it: the short form has no chat_service_sid
+    and its URLs are short ones (the spec's two schemas differ in exactly that)."""
+    if service:
+        return dict(resource)
+    short = {k: v for k, v in resource.items() if k != "chat_service_sid"}
+    prefix = f"{TWILIO_URL}/v1/Services/{resource['chat_service_sid']}/"
+    for key in ("url",):
+        if isinstance(short.get(key), str):
+            short[key] = short[key].replace(prefix, f"{TWILIO_URL}/v1/")
+    if isinstance(short.get("links"), dict):
+        short["links"] = {
+            k: v.replace(prefix, f"{TWILIO_URL}/v1/") for k, v in short["links"].items()
+        }
+    return short
+
+
+def _page(
+    key: str, items: list[tuple[int, dict[str, Any]]], path: str, query: dict[str, list[str]]
+) -> _Answer:
+    """One page of a list, as Twilio pages: `PageSize` (1..100, default 50), `Order` (messages),
+    and a `PageToken` naming the last item seen, so items added meanwhile shift nothing."""
+    first = {k: v[0] for k, v in query.items()}
+    try:
+        size = int(first.get("PageSize", "50"))
+        page = int(first.get("Page", "0"))
+    except ValueError:
+        return _Answer(400, _error(400, 20001))
+    if not 1 <= size <= 100 or page < 0:
+        return _Answer(400, _error(400, 20001))
+    order = first.get("Order", "asc").lower()
+    if order == "desc":
+        items = list(reversed(items))
+    token = first.get("PageToken")
+    if token is not None:
+        match = _TOKEN.match(token)
+        if match is None:
+            return _Answer(400, _error(400, 20001))
+        last = int(match.group(1))
+        items = [i for i in items if (i[0] < last if order == "desc" else i[0] > last)]
+    shown = items[:size]
+    base = {k: v for k, v in first.items() if k not in ("Page", "PageToken", "PageSize")}
+
+    def url(page_number: int, page_token: str | None) -> str:
+        params = {**base, "PageSize": str(size), "Page": str(page_number)}
+        if page_token is not None:
+            params["PageToken"] = page_token
+        return f"{TWILIO_URL}{path}?{urlencode(params)}"
+
+    more = len(items) > size
+    return _Answer(
+        200,
+        {
+            key: [item for _, item in shown],
+            "meta": {
+                "page": page,
+                "page_size": size,
+                "first_page_url": url(0, None),
+                "previous_page_url": url(page - 1, None) if page > 0 else None,
+                "url": url(page, token),
+                "next_page_url": url(page + 1, f"PT{shown[-1][0]}") if more else None,
+                "key": key,
+            },
         },
-    }
+    )
+
+
+def _date(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(DATE_FORMAT)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+
+
+def _not_found() -> _Answer:
+    return _Answer(404, _error(404, 20404))
 
 
 def _error(status: int, code: int) -> dict[str, Any]:
+    """Twilio's error body (the spec describes only successes; twilio-python reads these keys)."""
     return {
         "code": code,
         "message": f"simulated error {code}",
-        "status": status,
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
     }
 
 
 def _handler(simulator: TwilioSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+        # HTTP/1.0: one connection per request, so a refusal meets every client's next request.
 
         def _serve(self) -> None:
             parsed = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
-            status, body, delay = simulator.handle(
-                self.command, parsed.path, parse_qs(parsed.query), form
+            answer = simulator.handle(
+                self.command,
+                parsed.path,
+                parse_qs(parsed.query),
+                form,
+                dict(self.headers.items()),
             )
-            if delay:
-                time.sleep(delay)
-            payload = json.dumps(body).encode()
+            if answer.refuse_for:  # closed before the answer leaves: the next connect fails
+                simulator.refuse_connections(answer.refuse_for)
+            if answer.delay:
+                time.sleep(answer.delay)
+            payload = json.dumps(answer.body).encode()
             try:
-                self.send_response(status)
+                self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

@@ -27,7 +27,7 @@ from redeliver.settings import Settings
 from redeliver.store import ReceiptStore
 
 settings = Settings.from_env()
-policy = RetryPolicy.parse(settings.retry_policy)  # invalid: fails loudly here, naming the field
+policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receipt_ttl_days)
 logger.info(
     "retry policy", extra={"max_attempts": policy.max_attempts, "rules": rules_summary(policy)}
 )
@@ -38,6 +38,7 @@ worker = RetryWorker(
         CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
         base_url=settings.twilio_conversations_url,
         timeout=settings.twilio_timeout_seconds,
+        webhook_enabled=settings.twilio_webhook_enabled,
     ),
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,

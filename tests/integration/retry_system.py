@@ -66,8 +66,11 @@ class RetrySystem(Resources):
 
     # -- Twilio's side ---------------------------------------------------------------------------
 
-    def message(self, recipients: int = 1, **options: Any) -> tuple[str, str]:
-        conversation = self.sim.add_conversation(recipients=recipients)
+    def message(
+        self, recipients: int = 1, service: str | None = None, **options: Any
+    ) -> tuple[str, str]:
+        """A conversation (in the default Conversation Service unless `service`) and a message."""
+        conversation = self.sim.add_conversation(recipients=recipients, service=service)
         return conversation, self.sim.add_message(conversation, created=T0, **options)
 
     def webhook(
@@ -89,6 +92,8 @@ class RetrySystem(Resources):
             created=_iso(T0),
             updated=_iso(T0 + timedelta(seconds=after)),
         )
+        if conversation in self.sim.conversations:  # its receipts name its own service
+            fields["ChatServiceSid"] = self.sim.service_of(conversation)
         response = invoke(self.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
         status_code: int = response["statusCode"]
         return status_code

@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.integration.retry_system import RetrySystem
-from tests.lambdas import invoke, load_function
+from tests.lambdas import invoke, load_function, metric_names
 from tools.apigw import http_api_event
 from tools.lambdas import emitted_metrics
 from tools.samples import receipt_fields
-from tools.stack import DeployedStack, load_template
+from tools.stack import TEST_AUTH_TOKEN, DeployedStack, load_template
 from tools.twilio_sim import TwilioSimulator
 
 NAMESPACE = "Redeliver"
@@ -195,9 +196,132 @@ def test_metric_math_is_well_formed_and_thresholds_are_parameters() -> None:
         ids = {m["Id"] for m in props["Metrics"]}
         returned = [m for m in props["Metrics"] if m["ReturnData"]]
         assert len(returned) == 1, name
-        expression = returned[0]["Expression"]["Fn::Sub"]
+        expression = returned[0]["Expression"]
+        expression = expression["Fn::Sub"] if isinstance(expression, dict) else expression
         used = set(re.findall(r"\b[a-z][a-z0-9_]*\b", re.sub(r"\$\{[^}]+\}", "", expression)))
         assert used - {"if"} <= ids, (name, used - ids)
         for placeholder in re.findall(r"\$\{([^}]+)\}", expression):
             assert placeholder in parameters, (name, placeholder)
         assert all(ident[0].islower() for ident in ids), name  # CloudWatch requires it
+
+
+# -- alarms on AWS's own metrics: our resources, metrics those services publish ------------------
+
+# What each namespace publishes for the kind of resource we watch there. An HTTP API's are `4xx`
+# and `5xx` (a REST API's `4XXError` would name a metric that never arrives: an alarm never firing).
+AWS_METRICS = {
+    "AWS/ApiGateway": {"4xx", "5xx", "Count", "Latency", "IntegrationLatency", "DataProcessed"},
+    "AWS/Lambda": {"Errors", "Throttles", "Duration", "Invocations", "ConcurrentExecutions"},
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+}
+
+
+def alarm_metrics(sam: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(alarm, metric) of every metric every alarm reads, in any namespace."""
+    for name, resource in sam["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        props = resource["Properties"]
+        for m in props.get("Metrics", []):
+            if "MetricStat" in m:
+                yield name, m["MetricStat"]["Metric"]
+        if "MetricName" in props:
+            yield name, props
+
+
+def test_every_alarm_on_an_aws_metric_watches_one_of_our_resources() -> None:
+    sam = load_template()
+    resources = sam["Resources"]
+    # SAM gives an HttpApi without StageName the $default stage: the Stage dimension's value.
+    stage = resources["WebhookApi"]["Properties"].get("StageName", "$default")
+    watched = set()
+    for alarm, metric in alarm_metrics(sam):
+        namespace = metric["Namespace"]
+        if namespace == NAMESPACE:
+            continue
+        assert metric["MetricName"] in AWS_METRICS[namespace], (alarm, metric["MetricName"])
+        dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+        if namespace == "AWS/ApiGateway":
+            assert dims.pop("ApiId") == {"Ref": "WebhookApi"}, alarm
+            assert dims.pop("Stage", stage) == stage, alarm
+            assert dims == {}, alarm
+        elif namespace == "AWS/Lambda":
+            [(key, value)] = dims.items()
+            assert key == "FunctionName", alarm
+            assert resources[value["Ref"]]["Type"] == "AWS::Serverless::Function", alarm
+        else:
+            [(key, value)] = dims.items()
+            assert key == "QueueName", alarm
+            [queue, attribute] = value["Fn::GetAtt"]
+            assert (resources[queue]["Type"], attribute) == ("AWS::SQS::Queue", "QueueName")
+        watched.add(namespace)
+    assert watched == set(AWS_METRICS)
+
+
+def upstream_rejections(sam: dict[str, Any]) -> tuple[str, set[str]]:
+    """The alarm on the API's 4xx: its name, and the metrics of ours it subtracts from them."""
+    [(alarm, props)] = [
+        (name, r["Properties"])
+        for name, r in sam["Resources"].items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and any(
+            m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "4xx"
+            for m in r["Properties"].get("Metrics", [])
+        )
+    ]
+    stats = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+    [api] = [i for i, stat in stats.items() if stat["Metric"]["Namespace"] == "AWS/ApiGateway"]
+    ours = [i for i in stats if i != api]
+    [returned] = [m for m in props["Metrics"] if m["ReturnData"]]
+    # The API's 4xx less each of ours, once; missing data (no 4xx at all) is zero, not a gap.
+    assert returned["Expression"] == " - ".join(f"FILL({i}, 0)" for i in [api, *ours]), alarm
+    assert {stats[i]["Period"] for i in stats} == {60}, alarm
+    assert {stats[i]["Stat"] for i in stats} == {"Sum"}, alarm
+    assert props["Threshold"] == 1, alarm
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", alarm
+    return alarm, {stats[i]["Metric"]["MetricName"] for i in ours}
+
+
+def test_webhooks_rejected_before_the_function_are_alarmed_less_every_4xx_it_answers(
+    ingest: ModuleType, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8 item 8: the stage throttle's 429 never reaches the function, so only the API's
+    own 4xx count shows it. The alarm subtracts the 4xx our function answers; each such answer
+    must therefore count exactly one of the metrics it subtracts, and no other answer any."""
+    alarm, subtracted = upstream_rejections(load_template())
+    token = TEST_AUTH_TOKEN
+    undecodable = http_api_event(receipt_fields(), token=token)
+    undecodable["body"] = "%%% not base64 %%%"
+    missing = receipt_fields()
+    del missing["Status"]
+    oversize = {**receipt_fields(), "Body": "x" * 20_000}
+    cases: dict[str, dict[str, Any]] = {
+        "sent": http_api_event(receipt_fields("sent"), token=token),
+        "failure": http_api_event(
+            receipt_fields("failed", message="f", error_code=30005), token=token
+        ),
+        "another event type": http_api_event(
+            {**receipt_fields(message="e"), "EventType": "onMessageAdded"}, token=token
+        ),
+        "unknown status": http_api_event(receipt_fields("queued", message="q"), token=token),
+        "forged": http_api_event(receipt_fields(), token="forged"),
+        "unsigned": http_api_event(receipt_fields(), token=None),
+        "undecodable": undecodable,
+        "missing field": http_api_event(missing, token=token),
+        "oversize": http_api_event(oversize, token=token),
+        "unrepresentable date": http_api_event(
+            receipt_fields(message="d", updated="9999-12-31T23:59:59-01:00"), token=token
+        ),
+    }
+    answered = {}
+    for case, event in [*cases.items(), ("table gone", cases["sent"])]:
+        if case == "table gone":
+            boto3.client("dynamodb").delete_table(TableName=stack.outputs["ReceiptsTableName"])
+        capsys.readouterr()
+        status = invoke(ingest, event)["statusCode"]
+        counted = [n for n in metric_names(capsys.readouterr().out) if n in subtracted]
+        expected = 1 if 400 <= status < 500 else 0
+        assert len(counted) == expected, (alarm, case, status, counted)
+        answered[case] = status
+    assert {answered["forged"], answered["missing field"]} == {403, 400}  # both kinds were seen
+    assert answered["table gone"] == 500

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
 
+from redeliver.observability import logger
 from redeliver.store import HISTORY_PREFIX
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
+from tests.unit.dates import date_texts
 from tools.apigw import DEFAULT_DOMAIN, ROUTE_PATH, http_api_event
 from tools.samples import receipt_fields, sid
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, create_twilio_secret, deploy
+
+
+@pytest.fixture
+def logged() -> Iterator[list[logging.LogRecord]]:
+    """The package logger's records (its handler writes to the stdout of the first import)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
 
 
 def post(ingest: ModuleType, fields: dict[str, str], **options: Any) -> dict[str, Any]:
@@ -134,6 +155,69 @@ def test_signed_event_of_another_type_is_acknowledged_and_ignored(
     assert resources.items() == []
 
 
+@pytest.mark.parametrize(
+    "channel_message_sid",
+    ["WA" + "0123456789abcdef" * 2, "wa" + "f" * 32, "MM" + "A" * 32],  # the spec's pattern
+)
+def test_any_channel_message_sid_the_spec_allows_is_stored(
+    ingest: ModuleType,
+    resources: Resources,
+    channel_message_sid: str,
+) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields["ChannelMessageSid"] = channel_message_sid
+    assert post(ingest, fields)["statusCode"] == 200
+    assert stored(resources, fields)["channel_message_sid"] == {"S": channel_message_sid}
+    assert len(resources.queued()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ChannelMessageSid", "SM" + "z" * 32),
+        ("ChannelMessageSid", "not a sid"),
+        ("AccountSid", "AC1"),
+        ("ChatServiceSid", "IS../../Services"),
+        ("ParticipantSid", "MB" + "0" * 31),
+    ],
+)
+def test_a_malformed_optional_field_is_dropped_counted_and_logged_not_a_400(
+    *,
+    ingest: ModuleType,
+    resources: Resources,
+    capsys: pytest.CaptureFixture[str],
+    logged: list[logging.LogRecord],
+    name: str,
+    value: str,
+) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields[name] = value
+    assert post(ingest, fields)["statusCode"] == 200
+    item = stored(resources, fields)
+    assert item["status"] == {"S": "failed"}
+    assert value not in json.dumps(item)
+    [job] = resources.queued()  # the failure is still retried
+    assert job["event"]["message_sid"] == fields["MessageSid"]
+    assert "DroppedReceiptFields" in metric_names(capsys.readouterr().out)
+    [record] = [r for r in logged if r.getMessage() == "optional field(s) dropped"]
+    assert vars(record)["dropped"] == [name]
+    assert vars(record)["message_sid"] == fields["MessageSid"]
+
+
+def test_a_malformed_error_code_on_a_delivery_is_dropped_not_a_400(
+    ingest: ModuleType,
+    resources: Resources,
+) -> None:
+    post(ingest, receipt_fields("failed", error_code=30003, updated="2026-11-27T10:00:00Z"))
+    delivered = receipt_fields("delivered", updated="2026-11-27T10:00:05Z")
+    delivered["ErrorCode"] = "n/a"
+    assert post(ingest, delivered)["statusCode"] == 200
+    item = stored(resources, delivered)
+    assert item["status"] == {"S": "delivered"}  # the delivery that stops a resend is kept
+    assert "error_code" not in item
+    assert "retry_pending_at" not in item
+
+
 # -- the signature: checked first, nothing unsigned is stored ----------------------------------
 
 
@@ -191,6 +275,19 @@ def test_non_utf8_body_is_403(ingest: ModuleType, resources: Resources) -> None:
     assert resources.items() == []
 
 
+@pytest.mark.parametrize("body", ["Status=\ud800", "\udcff", "MessageSid=IM\ud83d"])
+def test_a_plain_body_that_is_not_unicode_text_is_403_not_500(
+    ingest: ModuleType, resources: Resources, body: str
+) -> None:
+    """A lone surrogate cannot be UTF-8 encoded, so nothing Twilio signed holds one; hashing it
+    for the signature raised UnicodeEncodeError: a forged request answered 500 (and raised the
+    IngestFaults alarm)."""
+    event = http_api_event(receipt_fields(), token=TEST_AUTH_TOKEN, base64_body=False)
+    event["body"] = body
+    assert invoke(ingest, event)["statusCode"] == 403
+    assert resources.items() == []
+
+
 def test_signed_query_string_is_part_of_the_url(ingest: ModuleType, resources: Resources) -> None:
     fields = receipt_fields("sent")
     assert post(ingest, fields, query="tenant=a&x=1")["statusCode"] == 200
@@ -223,6 +320,9 @@ def test_blank_fields_are_kept_for_the_signature(ingest: ModuleType, resources: 
         ({"DeliveryReceiptSid": None}, "missing field(s): DeliveryReceiptSid"),
         ({"Status": None, "ConversationSid": None}, "missing field(s): ConversationSid, Status"),
         ({"DateUpdated": "last tuesday"}, "DateUpdated is not an ISO 8601 date"),
+        ({"DateUpdated": "9999-12-31T23:59:59-01:00"}, "DateUpdated is out of range"),
+        ({"DateCreated": "0001-01-01T00:00:00+01:00"}, "DateCreated is out of range"),
+        ({"DateUpdated": "9999-12-31T23:59:59Z"}, "DateUpdated is out of range"),
         ({"DateUpdated": None, "DateCreated": None}, "missing field(s): DateUpdated"),
         ({"ErrorCode": "30003x"}, "ErrorCode is not an integer"),
         ({"MessageSid": "IM-not-a-sid"}, "MessageSid is not a IM"),
@@ -278,6 +378,30 @@ def test_the_whole_bad_input_matrix_never_answers_5xx(
     assert resources.items() == []
 
 
+@settings(
+    max_examples=150,
+    deadline=None,
+    # One stack for every example: each receipt is its own message, so none sees another's item.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(updated=date_texts(), created=date_texts())
+def test_any_signed_date_is_200_or_400_naming_the_field_never_500(
+    ingest: ModuleType,
+    resources: Resources,
+    updated: str,
+    created: str,
+) -> None:
+    message = f"{updated!r}{created!r}"
+    fields = receipt_fields("failed", message=message, error_code=30003)
+    fields.update(DateUpdated=updated, DateCreated=created)
+    response = post(ingest, fields)
+    assert response["statusCode"] in (200, 400), response
+    if response["statusCode"] == 400:
+        assert "DateUpdated" in response["body"] or "DateCreated" in response["body"]
+    else:
+        assert stored(resources, fields)["status"] == {"S": "failed"}
+
+
 def _pairs(body: str) -> list[tuple[str, str]]:
     from urllib.parse import parse_qsl
 
@@ -297,6 +421,57 @@ def test_table_fault_is_500_and_counted(
 ) -> None:
     boto3.client("dynamodb").delete_table(TableName=resources.table)
     assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
+    assert "IngestFaults" in metric_names(capsys.readouterr().out)
+
+
+def conflicting(ingest: ModuleType, monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
+    """The receipt's UpdateItem meets the retry worker's claim transaction `times` times.
+
+    DynamoDB rejects a single-item write to an item that an ongoing TransactWriteItems includes
+    (the claim's ConditionCheck on the receipt) with TransactionConflictException, which botocore
+    does not retry. moto serves one request at a time, so it never does: the error is injected.
+    """
+    client = ingest.ingest._store._db
+    real = client.update_item
+    calls: list[str] = []
+
+    def update_item(**kwargs: Any) -> Any:
+        calls.append("UpdateItem")
+        if len(calls) <= times:
+            raise ClientError(
+                {"Error": {"Code": "TransactionConflictException", "Message": "in a transaction"}},
+                "UpdateItem",
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "update_item", update_item)
+    return calls
+
+
+def test_a_write_that_meets_a_claim_transaction_is_tried_again_not_500(
+    ingest: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The delivery that lands while the worker claims is the one that must not be lost (Twilio
+    does not resend it): without it the claimed resend goes ahead."""
+    post(ingest, receipt_fields("failed", error_code=30003, updated="2026-11-27T10:00:00Z"))
+    calls = conflicting(ingest, monkeypatch, times=2)
+    delivered = receipt_fields("delivered", updated="2026-11-27T10:00:05Z")
+    assert post(ingest, delivered)["statusCode"] == 200
+    assert calls == ["UpdateItem"] * 3
+    assert stored(resources, delivered)["status"] == {"S": "delivered"}
+
+
+def test_a_write_that_keeps_conflicting_is_a_counted_fault(
+    ingest: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    calls = conflicting(ingest, monkeypatch, times=100)
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
+    assert len(calls) == 3  # bounded: Twilio gives the webhook 5 seconds
     assert "IngestFaults" in metric_names(capsys.readouterr().out)
 
 

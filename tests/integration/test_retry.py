@@ -5,13 +5,15 @@ twilio-python over HTTP to the simulator. The count that matters: created messag
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from tests.integration.retry_system import Crash, RetrySystem
-from tools.stack import load_template
+from tools.stack import deploy, load_template
 from tools.twilio_sim import Fault, TwilioSimulator
 
 
@@ -307,6 +309,106 @@ def test_a_create_that_timed_out_after_twilio_stored_it_is_found_not_resent(
     system.drain()
     assert len(system.created(conversation)) == 1
     assert system.attempts(original)[1]["state"] == "sent"
+
+
+def test_a_message_of_another_conversation_service_is_retried_in_that_service(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+) -> None:
+    """Issue 8 item 1: every call goes to the receipt's ChatServiceSid, not the default service
+    (whose short /v1/Conversations path 404s for it: once given up as message_not_found)."""
+    service = sim.add_service("brand-b")
+    conversation, original = system.message(service=service)
+    system.fail(conversation, original, 30003)
+    system.drain()
+    [new] = system.created(conversation)
+    assert new["chat_service_sid"] == service
+    assert system.attempts(original)[1]["state"] == "sent"
+    scoped = f"/v1/Services/{service}/Conversations/{conversation}/"
+    assert sim.requests
+    assert [path for _, path in sim.requests if not path.startswith(scoped)] == []
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_5xx_after_twilio_stored_the_create_sends_exactly_one_message(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+    status: int,
+) -> None:
+    """Issue 8 item 2: Twilio's edge answered 5xx, but the message was stored. The claim stays;
+    once stale, the marker search finds the message and records it: never a second send."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault.error_after(status))
+    assert system.poll().failed  # ambiguous: back to SQS, the claim kept
+    assert len(system.created(conversation)) == 1
+    assert system.attempts(original)[1]["state"] == "claimed"
+    system.redeliver_now()
+    system.advance(30)
+    assert system.poll().failed  # a fresh claim: its worker may still be sending
+    assert len(system.created(conversation)) == 1
+    system.advance(3_600)
+    system.redeliver_now()
+    system.drain()
+    [new] = system.created(conversation)
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["new_message_sid"]) == ("sent", new["sid"])
+    search = f"/v1/Services/{sim.chat_service_sid}/Conversations/{conversation}/Messages"
+    assert ("GET", search) in sim.requests  # resolved by the marker search
+
+
+def test_a_5xx_before_the_store_is_resent_once_after_the_marker_search_finds_nothing(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+) -> None:
+    """A 5xx the client cannot tell from one after the store: the same path, and one send."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault.error_before(503))
+    assert system.poll().failed
+    assert system.created(conversation) == []
+    assert system.attempts(original)[1]["state"] == "claimed"  # maybe sent: kept
+    system.advance(3_600)
+    system.redeliver_now()
+    system.drain()
+    [new] = system.created(conversation)
+    assert system.attempts(original)[1]["new_message_sid"] == new["sid"]
+
+
+def test_a_refused_connection_releases_the_claim_and_sends_once_later(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+) -> None:
+    """A create that never left (a real refused connect) proves nothing was sent."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault.connection_refused(1.0))  # the port closes after the fetch
+    assert system.poll().failed
+    assert system.created(conversation) == []
+    assert system.attempts(original) == {}  # released: no marker search needed
+    time.sleep(1.2)  # the simulator listens again
+    system.redeliver_now()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+
+
+def test_retries_fire_post_event_webhooks_only_when_the_template_enables_it(
+    system: RetrySystem,
+    sim: TwilioSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 8 item 11: RetryWebhooksEnabled → TWILIO_WEBHOOK_ENABLED → X-Twilio-Webhook-Enabled."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.drain()
+    assert [m["x_twilio_webhook_enabled"] for m in system.created(conversation)] == [None]
+
+    stack = deploy(f"redeliver-{uuid.uuid4().hex[:8]}", {"RetryWebhooksEnabled": "true"})
+    enabled = RetrySystem(stack, sim, monkeypatch)
+    conversation, original = enabled.message()
+    enabled.fail(conversation, original, 30003)
+    enabled.drain()
+    assert [m["x_twilio_webhook_enabled"] for m in enabled.created(conversation)] == ["true"]
 
 
 def test_429_then_success_sends_once(system: RetrySystem, sim: TwilioSimulator) -> None:

@@ -7,13 +7,21 @@ state `receipts.apply` computes, with at most one enqueue per event that became 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import boto3
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redeliver.receipts import DeliveryEvent, apply, parse_delivery_event
-from redeliver.store import ReceiptStore
+from redeliver.store import (
+    HISTORY_PREFIX,
+    PENDING_AT,
+    PENDING_PROJECTION,
+    PENDING_SHARD,
+    ReceiptStore,
+)
 from tools.samples import receipt_fields
 from tools.stack import DeployedStack
 
@@ -56,3 +64,64 @@ def test_dynamodb_matches_the_reference_model(
         model, expected = apply(model, event)
         assert store.record(event) == expected
     assert store.get_receipt(events[0].message_sid, events[0].receipt_sid) == model
+
+
+# -- the outbox index's write cost (issue 8, item 7) -------------------------------------------
+
+
+def attribute_size(name: str, value: Any) -> int:
+    """DynamoDB's documented item-size rules (moto does not meter capacity)."""
+    return len(name.encode()) + _value_size(value)
+
+
+def _value_size(value: Any) -> int:
+    [(kind, content)] = value.items()
+    if kind == "S":
+        return len(content.encode())
+    if kind == "N":  # one byte per two significant digits, plus one
+        digits = content.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "M":  # 3 bytes, plus each element and one byte for it
+        return 3 + sum(attribute_size(k, v) + 1 for k, v in content.items())
+    raise AssertionError(kind)
+
+
+INDEX_ENTRY_OVERHEAD = 100  # bytes DynamoDB adds to each index entry
+
+
+def index_write_units(item: dict[str, Any], attributes: set[str] | None) -> tuple[int, int]:
+    """(bytes, write units) of `item`'s index entry: all of it, or keys + `attributes`."""
+    kept = item if attributes is None else {k: v for k, v in item.items() if k in attributes}
+    size = sum(attribute_size(k, v) for k, v in kept.items()) + INDEX_ENTRY_OVERHEAD
+    return size, -(-size // 1024)
+
+
+def test_a_pending_failure_costs_one_index_write_unit(
+    stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The largest pending receipt: every status in its history, every optional field set."""
+    store = ReceiptStore(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
+    for second, status in enumerate(("sent", "delivered", "read", "undelivered", "failed")):
+        failed = status in ("undelivered", "failed")
+        store.record(
+            parse_delivery_event(
+                receipt_fields(
+                    status,
+                    message="wcu",
+                    updated=f"2026-11-27T10:00:0{second}Z",
+                    error_code=63016 if failed else None,
+                )
+            )
+        )
+    [item] = boto3.client("dynamodb").scan(TableName=stack.outputs["ReceiptsTableName"])["Items"]
+    assert item["status"] == {"S": "failed"}
+    keys = {"pk", "sk", PENDING_SHARD, PENDING_AT}
+    included = index_write_units(item, keys | set(PENDING_PROJECTION))
+    everything = index_write_units(item, None)
+    with capsys.disabled():
+        print(f"\nindex entry of a pending failure: INCLUDE {included}, ALL {everything} (B, WCU)")
+    assert included[1] == 1
+    assert included[0] < everything[0]
+    # What the item gains over time (history, TTL) is not projected: no index write for it.
+    assert not any(k.startswith(HISTORY_PREFIX) for k in PENDING_PROJECTION)
+    assert "expires_at" not in PENDING_PROJECTION

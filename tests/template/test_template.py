@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.store import PENDING_INDEX
+from redeliver import store
 from tools.stack import ROOT, TEMPLATE, load_template
 
 BIN = Path(sys.executable).parent
@@ -142,10 +143,76 @@ def test_table_matches_what_the_store_writes(sam: dict[str, Any]) -> None:
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["SSESpecification"]["SSEEnabled"] is True
-    [index] = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == PENDING_INDEX
-    assert index["KeySchema"] == [{"AttributeName": "retry_pending_at", "KeyType": "HASH"}]
     assert table["DeletionPolicy"] == "Retain"
+
+
+def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
+    sam: dict[str, Any],
+) -> None:
+    """Issue 8 item 7: keyed by shard then time (no hot epoch-second partition), INCLUDE only."""
+    props = sam["Resources"]["ReceiptsTable"]["Properties"]
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == store.PENDING_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": store.PENDING_SHARD, "KeyType": "HASH"},
+        {"AttributeName": store.PENDING_AT, "KeyType": "RANGE"},
+    ]
+    types = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+    assert types[store.PENDING_SHARD] == "S"  # the store writes str(shard)
+    assert types[store.PENDING_AT] == "N"
+    projection = index["Projection"]
+    assert projection["ProjectionType"] == "INCLUDE"
+    included = projection["NonKeyAttributes"]
+    assert len(included) == len(set(included))
+    assert set(included) == set(store.PENDING_PROJECTION)
+
+
+def test_the_index_projects_everything_the_sweeper_rebuilds_a_job_from() -> None:
+    """event_from_item may read the table key and PENDING_PROJECTION, nothing else: a field
+    added to it must be added to the projection (and so to the template, by the test above)."""
+    read: set[str] = set()
+
+    class Item(dict[str, Any]):
+        def get(self, key: str, default: Any = None) -> Any:
+            read.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key: str) -> Any:
+            read.add(key)
+            return super().__getitem__(key)
+
+    item = Item(
+        pk={"S": "MSG#IM" + "0" * 32},
+        sk={"S": "RCPT#DY" + "0" * 32},
+        status={"S": "undelivered"},
+        order_key={"N": "17954388000000006"},
+        error_code={"N": "30003"},
+        date_updated={"S": "2026-11-27T10:00:00.000Z"},
+        date_created={"S": "2026-11-27T09:59:58.000Z"},
+        conversation_sid={"S": "CH" + "0" * 32},
+        account_sid={"S": "AC" + "0" * 32},
+        chat_service_sid={"S": "IS" + "0" * 32},
+        participant_sid={"S": "MB" + "0" * 32},
+        channel_message_sid={"S": "SM" + "0" * 32},
+        hist_undelivered={"M": {"at": {"S": "2026-11-27T10:00:00.000Z"}}},
+        expires_at={"N": "1800000000"},
+        retry_pending_at={"N": "1800000000"},
+        pending_shard={"S": "3"},
+    )
+    store.event_from_item(item)
+    assert read <= {"pk", "sk", *store.PENDING_PROJECTION}, read - set(store.PENDING_PROJECTION)
+
+
+def test_the_sweeper_may_query_the_outbox_index_and_nothing_more(sam: dict[str, Any]) -> None:
+    [statement] = [
+        s
+        for policy in sam["Resources"]["SweepFunction"]["Properties"]["Policies"]
+        for s in policy.get("Statement", [])
+        if str(s["Action"]).startswith("dynamodb:") and s["Sid"] == "FindPending"
+    ]
+    assert statement["Action"] == "dynamodb:Query"  # never a Scan of the table or index
+    index_arn = f"${{ReceiptsTable.Arn}}/index/{store.PENDING_INDEX}"
+    assert statement["Resource"] == {"Fn::Sub": index_arn}
 
 
 def test_queues_are_encrypted_and_failures_end_in_a_two_week_dlq(sam: dict[str, Any]) -> None:
@@ -174,6 +241,133 @@ def test_iam_statements_name_their_resources(sam: dict[str, Any]) -> None:
             for statement in policy.get("Statement", []):
                 assert statement["Resource"] != "*", name
                 assert "*" not in str(statement["Action"]), name
+    for name, policy in resources_of(sam, "AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Resource"] != "*", name
+            assert "*" not in str(statement["Action"]), name
+
+
+# -- configuration footguns (issue 8, item 10) -------------------------------------------------
+
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def _bound(sam: dict[str, Any], value: Any) -> list[int]:
+    """Every value a literal or a !Ref'd Number parameter may take, at its extremes."""
+    if not isinstance(value, dict):
+        return [int(value)]
+    parameter = sam["Parameters"][value["Ref"]]
+    if "AllowedValues" in parameter:
+        return [int(v) for v in parameter["AllowedValues"]]
+    assert "MaxValue" in parameter, f"{value['Ref']} has no MaxValue"
+    return [int(parameter["MaxValue"])]
+
+
+def test_every_alarm_window_fits_cloudwatch_for_every_allowed_parameter(
+    sam: dict[str, Any],
+) -> None:
+    """PutMetricAlarm refuses Period x EvaluationPeriods over one day (periods under an hour)
+    or seven days: a parameter that allows more fails the deploy, late and obscurely."""
+    for name, alarm in resources_of(sam, "AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        periods = (
+            [
+                p
+                for m in props["Metrics"]
+                if "MetricStat" in m
+                for p in _bound(sam, m["MetricStat"]["Period"])
+            ]
+            if "Metrics" in props
+            else _bound(sam, props["Period"])
+        )
+        evaluations = max(_bound(sam, props["EvaluationPeriods"]))
+        for period in periods:
+            limit = 86_400 if period < 3_600 else 7 * 86_400
+            assert period * evaluations <= limit, (name, period, evaluations)
+        if "DatapointsToAlarm" in props:
+            assert props["DatapointsToAlarm"] == props["EvaluationPeriods"], name
+
+
+def test_no_receipts_minutes_is_bounded_by_one_day_of_one_minute_periods(
+    sam: dict[str, Any],
+) -> None:
+    parameter = sam["Parameters"]["NoReceiptsMinutes"]
+    assert parameter["MaxValue"] == 1440
+    assert sam["Resources"]["NoReceiptsAlarm"]["Properties"]["Period"] == 60
+
+
+def test_the_secret_key_parameter_is_optional_and_takes_only_a_key_arn(
+    sam: dict[str, Any],
+) -> None:
+    parameter = sam["Parameters"]["TwilioSecretKmsKeyArn"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch(KMS_KEY)
+    assert pattern.fullmatch(KMS_KEY.replace("arn:aws:", "arn:aws-us-gov:"))
+    assert not pattern.fullmatch("arn:aws:kms:us-east-1:123456789012:alias/twilio")
+    assert not pattern.fullmatch("1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert sam["Conditions"]["HasTwilioSecretKmsKey"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "TwilioSecretKmsKeyArn"}, ""]}]
+    }
+
+
+def test_the_secret_key_grant_is_conditional_and_for_the_secrets_readers_only(
+    sam: dict[str, Any],
+) -> None:
+    readers = {
+        name
+        for name, f in resources_of(sam, "AWS::Serverless::Function").items()
+        if any("AWSSecretsManagerGetSecretValuePolicy" in p for p in f["Properties"]["Policies"])
+    }
+    assert readers == {"IngestFunction", "RetryFunction"}
+    grants = {
+        name: r
+        for name, r in sam["Resources"].items()
+        if "TwilioSecretKmsKeyArn" in str(r)
+        or "kms:Decrypt" in str(r.get("Properties", {}).get("Policies"))
+    }
+    [grant] = grants.values()
+    assert grant["Type"] == "AWS::IAM::Policy"
+    assert grant["Condition"] == "HasTwilioSecretKmsKey"
+    roles = grant["Properties"]["Roles"]
+    assert sorted(roles, key=str) == [{"Ref": f"{f}Role"} for f in sorted(readers)]
+    [statement] = grant["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "kms:Decrypt"
+    assert statement["Resource"] == {"Ref": "TwilioSecretKmsKeyArn"}
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"}
+        }
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["", KMS_KEY])
+def test_deployed_roles_may_decrypt_with_the_secret_key_only_when_it_is_set(key: str) -> None:
+    """The SAM transform and CloudFormation's condition, end to end (moto's IAM)."""
+    import boto3
+    from moto import mock_aws
+
+    from tools.stack import deploy
+
+    with mock_aws():
+        stack = deploy("kms", {"TwilioSecretKmsKeyArn": key} if key else {})
+        iam = boto3.client("iam")
+        for function in ("IngestFunction", "RetryFunction", "SweepFunction"):
+            role = stack.physical_ids[f"{function}Role"]
+            documents = [
+                str(iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"])
+                for n in iam.list_role_policies(RoleName=role)["PolicyNames"]
+            ]
+            decrypt = [d for d in documents if "kms:" in d]
+            if key and function != "SweepFunction":
+                [document] = decrypt
+                assert KMS_KEY in document
+                assert "secretsmanager.us-east-1.amazonaws.com" in document
+            else:
+                assert decrypt == [], function
 
 
 def test_no_secret_or_phone_number_in_the_template() -> None:
@@ -218,3 +412,23 @@ def _elf_machine(path: Path) -> str:
     assert header[:4] == b"\x7fELF", path
     machine = int.from_bytes(header[18:20], "little")
     return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, hex(machine))
+
+
+# -- the webhook throttle (issue 8, item 8) ------------------------------------------------------
+
+RECEIPTS_PER_MESSAGE = 3  # sent, delivered, read
+
+
+def test_the_webhook_throttle_takes_the_bulk_send_the_readme_promises(sam: dict[str, Any]) -> None:
+    """A 429 from the stage throttle is a receipt lost: the default is sized, and said."""
+    rate = int(sam["Parameters"]["WebhookThrottleRate"]["Default"])
+    burst = int(sam["Parameters"]["WebhookThrottleBurst"]["Default"])
+    readme = (ROOT / "README.md").read_text()
+    assert f"| `WebhookThrottleRate` / `WebhookThrottleBurst` | {rate} / {burst} |" in readme
+    [promised] = re.findall(r"bulk send of\s+about (\d+) messages per second", readme)
+    assert RECEIPTS_PER_MESSAGE * int(promised) <= rate < RECEIPTS_PER_MESSAGE * (int(promised) + 5)
+    assert f"{rate:,}".replace(",", " ") in readme  # the figure the sizing is worked from
+    assert burst >= 2 * rate  # a batch's sent and delivered receipts arrive together
+    # The account's HTTP API quota per Region caps a stage's throttle anyway.
+    assert rate <= 10_000
+    assert burst <= 5_000

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from redeliver.policy import (
     DEFAULT_POLICY_DOCUMENT,
@@ -15,10 +17,12 @@ from redeliver.policy import (
     Overrides,
     PolicyError,
     RetryPolicy,
+    Rule,
     Send,
     Wait,
     decide,
 )
+from redeliver.receipts import EARLIEST_DATE, LATEST_DATE, MAX_INTERVAL
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 DEFAULT = RetryPolicy.parse("")
@@ -106,6 +110,120 @@ def test_bad_documents_name_the_field(document: Any, field: str) -> None:
     with pytest.raises(PolicyError) as raised:
         RetryPolicy.parse(document)
     assert field in str(raised.value)
+
+
+# -- bounds: what would break a deployment's promises (issue 8, item 10) -----------------------
+
+DAY = 86_400
+
+
+@pytest.mark.parametrize("seconds", [10**12, 10**15])
+def test_a_huge_max_age_or_delay_overflows_decide_so_parse_refuses_it(seconds: int) -> None:
+    """Before the bounds, such a policy parsed, and `decide` raised OverflowError on every failure
+    (`first_sent_at + timedelta(seconds=max_age_seconds)` past year 9999, or past timedelta's own
+    limit; the same for `failed_at + delay`): every retry job ended in the DLQ."""
+    huge_age = RetryPolicy(3, seconds, "skip", DEFAULT.rules)  # what parse used to return
+    huge_delay = RetryPolicy(3, DAY, "skip", (Rule(None, "retry", (seconds,)),))
+    for unchecked in (huge_age, huge_delay):
+        with pytest.raises(OverflowError):
+            decide(unchecked, failure(), at(10))
+    with pytest.raises(PolicyError, match="max_age_seconds: must be at most 31536000"):
+        RetryPolicy.parse(bad({"max_age_seconds": seconds}))
+    with pytest.raises(PolicyError, match=r"rules\[0\]\.delays\[0\]: must be at most 86400"):
+        RetryPolicy.parse(bad({"rules": [{"codes": "*", "action": "retry", "delays": [seconds]}]}))
+
+
+def test_max_age_may_not_outlive_the_receipt_retention() -> None:
+    """A claim (ATTEMPT#n) is deleted by TTL after the retention: past it, only max_age stops a
+    redelivered job from claiming and sending the same attempt again."""
+    assert RetryPolicy.parse(bad({"max_age_seconds": DAY}), retention_days=1).max_age_seconds == DAY
+    with pytest.raises(PolicyError, match=r"max_age_seconds: must be at most 86400 \(the receipt"):
+        RetryPolicy.parse(bad({"max_age_seconds": DAY + 1}), retention_days=1)
+    with pytest.raises(PolicyError, match="max_age_seconds"):
+        RetryPolicy.parse("", retention_days=0)
+
+
+def test_the_default_policy_fits_the_shortest_retention() -> None:
+    assert RetryPolicy.parse("", retention_days=1) == DEFAULT  # ReceiptRetentionDays MinValue
+
+
+@pytest.mark.parametrize(
+    ("delays", "complaint"),
+    [
+        ([60, -1], "rules[0].delays[1]: must be an integer >= 0"),
+        ([60, 3601], "rules[0].delays[1]: must be at most 3600 (max_age_seconds"),
+        ([10**15], "rules[0].delays[0]: must be at most 3600"),
+        ([1.5], "rules[0].delays[0]: must be an integer"),
+    ],
+)
+def test_delays_are_bounded_by_max_age(delays: list[Any], complaint: str) -> None:
+    document = {
+        "max_age_seconds": 3600,
+        "rules": [{"codes": "*", "action": "retry", "delays": delays}],
+    }
+    with pytest.raises(PolicyError) as raised:
+        RetryPolicy.parse(document)
+    assert complaint in str(raised.value)
+
+
+def test_a_delay_of_max_age_is_still_honoured() -> None:
+    policy = RetryPolicy.parse(
+        {"max_age_seconds": 3600, "rules": [{"codes": "*", "action": "retry", "delays": [3600]}]}
+    )
+    start = Failure(None, 1, T0, T0)
+    assert decide(policy, start, T0) == Wait(3600, at(3600))
+    assert decide(policy, start, at(3600)) == Send()
+
+
+def test_the_interval_bound_leaves_room_after_the_last_accepted_date() -> None:
+    last = LATEST_DATE - timedelta(milliseconds=1)  # receipts.parse_time accepts up to this
+    assert last + MAX_INTERVAL <= datetime.max.replace(tzinfo=UTC)
+    assert int(MAX_INTERVAL.total_seconds()) == 365 * DAY
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> RetryPolicy:
+    """Any document the validation accepts, up to its bounds."""
+    max_age = draw(st.integers(1, int(MAX_INTERVAL.total_seconds())))
+    delays = draw(st.lists(st.integers(0, max_age), min_size=1, max_size=3))
+    return RetryPolicy.parse(
+        {
+            "max_attempts": draw(st.integers(1, 10)),
+            "max_age_seconds": max_age,
+            "group_conversations": draw(st.sampled_from(["skip", "allow"])),
+            "rules": [{"codes": "*", "action": "retry", "delays": delays}],
+        }
+    )
+
+
+moments = st.datetimes(
+    min_value=EARLIEST_DATE.replace(tzinfo=None),
+    max_value=LATEST_DATE.replace(tzinfo=None) - timedelta(milliseconds=1),
+    timezones=st.just(UTC),
+)
+
+
+@given(
+    policy=policies(),
+    first_sent=moments,
+    failed=moments,
+    now=moments,
+    attempt=st.integers(1, 12),
+    recipients=st.none() | st.integers(0, 3),
+)
+def test_decide_answers_for_every_accepted_policy_and_date(
+    *,
+    policy: RetryPolicy,
+    first_sent: datetime,
+    failed: datetime,
+    now: datetime,
+    attempt: int,
+    recipients: int | None,
+) -> None:
+    decision = decide(policy, Failure(30003, attempt, failed, first_sent, recipients), now)
+    assert isinstance(decision, Send | Wait | GiveUp)
+    if isinstance(decision, Wait):
+        assert decision.due_at > now
 
 
 # -- decide ------------------------------------------------------------------------------------

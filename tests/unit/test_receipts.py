@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from redeliver.receipts import (
+    EARLIEST_DATE,
+    LATEST_DATE,
+    OPTIONAL_FIELDS,
     Change,
     DeliveryEvent,
     MalformedEvent,
     apply,
     classify,
+    iso,
     parse_delivery_event,
+    parse_receipt,
 )
+from tests.unit.dates import date_texts
 from tools.samples import receipt_fields
 
 
@@ -84,15 +90,170 @@ def test_missing_required_field_is_named(name: str) -> None:
         ("DeliveryReceiptSid", "DY" + "z" * 32, "DeliveryReceiptSid is not a DY"),
         ("ConversationSid", "CH../../etc", "ConversationSid is not a CH"),
         ("Status", "Delivered; DROP", "Status is not a delivery status"),
-        ("ChannelMessageSid", "not a sid", "ChannelMessageSid is not a SID"),
-        ("AccountSid", "AC1", "AccountSid is not a AC"),
+        ("DateCreated", "9999-12-31T23:59:59-01:00", "DateCreated is out of range"),
+        # `$` also matches before a final newline: a SID with one would reach keys and URLs.
+        ("MessageSid", "IM" + "a" * 32 + "\n", "MessageSid is not a IM"),
+        ("Status", "failed\n", "Status is not a delivery status"),
+        ("ErrorCode", "30003\n", "ErrorCode is not an integer"),
+        ("ErrorCode", "30003x", "ErrorCode is not an integer"),  # on a failure: it picks the rule
     ],
 )
 def test_malformed_field_is_named(name: str, value: str, complaint: str) -> None:
-    fields = receipt_fields()
+    fields = receipt_fields("failed", error_code=30003)
     fields[name] = value
     with pytest.raises(MalformedEvent, match=complaint):
         parse_delivery_event(fields)
+
+
+# -- dates: anything later steps cannot represent is refused here (issue 8, item 9) ------------
+
+
+@pytest.mark.parametrize("name", ["DateUpdated", "DateCreated"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:59:59-01:00",  # past datetime.max once in UTC: OverflowError before
+        "0001-01-01T00:00:00+01:00",  # before datetime.min once in UTC: OverflowError before
+        "9999-12-31T23:59:59Z",  # representable, but no room left for a retry's delay
+        "9999-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",  # a negative epoch-millisecond order key
+        "1969-12-31T23:59:59.999Z",
+    ],
+)
+def test_a_date_that_cannot_be_represented_is_malformed_naming_the_field(
+    name: str, value: str
+) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields[name] = value
+    with pytest.raises(MalformedEvent, match=f"{name} is out of range"):
+        parse_delivery_event(fields)
+
+
+@pytest.mark.parametrize(
+    "value", ["1970-01-01T00:00:00Z", "9998-12-31T23:59:59.999Z", "9999-01-01T00:59:59+01:00"]
+)
+def test_the_edges_of_the_range_are_dates_like_any_other(value: str) -> None:
+    parsed = event("failed", value, 30003)
+    assert EARLIEST_DATE <= parsed.date_updated < LATEST_DATE
+    assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
+
+
+def test_the_order_key_is_exact_milliseconds_at_every_date() -> None:
+    # A float timestamp puts 3075-01-05T17:18:24.269 one millisecond early (…268.99999): the
+    # order key and the stored `at` text would then disagree about the same event.
+    late = event("sent", "3075-01-05T17:18:24.269Z")
+    millis = (late.date_updated - EARLIEST_DATE) // timedelta(milliseconds=1)
+    assert millis % 1000 == 269
+    assert late.order_key == millis * 10 + 1
+    assert event("sent", "1970-01-01T00:00:00.001Z").order_key == 11
+
+
+def test_dates_keep_the_milliseconds_that_are_stored() -> None:
+    # Sub-millisecond digits are dropped at parse time, so the event that travels (SQS, table)
+    # is the event that was parsed.
+    parsed = event("failed", "2026-11-27T10:00:00.000999+01:00", 30003)
+    assert parsed.date_updated == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
+
+
+@given(updated=date_texts(), created=date_texts())
+def test_any_date_text_parses_into_an_event_that_survives_every_step_or_is_named(
+    updated: str, created: str
+) -> None:
+    fields = receipt_fields("failed", error_code=30003, updated=updated, created=created)
+    try:
+        parsed = parse_delivery_event(fields)
+    except MalformedEvent as error:
+        reason = str(error)
+        assert "DateUpdated" in reason or "DateCreated" in reason
+        return
+    for moment in (parsed.date_updated, parsed.date_created):
+        assert EARLIEST_DATE <= moment < LATEST_DATE
+        assert moment.tzinfo is UTC
+    assert 0 <= parsed.order_key < 10**38  # a DynamoDB Number holds 38 digits
+    assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
+    assert len(iso(parsed.date_updated)) == len("2026-11-27T10:00:00.000Z")  # sorts as text
+    state, transition = apply(None, parsed)
+    assert transition.enqueue
+    assert apply(state, parsed)[1].change is Change.DUPLICATE
+
+
+# -- optional fields: never the reason a receipt is lost (issue 8, item 10) ---------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SM" + "a" * 32,
+        "WA" + "0123456789abcdef" * 2,
+        "MM" + "ABCDEF0123456789" * 2,
+        "wa" + "f" * 32,  # the spec's pattern: ^[a-zA-Z]{2}[0-9a-fA-F]{32}$
+        "Xy" + "0" * 32,
+    ],
+)
+def test_any_channel_message_sid_the_spec_allows_is_kept(value: str) -> None:
+    fields = receipt_fields("sent")
+    fields["ChannelMessageSid"] = value
+    parsed = parse_receipt(fields)
+    assert parsed.event.channel_message_sid == value
+    assert parsed.dropped == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ChannelMessageSid", "not a sid"),
+        ("ChannelMessageSid", "SM" + "z" * 32),  # the old pattern let non-hex through
+        ("ChannelMessageSid", "S1" + "a" * 32),
+        ("AccountSid", "AC1"),
+        ("ChatServiceSid", "IS" + "g" * 32),
+        ("ParticipantSid", "MB../../x"),
+        ("ChannelMessageSid", "SM" + "a" * 32 + "\n"),
+    ],
+)
+def test_an_optional_field_that_does_not_parse_is_dropped_not_fatal(name: str, value: str) -> None:
+    fields = receipt_fields("failed", error_code=30003)
+    fields[name] = value
+    parsed = parse_receipt(fields)
+    assert parsed.dropped == (name,)
+    assert parsed.event == parse_delivery_event({**fields, name: ""})
+    assert parsed.event.is_failure
+
+
+def test_an_error_code_that_does_not_parse_is_dropped_when_it_decides_nothing() -> None:
+    # On a delivery it picks no rule, and refusing the receipt would lose the `delivered` that
+    # stops a resend.
+    fields = receipt_fields("delivered")
+    fields["ErrorCode"] = "thirty"
+    parsed = parse_receipt(fields)
+    assert parsed.dropped == ("ErrorCode",)
+    assert parsed.event.error_code is None
+    assert parsed.event.status == "delivered"
+
+
+SID_ATTRIBUTES = {
+    "AccountSid": "account_sid",
+    "ChatServiceSid": "chat_service_sid",
+    "ParticipantSid": "participant_sid",
+    "ChannelMessageSid": "channel_message_sid",
+}
+
+
+@given(
+    st.fixed_dictionaries({name: st.text(max_size=40) for name in SID_ATTRIBUTES}),
+    st.text(max_size=12),
+)
+def test_no_text_in_an_optional_field_rejects_a_receipt(
+    sids: dict[str, str], error_code: str
+) -> None:
+    assert set(OPTIONAL_FIELDS) == {*SID_ATTRIBUTES, "ErrorCode"}
+    fields = {**receipt_fields("delivered"), **sids, "ErrorCode": error_code}
+    parsed = parse_receipt(fields)
+    for name, attribute in SID_ATTRIBUTES.items():
+        kept = getattr(parsed.event, attribute)
+        assert kept in ("", sids[name])
+        assert (name in parsed.dropped) == (kept == "" and sids[name] != "")
+    assert (parsed.event.error_code is None) or str(parsed.event.error_code) == error_code.strip()
 
 
 def test_unknown_future_status_is_kept_as_is() -> None:

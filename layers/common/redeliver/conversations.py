@@ -1,23 +1,36 @@
 """Twilio adapter: the Conversations REST calls the retry worker makes, and nothing else.
 
+Every call goes to the receipt's own Conversation Service,
+`/v1/Services/{ChatServiceSid}/Conversations/...` (twilio-python's
+`client.conversations.v1.services(IS).conversations(CH)`): the short `/v1/Conversations/...` form
+reaches only the account's default service, and a message of any other service is not found there.
+An empty service SID (a receipt without `ChatServiceSid`) falls back to that short form.
+
 Every failure is sorted into what the worker must do about it (`TwilioError.kind`):
 
-- `transient`: Twilio did not act (429 / 20429 "never processed, always safe to retry", 5xx, a
-  connection never made, credentials just rotated). Safe to retry.
-- `ambiguous`: the create request may have reached Twilio (a read timeout, a dropped
-  connection). `messages.create` has no idempotency key, so before sending again the worker must
+- `transient`: Twilio did not act. A 429 / 20429 ("never processed, always safe to retry"), a
+  request that never left (connection refused, connect timeout), credentials just rotated (401);
+  and on a read (GET) also a 5xx or a read timeout. Safe to retry.
+- `ambiguous`: a create that may have been stored: any 5xx (Twilio's edge can answer 502/503/504
+  after the message was stored; error 20500's own note says so), a read timeout, a dropped
+  connection. `messages.create` has no idempotency key, so before sending again the worker must
   look for the attempt's marker in the conversation.
 - `not_found`: the conversation or message is gone (404).
 - `permanent`: any other 4xx; sending again would fail the same way.
 
 twilio-python raises `TwilioRestException`, or `TwilioServiceException` for RFC-9457 answers (not a
 subclass): both are caught as `TwilioException`. Its default HTTP timeout is none: set here.
+
+`X-Twilio-Webhook-Enabled: true` on a create (`webhook_enabled`) makes Twilio fire the service's
+post-event webhooks (`onMessageAdded`, ...) for the retry; without it they stay silent for
+REST-created messages. Off by default: the customer's automation may react to the retry.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NoReturn
 
@@ -25,6 +38,7 @@ from requests import exceptions as http
 from twilio.base import values
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
@@ -32,6 +46,7 @@ from redeliver.chain import MARKER_KEY, MessageSnapshot, NewMessage, parse_attri
 from redeliver.credentials import CredentialSource, TwilioCredentials
 
 Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
+TWILIO_URL = "https://conversations.twilio.com"
 
 
 class TwilioError(Exception):
@@ -44,50 +59,74 @@ class TwilioError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class ReceiptSnapshot:
+    """One delivery receipt as Twilio's Receipts resource shows it: its latest status only."""
+
+    sid: str
+    status: str
+    error_code: int | None  # None: no error (Twilio answers 0)
+    date_updated: datetime | None
+    date_created: datetime | None
+    participant_sid: str | None
+    channel_message_sid: str | None
+
+
 class ConversationsGateway:
-    """One twilio Client per container, created on first use from the Twilio secret."""
+    """One twilio Client per container, created on first use from the Twilio secret.
+
+    Every method takes the Conversation Service first (`event.chat_service_sid`); an empty one
+    means the account's default service (the short `/v1/Conversations/...` path).
+    """
 
     def __init__(
         self,
         credentials: CredentialSource,
         base_url: str = "",
         timeout: float = 10.0,
+        webhook_enabled: bool = False,
     ) -> None:
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
+        self._webhook_enabled = webhook_enabled
         self._client: Client | None = None
         self._refresh = False
 
-    def _conversations(self) -> Any:
+    def _conversations(self, service_sid: str) -> Any:
         if self._client is None:
-            self._client = _make_client(self._credentials.get(refresh=self._refresh), self._timeout)
+            self._client = _make_client(
+                self._credentials.get(refresh=self._refresh), self._timeout, self._base_url
+            )
             self._refresh = False
-            if self._base_url:  # the simulator offline; read by twilio at request time
-                self._client.conversations.base_url = self._base_url
-        return self._client.conversations.v1.conversations
+        v1 = self._client.conversations.v1
+        return v1.services(service_sid).conversations if service_sid else v1.conversations
 
-    def fetch_message(self, conversation_sid: str, message_sid: str) -> MessageSnapshot:
+    def fetch_message(
+        self, service_sid: str, conversation_sid: str, message_sid: str
+    ) -> MessageSnapshot:
         try:
-            message = self._conversations()(conversation_sid).messages(message_sid).fetch()
+            conversation = self._conversations(service_sid)(conversation_sid)
+            message = conversation.messages(message_sid).fetch()
         except Exception as error:
             self._raise(error, sent=False)
         return _snapshot(message)
 
-    def recipients(self, conversation_sid: str) -> int:
+    def recipients(self, service_sid: str, conversation_sid: str) -> int:
         """Non-chat participants (those with a messaging binding: SMS, WhatsApp, ...)."""
         try:
-            participants = self._conversations()(conversation_sid).participants.list(limit=100)
+            conversation = self._conversations(service_sid)(conversation_sid)
+            participants = conversation.participants.list(limit=100)
         except Exception as error:
             self._raise(error, sent=False)
         return sum(1 for p in participants if p.messaging_binding)
 
-    def create_message(self, conversation_sid: str, message: NewMessage) -> str:
+    def create_message(self, service_sid: str, conversation_sid: str, message: NewMessage) -> str:
         def given(value: Any) -> Any:
             return values.unset if value is None else value
 
         try:
-            created = self._conversations()(conversation_sid).messages.create(
+            created = self._conversations(service_sid)(conversation_sid).messages.create(
                 author=given(message.author),
                 body=given(message.body),
                 attributes=json.dumps(message.attributes, separators=(",", ":")),
@@ -98,21 +137,23 @@ class ConversationsGateway:
                     if message.content_variables is not None
                     else None
                 ),
+                x_twilio_webhook_enabled="true" if self._webhook_enabled else values.unset,
             )
         except Exception as error:
             self._raise(error, sent=True)
         return str(created.sid)
 
     def find_retry(
-        self, conversation_sid: str, root: str, attempt: int, limit: int = 100
+        self, service_sid: str, conversation_sid: str, root: str, attempt: int, limit: int = 100
     ) -> str | None:
         """The SID of a message in the conversation carrying this attempt's marker, if any.
 
         Newest first: a retry is recent. `limit` bounds the look (30 message actions per second
-        per conversation means 100 covers any plausible gap between a claim and this check).
+        per conversation means 100 covers any plausible gap between a claim and this check);
+        pages of 50 are followed through Twilio's `next_page_url`.
         """
         try:
-            recent = self._conversations()(conversation_sid).messages.list(
+            recent = self._conversations(service_sid)(conversation_sid).messages.list(
                 order="desc", limit=limit, page_size=min(limit, 50)
             )
         except Exception as error:
@@ -127,6 +168,17 @@ class ConversationsGateway:
                 return str(message.sid)
         return None
 
+    def list_receipts(
+        self, service_sid: str, conversation_sid: str, message_sid: str
+    ) -> list[ReceiptSnapshot]:
+        """Every delivery receipt of a message, as Twilio holds it now (all pages)."""
+        try:
+            message = self._conversations(service_sid)(conversation_sid).messages(message_sid)
+            receipts = message.delivery_receipts.list(page_size=50)
+        except Exception as error:
+            self._raise(error, sent=False)
+        return [_receipt(r) for r in receipts]
+
     def _raise(self, error: Exception, sent: bool) -> NoReturn:
         if isinstance(error, TwilioException):
             status = int(getattr(error, "status", 0) or 0)
@@ -135,8 +187,11 @@ class ConversationsGateway:
             if status == 401:  # a rotated auth token or API key: read the secret again
                 self._client, self._refresh = None, True
                 raise TwilioError("transient", detail, status, code) from error
-            if status == 429 or code == 20429 or status >= 500:
+            if status == 429 or code == 20429:  # never processed
                 raise TwilioError("transient", detail, status, code) from error
+            if status >= 500:  # on a create, maybe stored before the edge failed
+                kind: Kind = "ambiguous" if sent else "transient"
+                raise TwilioError(kind, detail, status, code) from error
             if status == 404:
                 raise TwilioError("not_found", detail, status, code) from error
             raise TwilioError("permanent", detail, status, code) from error
@@ -144,9 +199,10 @@ class ConversationsGateway:
             isinstance(error, http.ConnectionError) and _never_connected(error)
         ):
             raise TwilioError("transient", f"no connection: {type(error).__name__}") from error
-        if isinstance(error, http.RequestException):
-            kind: Kind = "ambiguous" if sent else "transient"
-            raise TwilioError(kind, f"{type(error).__name__}") from error
+        if isinstance(error, http.RequestException):  # sent, no answer: a read timeout, a reset
+            raise TwilioError(
+                "ambiguous" if sent else "transient", f"{type(error).__name__}"
+            ) from error
         raise error
 
 
@@ -156,8 +212,22 @@ def _never_connected(error: Exception) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _make_client(credentials: TwilioCredentials, timeout: float) -> Client:
-    http_client = TwilioHttpClient(timeout=timeout)
+class _Redirected(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """Offline: every Conversations request, including the absolute `next_page_url`s Twilio's
+    answers carry, goes to `base_url` (the simulator) instead of conversations.twilio.com."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if url.startswith(TWILIO_URL):
+            url = self._base_url + url.removeprefix(TWILIO_URL)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _make_client(credentials: TwilioCredentials, timeout: float, base_url: str) -> Client:
+    http_client = _Redirected(base_url, timeout) if base_url else TwilioHttpClient(timeout=timeout)
     if credentials.api_key_sid and credentials.api_key_secret:
         return Client(
             credentials.api_key_sid,
@@ -182,4 +252,23 @@ def _snapshot(message: Any) -> MessageSnapshot:
         content_sid=getattr(message, "content_sid", None) or None,
         recipients=int(total) if isinstance(total, int) else None,
         date_created=created.astimezone(UTC) if isinstance(created, datetime) else None,
+    )
+
+
+def _receipt(receipt: Any) -> ReceiptSnapshot:
+    def moment(value: Any) -> datetime | None:
+        return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+    def optional(value: Any) -> str | None:
+        return str(value) if value else None
+
+    code = receipt.error_code
+    return ReceiptSnapshot(
+        sid=str(receipt.sid),
+        status=str(receipt.status),
+        error_code=int(code) if isinstance(code, int) and code else None,
+        date_updated=moment(receipt.date_updated),
+        date_created=moment(receipt.date_created),
+        participant_sid=optional(receipt.participant_sid),
+        channel_message_sid=optional(receipt.channel_message_sid),
     )

@@ -11,11 +11,23 @@ write in 2 also marks the receipt `retry_pending_at` (the outbox pattern, in the
 write); the retry worker clears the mark when it takes the job, and the sweeper re-enqueues any
 mark older than a few minutes. An SQS error in 3 is therefore logged and answered 200: the receipt
 is stored and the sweeper will queue it. Only a failed write in 2 is a fault (5xx, alarmed).
+
+The write in 2 can meet the retry worker's claim, a transaction that checks this very receipt:
+DynamoDB then rejects the write with TransactionConflictException, which botocore does not retry.
+The write is idempotent and the transaction takes milliseconds, so it is tried again, a bounded
+number of times: the event that meets a claim is a newer one of the claimed receipt, often the
+`delivered` that must stop the resend.
+
+Nothing Twilio signs can hold a lone surrogate (the signature is over UTF-8 bytes), so a body
+that cannot be encoded is refused as unverifiable (403) before it reaches the HMAC, which raised.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,13 +38,18 @@ from redeliver.receipts import (
     Change,
     MalformedEvent,
     Transition,
-    parse_delivery_event,
+    parse_receipt,
 )
 from redeliver.retry_queue import RetryQueue
 from redeliver.signature import FormFields, SignatureVerifier
 from redeliver.store import ReceiptStore
 
+if TYPE_CHECKING:
+    from redeliver.receipts import DeliveryEvent
+
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
+WRITE_ATTEMPTS = 3  # for a write that meets a transaction; each wait is 50 ms more
+_CONFLICT_PAUSE_SECONDS = 0.05
 _CHANGE_METRICS = {
     Change.NEW: "NewReceipts",  # one per receipt: the failure rate's denominator
     Change.DUPLICATE: "DuplicateReceipts",
@@ -63,12 +80,23 @@ class IngestResult:
 
 
 class Ingest:
-    def __init__(self, verifier: SignatureVerifier, store: ReceiptStore, queue: RetryQueue) -> None:
+    def __init__(
+        self,
+        verifier: SignatureVerifier,
+        store: ReceiptStore,
+        queue: RetryQueue,
+        pause: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._verifier = verifier
         self._store = store
         self._queue = queue
+        self._pause = pause
 
     def receive(self, request: WebhookRequest) -> IngestResult:
+        try:
+            size = len(request.body.encode())
+        except UnicodeEncodeError:  # a lone surrogate: not text Twilio could have signed
+            raise SignatureRejected("undecodable") from None
         try:
             fields = FormFields.parse(request.body)
         except ValueError:  # more fields than any Twilio webhook has: cannot be verified
@@ -79,7 +107,7 @@ class Ingest:
         if not verdict.valid:
             raise SignatureRejected(verdict.reason)
 
-        if len(request.body.encode()) > MAX_BODY_BYTES:
+        if size > MAX_BODY_BYTES:
             raise MalformedEvent(f"body is over {MAX_BODY_BYTES} bytes")
         form = fields.first()
         event_type = form.get("EventType", "")
@@ -87,7 +115,8 @@ class Ingest:
             logger.info("ignoring a signed event of another type", extra={"event_type": event_type})
             count("IgnoredEvents")
             return IngestResult(transition=None)
-        event = parse_delivery_event(form)
+        parsed = parse_receipt(form)
+        event = parsed.event
         log = {
             "message_sid": event.message_sid,
             "receipt_sid": event.receipt_sid,
@@ -95,8 +124,14 @@ class Ingest:
             "status": event.status,
             "error_code": event.error_code,
         }
+        if parsed.dropped:  # optional fields that did not parse: stored without, never a 400
+            logger.warning(
+                "optional field(s) dropped", extra={**log, "dropped": list(parsed.dropped)}
+            )
+            for name in parsed.dropped:
+                count_by("DroppedReceiptFields", "field", name)
 
-        transition = self._store.record(event)
+        transition = self._record(event, log)
         logger.info(
             "receipt recorded",
             extra={
@@ -123,3 +158,15 @@ class Ingest:
             count("EnqueueDeferred")
             return IngestResult(transition, enqueued=False)
         return IngestResult(transition, enqueued=True)
+
+    def _record(self, event: DeliveryEvent, log: Mapping[str, object]) -> Transition:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._store.record(event)
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code != "TransactionConflictException" or attempt == WRITE_ATTEMPTS:
+                    raise
+                logger.info("receipt write met a transaction; trying again", extra=log)
+                self._pause(_CONFLICT_PAUSE_SECONDS * attempt)
+        raise AssertionError("unreachable")  # the last attempt returns or raises

@@ -12,6 +12,18 @@ and `decide`, which turns one failure into `Send`, `Wait(seconds)` or `GiveUp(re
 first rule whose codes contain the error code decides (`"*"` matches any, and a failure without a
 code). A message's own `attributes.redeliver` may narrow the policy (`enabled: false`, a lower
 `max_attempts`), never widen it.
+
+Bounds, each checked in `RetryPolicy.parse` with the field named:
+- `max_age_seconds` ≤ the receipt retention (`ReceiptRetentionDays`, the table's TTL). An attempt's
+  claim (`ATTEMPT#n`) is written after the original was sent and expires a retention later; past
+  that, DynamoDB may delete it and only `max_age` keeps a redelivered job from claiming the same
+  attempt again and sending twice. With `max_age` ≤ retention, no claim can vanish while a retry
+  of its attempt is still allowed.
+- `max_age_seconds` ≤ `MAX_INTERVAL` (365 days) whatever the retention: `decide` adds it to a
+  receipt's date, and receipts accept dates up to `LATEST_DATE`, a year below `datetime.max`.
+- `0 ≤ delay ≤ max_age_seconds`: a delay counts from the failure, which comes after the first
+  send, so a longer one always ends past `max_age` and the rule could never retry. Every wait is
+  also a chain of 15-minute SQS hops (one message each), so the bound is a cost bound too.
 """
 
 from __future__ import annotations
@@ -22,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from redeliver.receipts import MAX_INTERVAL
 
 ANY_CODE = "*"
 ACTIONS = ("retry", "give_up")
@@ -64,8 +78,14 @@ class RetryPolicy:
     rules: tuple[Rule, ...]
 
     @classmethod
-    def parse(cls, document: str | Mapping[str, Any] | None) -> RetryPolicy:
-        """Validate a policy document (JSON text or parsed); empty or None means the default."""
+    def parse(
+        cls, document: str | Mapping[str, Any] | None, *, retention_days: int | None = None
+    ) -> RetryPolicy:
+        """Validate a policy document (JSON text or parsed); empty or None means the default.
+
+        `retention_days`: the deployment's receipt retention (RECEIPT_TTL_DAYS), which bounds
+        `max_age_seconds`; None checks only the absolute bound (tools, tests).
+        """
         if document is None or (isinstance(document, str) and not document.strip()):
             document = DEFAULT_POLICY_DOCUMENT
         if isinstance(document, str):
@@ -89,11 +109,21 @@ class RetryPolicy:
         rules = document.get("rules")
         if not isinstance(rules, list) or not rules:
             raise PolicyError("rules: must be a non-empty list")
+        max_age = _positive(document.get("max_age_seconds", 86400), "max_age_seconds")
+        _at_most(max_age, int(MAX_INTERVAL.total_seconds()), "max_age_seconds", "a year")
+        if retention_days is not None:
+            _at_most(
+                max_age,
+                retention_days * 86_400,
+                "max_age_seconds",
+                f"the receipt retention, ReceiptRetentionDays={retention_days}: an older claim "
+                "may be deleted and claimed again",
+            )
         return cls(
             max_attempts=_positive(document.get("max_attempts", 3), "max_attempts"),
-            max_age_seconds=_positive(document.get("max_age_seconds", 86400), "max_age_seconds"),
+            max_age_seconds=max_age,
             group_conversations=group,
-            rules=tuple(_rule(rule, f"rules[{n}]") for n, rule in enumerate(rules)),
+            rules=tuple(_rule(rule, f"rules[{n}]", max_age) for n, rule in enumerate(rules)),
         )
 
     def rule_for(self, code: int | None) -> Rule | None:
@@ -106,7 +136,12 @@ def _positive(value: Any, name: str, minimum: int = 1) -> int:
     return value
 
 
-def _rule(rule: Any, name: str) -> Rule:
+def _at_most(value: int, maximum: int, name: str, why: str) -> None:
+    if value > maximum:
+        raise PolicyError(f"{name}: must be at most {maximum} ({why}), got {value}")
+
+
+def _rule(rule: Any, name: str, max_age: int) -> Rule:
     if not isinstance(rule, Mapping):
         raise PolicyError(f"{name}: must be an object")
     unknown = set(rule) - {"codes", "action", "delays"}
@@ -127,6 +162,10 @@ def _rule(rule: Any, name: str) -> Rule:
         if not isinstance(delays, list) or not delays:
             raise PolicyError(f"{name}.delays: a retry rule needs a non-empty list of seconds")
         parsed = tuple(_positive(d, f"{name}.delays[{i}]", 0) for i, d in enumerate(delays))
+        for i, delay in enumerate(parsed):
+            _at_most(
+                delay, max_age, f"{name}.delays[{i}]", "max_age_seconds: it would always give up"
+            )
     elif delays:
         raise PolicyError(f"{name}.delays: only a retry rule has delays")
     else:

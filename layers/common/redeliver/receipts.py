@@ -8,6 +8,26 @@ Ordering (DESIGN invariant 2): the latest Twilio `DateUpdated` wins; at equal ti
 status further along wins (`ORDER_RANK`). Both fold into one integer, `DeliveryEvent.order_key`,
 which DynamoDB can compare in a condition expression; the status name breaks the last tie (two
 unknown statuses in the same millisecond), so any order of the same events ends the same.
+
+Which webhook fields a receipt needs (TWILIO.md lists them; DESIGN.md says what each is for).
+Twilio does not resend a webhook, so a 400 loses the receipt for good: only a field without
+which the receipt cannot be stored, ordered or acted on safely is worth that.
+
+- Required (missing or malformed: 400 naming it): `MessageSid` and `DeliveryReceiptSid` (the
+  table's key), `ConversationSid` (every REST call of a retry is under it, with no fallback),
+  `Status` (the state machine), `DateUpdated` (invariant 2's order; `DateCreated` stands in
+  when it is absent).
+- Required when present: `DateCreated` (the chain's first-sent time, which `max_age` counts
+  from: a wrong one could allow a resend the policy forbids), and `ErrorCode` on a failure
+  status (it picks the policy rule; a guess could resend after a permanent error, invariant 5).
+  Absent, they are "as old as DateUpdated" and "no code".
+- Optional (`OPTIONAL_FIELDS`; malformed: dropped, reported in `ParsedReceipt.dropped`, counted
+  and logged by ingest, never a 400): `AccountSid`, `ChatServiceSid`, `ParticipantSid`,
+  `ChannelMessageSid` (stored for the record and for operators), and `ErrorCode` on a status
+  that is not a failure (it decides nothing there, and refusing a `delivered` would lose the
+  very event that stops a resend). An empty `chat_service_sid` means "unknown service": the
+  retry worker must not build a URL from it. SIDs follow the patterns of Twilio's OpenAPI
+  description (`../shared/oai`); a value that does not match is never stored or put in a URL.
 """
 
 from __future__ import annotations
@@ -15,7 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +52,18 @@ ORDER_RANK: Mapping[str, int] = {
     "read": 5,
 }
 _RANK_SLOTS = 10  # order_key = epoch milliseconds * 10 + rank
+_MILLISECOND = timedelta(milliseconds=1)
+
+# The dates a receipt may carry: [EARLIEST_DATE, LATEST_DATE), checked in `parse_time`, so that
+# nothing after parsing can overflow. Twilio dates are recent; these bounds are about what the
+# code can represent, not about what is plausible:
+# - from the Unix epoch: the order key is epoch milliseconds, and stays a non-negative integer;
+# - to a year before `datetime.max`: the retry policy adds at most `MAX_INTERVAL` (its bound on
+#   `max_age_seconds` and every delay) to a receipt's dates, and `datetime + timedelta` raises
+#   OverflowError past year 9999. The order key then needs 17 digits (DynamoDB Numbers hold 38).
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(9999, 1, 1, tzinfo=UTC)
+MAX_INTERVAL = timedelta(days=365)
 
 # A receipt keeps one history entry per distinct status (that status's latest event), so its
 # history is bounded by the number of statuses. Unknown statuses are stored as-is, but must look
@@ -41,7 +73,16 @@ _SID_RE = {
     prefix: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$")
     for prefix in ("AC", "CH", "IS", "IM", "DY", "MB")
 }
-_CHANNEL_SID_RE = re.compile(r"^[A-Z]{2}[0-9a-zA-Z]{32}$")
+# The spec's pattern for a receipt's channel_message_sid (SM… for SMS, WA… for WhatsApp, …).
+_CHANNEL_SID_RE = re.compile(r"^[a-zA-Z]{2}[0-9a-fA-F]{32}$")
+_ERROR_CODE_RE = re.compile(r"^-?[0-9]{1,7}$")  # ASCII only: int() also takes "1_0", " 1"
+OPTIONAL_FIELDS = (
+    "AccountSid",
+    "ChatServiceSid",
+    "ParticipantSid",
+    "ChannelMessageSid",
+    "ErrorCode",
+)
 
 DELIVERY_EVENT_TYPE = "onDeliveryUpdated"
 
@@ -76,7 +117,8 @@ class DeliveryEvent:
 
     @property
     def order_key(self) -> int:
-        millis = int(self.date_updated.timestamp() * 1000)
+        # Integer arithmetic: a float timestamp rounds late dates to another millisecond.
+        millis = (self.date_updated - EARLIEST_DATE) // _MILLISECOND
         return millis * _RANK_SLOTS + ORDER_RANK.get(self.status, 0)
 
     def history_entry(self) -> HistoryEntry:
@@ -122,8 +164,22 @@ class DeliveryEvent:
             raise MalformedEvent(f"bad event record: {exc!r}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedReceipt:
+    event: DeliveryEvent
+    dropped: tuple[str, ...] = ()  # optional fields present but malformed: left out
+
+
 def parse_delivery_event(form: Mapping[str, str]) -> DeliveryEvent:
-    """Build a DeliveryEvent from the webhook's form fields, or raise MalformedEvent naming why."""
+    """`parse_receipt(form).event`: for callers with no use for what was dropped."""
+    return parse_receipt(form).event
+
+
+def parse_receipt(form: Mapping[str, str]) -> ParsedReceipt:
+    """Build a DeliveryEvent from the webhook's form fields, or raise MalformedEvent naming why.
+
+    A malformed optional field is left out and named in `dropped` (see the module docstring).
+    """
     missing = [
         name
         for name in ("MessageSid", "DeliveryReceiptSid", "ConversationSid", "Status")
@@ -131,36 +187,70 @@ def parse_delivery_event(form: Mapping[str, str]) -> DeliveryEvent:
     ]
     if missing:
         raise MalformedEvent(f"missing field(s): {', '.join(missing)}")
-    updated = form.get("DateUpdated") or form.get("DateCreated")
-    if not updated:
-        raise MalformedEvent("missing field(s): DateUpdated")
-    date_updated = parse_time(updated, "DateUpdated")
     created = form.get("DateCreated")
-    date_created = parse_time(created, "DateCreated") if created else date_updated
-    return DeliveryEvent(
+    date_created = parse_time(created, "DateCreated") if created else None
+    updated = form.get("DateUpdated")
+    if updated:
+        date_updated = parse_time(updated, "DateUpdated")
+    elif date_created is not None:
+        date_updated = date_created
+    else:
+        raise MalformedEvent("missing field(s): DateUpdated")
+    status = _status(form["Status"])
+    dropped: list[str] = []
+
+    def optional(name: str, pattern: re.Pattern[str]) -> str:
+        value = form.get(name, "")
+        if value and not pattern.fullmatch(value):
+            dropped.append(name)
+            return ""
+        return value
+
+    try:
+        error_code = _error_code(form.get("ErrorCode", ""))
+    except MalformedEvent:
+        if status in FAILURE_STATUSES:
+            raise
+        error_code = None
+        dropped.append("ErrorCode")
+    event = DeliveryEvent(
         message_sid=_sid(form["MessageSid"], "IM", "MessageSid"),
         receipt_sid=_sid(form["DeliveryReceiptSid"], "DY", "DeliveryReceiptSid"),
         conversation_sid=_sid(form["ConversationSid"], "CH", "ConversationSid"),
-        status=_status(form["Status"]),
-        error_code=_error_code(form.get("ErrorCode", "")),
+        status=status,
+        error_code=error_code,
         date_updated=date_updated,
-        date_created=date_created,
-        account_sid=_optional_sid(form, "AccountSid", "AC"),
-        chat_service_sid=_optional_sid(form, "ChatServiceSid", "IS"),
-        participant_sid=_optional_sid(form, "ParticipantSid", "MB"),
-        channel_message_sid=_channel_sid(form.get("ChannelMessageSid", "")),
+        date_created=date_created or date_updated,
+        account_sid=optional("AccountSid", _SID_RE["AC"]),
+        chat_service_sid=optional("ChatServiceSid", _SID_RE["IS"]),
+        participant_sid=optional("ParticipantSid", _SID_RE["MB"]),
+        channel_message_sid=optional("ChannelMessageSid", _CHANNEL_SID_RE),
     )
+    return ParsedReceipt(event, tuple(sorted(dropped, key=OPTIONAL_FIELDS.index)))
 
 
 def parse_time(value: str, name: str) -> datetime:
-    """ISO 8601 with a zone (Twilio sends `2024-05-01T10:00:00Z`); returned in UTC."""
+    """ISO 8601 with a zone (Twilio sends `2024-05-01T10:00:00Z`); returned in UTC, to the
+    millisecond that is stored (so an event read back equals the event parsed).
+
+    A date outside [EARLIEST_DATE, LATEST_DATE) is malformed: `9999-12-31T23:59:59-01:00` is a
+    valid ISO date that no `datetime` can hold in UTC, and year 9999 leaves no room for a delay.
+    """
     try:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise MalformedEvent(f"{name} is not an ISO 8601 date: {value!r}") from None
     if parsed.tzinfo is None:
         raise MalformedEvent(f"{name} has no time zone: {value!r}")
-    return parsed.astimezone(UTC)
+    # Aware comparison works on the UTC difference without building the UTC datetime, which is
+    # what overflows; after it, `astimezone` cannot.
+    if not EARLIEST_DATE <= parsed < LATEST_DATE:
+        raise MalformedEvent(
+            f"{name} is out of range: {value!r} (from {iso(EARLIEST_DATE)}, before "
+            f"{iso(LATEST_DATE)})"
+        )
+    utc = parsed.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
 def iso(moment: datetime) -> str:
@@ -170,38 +260,27 @@ def iso(moment: datetime) -> str:
 
 def _sid(value: object, prefix: str, name: str) -> str:
     text = str(value)
-    if not _SID_RE[prefix].match(text):
+    if not _SID_RE[prefix].fullmatch(text):
         raise MalformedEvent(f"{name} is not a {prefix}… SID")
     return text
 
 
-def _optional_sid(form: Mapping[str, str], name: str, prefix: str) -> str:
-    value = form.get(name, "")
-    return _sid(value, prefix, name) if value else ""
-
-
-def _channel_sid(value: str) -> str:
-    if value and not _CHANNEL_SID_RE.match(value):
-        raise MalformedEvent("ChannelMessageSid is not a SID")
-    return value
-
-
 def _status(value: object) -> str:
     text = str(value)
-    if not _STATUS_RE.match(text):
+    if not _STATUS_RE.fullmatch(text):
         raise MalformedEvent(f"Status is not a delivery status: {text[:40]!r}")
     return text
 
 
 def _error_code(value: str) -> int | None:
-    if value in ("", "0", "null"):  # no error (Twilio leaves it blank; tolerate 0 and null)
+    """Twilio's error code: digits, or blank when there is no error (tolerate 0 and null)."""
+    if value in ("", "0", "null"):
         return None
-    try:
-        code = int(value)
-    except ValueError:
-        raise MalformedEvent(f"ErrorCode is not an integer: {value[:20]!r}") from None
+    if not _ERROR_CODE_RE.fullmatch(value):
+        raise MalformedEvent(f"ErrorCode is not an integer: {value[:20]!r}")
+    code = int(value[:8])  # the pattern allows at most 7 digits past the sign
     if not 0 < code < 1_000_000:
-        raise MalformedEvent(f"ErrorCode out of range: {code}")
+        raise MalformedEvent(f"ErrorCode out of range: {value[:20]}")
     return code
 
 

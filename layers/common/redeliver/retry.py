@@ -163,7 +163,9 @@ class RetryWorker:
             return first
 
         try:
-            message = self._twilio.fetch_message(event.conversation_sid, event.message_sid)
+            message = self._twilio.fetch_message(
+                event.chat_service_sid, event.conversation_sid, event.message_sid
+            )
         except TwilioError as error:
             if error.kind == "not_found":
                 return self._give_up(chain, job, "message_not_found", now)
@@ -178,7 +180,7 @@ class RetryWorker:
             chain = Chain(marked[0], marked[1] + 1, first_sent or chain.first_sent_at)
         recipients = message.recipients
         if recipients is None:
-            recipients = self._twilio.recipients(event.conversation_sid)
+            recipients = self._twilio.recipients(event.chat_service_sid, event.conversation_sid)
         failure = Failure(
             event.error_code,
             chain.attempt,
@@ -223,7 +225,9 @@ class RetryWorker:
             if resumed is not None:
                 return resumed
         try:
-            new_sid = self._twilio.create_message(event.conversation_sid, outgoing)
+            new_sid = self._twilio.create_message(
+                event.chat_service_sid, event.conversation_sid, outgoing
+            )
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)
@@ -256,7 +260,9 @@ class RetryWorker:
             raise RetryLater("another worker holds the claim")
         # A stale claim: its worker died, or its create timed out. Did the message go out?
         try:
-            found = self._twilio.find_retry(job.event.conversation_sid, chain.root, chain.attempt)
+            found = self._twilio.find_retry(
+                job.event.chat_service_sid, job.event.conversation_sid, chain.root, chain.attempt
+            )
         except TwilioError as error:
             raise RetryLater(str(error)) from error
         if found is not None:

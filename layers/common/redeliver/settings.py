@@ -23,6 +23,7 @@ class Settings:
     retry_policy: str = ""  # the RetryPolicy document (JSON); empty: the built-in default
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
     twilio_timeout_seconds: int = 10
+    twilio_webhook_enabled: bool = False  # X-Twilio-Webhook-Enabled on creates (template: off)
     claim_stale_seconds: int = 90  # longer than any run of the retry function
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
 
@@ -43,6 +44,12 @@ class Settings:
             except ValueError:
                 raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
 
+        def boolean(name: str) -> bool:
+            raw = env.get(name, "")
+            if raw not in ("", "true", "false"):
+                raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+            return raw == "true"
+
         return cls(
             table_name=required("TABLE_NAME"),
             retry_queue_url=required("RETRY_QUEUE_URL"),
@@ -54,6 +61,7 @@ class Settings:
             retry_policy=env.get("RETRY_POLICY", ""),
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
             twilio_timeout_seconds=integer("TWILIO_TIMEOUT_SECONDS", 10),
+            twilio_webhook_enabled=boolean("TWILIO_WEBHOOK_ENABLED"),
             claim_stale_seconds=integer("CLAIM_STALE_SECONDS", 90),
             follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
         )

@@ -5,7 +5,8 @@ One table, keyed by message. Item shapes (all under `pk = "MSG#<IM sid>"`):
 | sk                | what                                                       | written by |
 |-------------------|------------------------------------------------------------|------------|
 | `RCPT#<DY sid>`   | a receipt: latest status, order key, one `hist_<status>`   | ingest     |
-|                   | attribute per distinct status, `retry_pending_at` (outbox)  |            |
+|                   | attribute per distinct status, `retry_pending_at` and       |            |
+|                   | `pending_shard` (the outbox mark, see `PENDING_INDEX`)      |            |
 | `ATTEMPT#<nnn>`   | under a root message: attempt n's claim and outcome, and    | retry      |
 |                   | the new message it created (the forward link)               |            |
 | `ORIGIN`          | under a new message: its root, the message it retried, the  | retry      |
@@ -16,11 +17,20 @@ event is newer than what is stored, `(order_key, status)` compared as `receipts.
 The old item comes back either way (ReturnValues / ReturnValuesOnConditionCheckFailure), so the
 outcome is classified by `receipts.classify` without a read. Only a *distinct older* event costs
 a second write, to add its history entry (the latest event of each status is kept).
+
+The outbox index (`PENDING_INDEX`) is sparse: only a failure the retry worker has not taken yet
+carries `retry_pending_at`. Its partition key is `pending_shard`, one of `PENDING_SHARDS` values
+derived from the message SID and set in that same single write, so a failure storm spreads over
+that many index partitions instead of landing on one per epoch second (a throttled index
+partition throttles the table's writes, and ingest would answer 500). The index projects only
+what `event_from_item` reads (`PENDING_PROJECTION`): updating anything else (a history entry,
+the TTL) writes no index entry, and an entry stays far under one write unit.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -48,7 +58,24 @@ if TYPE_CHECKING:
 Item = Mapping[str, "AttributeValueTypeDef"]
 
 HISTORY_PREFIX = "hist_"
-PENDING_INDEX = "RetryPending"
+# The outbox index; template.yaml declares it and a template test checks the two agree.
+PENDING_INDEX = "RetryPendingByShard"
+PENDING_SHARD = "pending_shard"  # partition key (S): pending_shard(message SID)
+PENDING_AT = "retry_pending_at"  # sort key (N): epoch second the failure was marked (or re-queued)
+# Raise only: a mark in a shard the sweeper no longer queries would never be found.
+PENDING_SHARDS = 16
+# What event_from_item reads besides the table key (pk, sk): the index projects exactly these.
+PENDING_PROJECTION = (
+    "status",
+    "error_code",
+    "date_updated",
+    "date_created",
+    "conversation_sid",
+    "account_sid",
+    "chat_service_sid",
+    "participant_sid",
+    "channel_message_sid",
+)
 _NEWER = (
     "attribute_not_exists(pk) OR order_key < :order_key "
     "OR (order_key = :order_key AND #status < :status)"
@@ -61,6 +88,11 @@ def message_pk(message_sid: str) -> str:
 
 def receipt_sk(receipt_sid: str) -> str:
     return f"RCPT#{receipt_sid}"
+
+
+def pending_shard(message_sid: str) -> str:
+    """The outbox index partition of a message's marks: stable across processes (not `hash`)."""
+    return str(zlib.crc32(message_sid.encode()) % PENDING_SHARDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +164,13 @@ class ReceiptStore:
             values[":error_code"] = {"N": str(event.error_code)}
         # The outbox mark: a failure is pending until the retry worker has taken it. If the
         # process dies between this write and the SQS send, the sweeper finds the mark.
+        # The shard stays when the mark goes: the item leaves the sparse index with its sort key.
         if event.is_failure:
-            sets.append("retry_pending_at = :now")
+            sets.append(f"{PENDING_AT} = :now, {PENDING_SHARD} = :shard")
             values[":now"] = {"N": str(int(now))}
+            values[":shard"] = {"S": pending_shard(event.message_sid)}
         else:
-            removes.append("retry_pending_at")
+            removes.append(PENDING_AT)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             answer = self._db.update_item(
@@ -397,17 +431,23 @@ class ReceiptStore:
     # -- the outbox -----------------------------------------------------------------------------
 
     def pending_failures(self, older_than: int) -> Iterator[PendingFailure]:
-        """Failures whose retry job was never taken by the worker (sparse index, so cheap)."""
-        paginator = self._db.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=self._table,
-            IndexName=PENDING_INDEX,
-            FilterExpression="retry_pending_at <= :cutoff",
-            ExpressionAttributeValues={":cutoff": {"N": str(older_than)}},
-        )
-        for page in pages:
-            for item in page.get("Items", []):
-                yield PendingFailure(event_from_item(item), int(_number(item["retry_pending_at"])))
+        """Failures marked at or before `older_than` and not yet taken by the worker: one Query
+        per shard of the sparse index, each reading only marks that old (no Scan, no filter)."""
+        paginator = self._db.get_paginator("query")
+        for shard in range(PENDING_SHARDS):
+            pages = paginator.paginate(
+                TableName=self._table,
+                IndexName=PENDING_INDEX,
+                KeyConditionExpression="#shard = :shard AND #at <= :cutoff",
+                ExpressionAttributeNames={"#shard": PENDING_SHARD, "#at": PENDING_AT},
+                ExpressionAttributeValues={
+                    ":shard": {"S": str(shard)},
+                    ":cutoff": {"N": str(older_than)},
+                },
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    yield PendingFailure(event_from_item(item), int(_number(item[PENDING_AT])))
 
     def clear_pending(self, event: DeliveryEvent) -> bool:
         """Mark `event`'s failure as taken; False if the receipt has moved on since."""
@@ -415,7 +455,11 @@ class ReceiptStore:
 
     def touch_pending(self, event: DeliveryEvent, now: int) -> bool:
         """Restart the grace period of a pending failure that was just queued again."""
-        return self._update_pending(event, "SET retry_pending_at = :now", {":now": {"N": str(now)}})
+        return self._update_pending(
+            event,
+            f"SET {PENDING_AT} = :now, {PENDING_SHARD} = :shard",
+            {":now": {"N": str(now)}, ":shard": {"S": pending_shard(event.message_sid)}},
+        )
 
     def _update_pending(
         self, event: DeliveryEvent, expression: str, values: dict[str, AttributeValueTypeDef]

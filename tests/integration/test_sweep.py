@@ -1,0 +1,125 @@
+"""The outbox sweeper against the template deployed into moto: the sharded `RetryPendingByShard`
+index (issue 8, item 7).
+
+Ingest marks a failure in the same single write that stores it; the sweeper Queries each shard
+for marks older than the grace period and rebuilds the retry job from what the index projects.
+moto keeps a GSI's projection (INCLUDE returns only the keys and NonKeyAttributes) but not its
+partitions or throttling: how evenly the shards spread is checked on the hash itself.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from redeliver.receipts import DeliveryEvent, parse_delivery_event
+from redeliver.retry_queue import RetryQueue
+from redeliver.store import (
+    PENDING_AT,
+    PENDING_INDEX,
+    PENDING_SHARD,
+    PENDING_SHARDS,
+    ReceiptStore,
+    pending_shard,
+)
+from redeliver.sweep import sweep
+from tests.integration.resources import Resources
+from tools.samples import receipt_fields, sid
+
+LAYER = Path(__file__).resolve().parents[2] / "layers" / "common"
+NOW = 1_800_000_000
+GRACE = 120
+
+
+@pytest.fixture
+def store(resources: Resources) -> ReceiptStore:
+    return ReceiptStore(resources.dynamodb, resources.table)
+
+
+def failure(n: object, status: str = "undelivered") -> DeliveryEvent:
+    return parse_delivery_event(receipt_fields(status, message=n, receipt=n, error_code=30003))
+
+
+def test_the_sweeper_finds_old_marks_in_every_shard_and_skips_young_ones(
+    store: ReceiptStore, resources: Resources
+) -> None:
+    old = [failure(n) for n in range(48)]
+    young = [failure(f"young-{n}") for n in range(8)]
+    for event in old:
+        store.record(event, now=NOW - GRACE - 1)
+    for event in young:
+        store.record(event, now=NOW - GRACE + 1)
+    assert len({pending_shard(e.message_sid) for e in old}) > PENDING_SHARDS // 2
+
+    queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
+    assert sweep(store, queue, GRACE, now=NOW) == len(old)
+
+    jobs = [job["event"] for job in resources.queued()]
+    # The job rebuilt from the index is the event ingest stored, field for field.
+    assert sorted(jobs, key=lambda e: e["message_sid"]) == sorted(
+        (e.to_dict() for e in old), key=lambda e: e["message_sid"]
+    )
+    # Re-queued marks restart their grace period; the young ones are still waiting theirs.
+    assert sweep(store, queue, GRACE, now=NOW) == 0
+    assert sweep(store, queue, GRACE, now=NOW + 2) == len(young)
+
+
+def test_ingest_sets_the_shard_in_its_one_write_and_a_delivery_takes_the_mark_out(
+    store: ReceiptStore, resources: Resources
+) -> None:
+    calls: list[str] = []
+    resources.dynamodb.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
+    )
+    event = failure("one")
+    store.record(event, now=NOW)
+    assert calls == ["UpdateItem"]  # no extra call on the hot path
+    [item] = resources.items()
+    assert item[PENDING_SHARD] == {"S": pending_shard(event.message_sid)}
+    assert item[PENDING_AT] == {"N": str(NOW)}
+    assert len(indexed(resources)) == 1
+
+    later = parse_delivery_event(
+        receipt_fields("delivered", message="one", receipt="one", updated="2026-11-27T10:00:09Z")
+    )
+    store.record(later, now=NOW + 5)
+    assert indexed(resources) == []  # sparse: without its sort key the item leaves the index
+    assert list(store.pending_failures(older_than=NOW + 3600)) == []
+
+
+def test_a_failure_storm_spreads_evenly_over_the_shards() -> None:
+    """What makes the index's write rate scale: no shard gets much more than its share."""
+    per_shard = collections.Counter(pending_shard(sid("IM", n)) for n in range(16_000))
+    assert set(per_shard) == {str(s) for s in range(PENDING_SHARDS)}
+    share = 16_000 / PENDING_SHARDS
+    assert max(per_shard.values()) < 1.1 * share
+
+
+def test_a_message_has_the_same_shard_in_every_process() -> None:
+    """Ingest and the sweeper run in different processes: no salted `hash()`."""
+    sids = [sid("IM", n) for n in range(32)]
+    script = "import sys; from redeliver.store import pending_shard; " + (
+        "print(' '.join(pending_shard(s) for s in sys.argv[1:]))"
+    )
+    for seed in ("1", "2"):
+        answer = subprocess.run(
+            [sys.executable, "-c", script, *sids],
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(LAYER)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert answer.stdout.split() == [pending_shard(s) for s in sids], seed
+
+
+def indexed(resources: Resources) -> list[dict[str, object]]:
+    items: list[dict[str, object]] = resources.dynamodb.scan(
+        TableName=resources.table, IndexName=PENDING_INDEX
+    )["Items"]
+    return items
