@@ -45,6 +45,7 @@ from tools import twilio_sim
 from tools.offline import (
     Check,
     KillPlan,
+    KillPoint,
     Offline,
     Report,
     Tuning,
@@ -99,7 +100,7 @@ class ChaosConfig:
     forged: int = 30
     second_service: float = 0.5  # share of conversations in the second Conversation Service
     sweep_every: float = 5.0
-    kill_points: dict[str, tuple[int, ...]] | None = None  # default: drawn (ChaosKills.POINTS)
+    kill_points: dict[str, tuple[KillPoint, ...]] | None = None  # default: ChaosKills.POINTS
 
 
 # -- the simulator's fault injection and services (tools/twilio_sim.py) ---------------------------
@@ -153,13 +154,14 @@ class ChaosKills(KillPlan):
     its point passes the kill on to the next one.
 
     Ingest makes one DynamoDB write per receipt, then, for a failure, one SQS send: point 1 kills
-    it before the write (the webhook is lost: nothing stored), point 2 after the write and before
-    the enqueue (stored with its outbox mark: the sweeper must queue the job). The retry worker's
-    points fall before or after its claim, its Twilio call and its record.
+    it before the write (the webhook is lost: nothing stored), "sqs.SendMessage" after the write
+    and before the enqueue (stored with its outbox mark: the sweeper must queue the job). The
+    retry worker's points (its n-th AWS call) fall before or after its claim, its Twilio call and
+    its record.
     """
 
-    POINTS: ClassVar[dict[str, tuple[int, ...]]] = {
-        "IngestFunction": (1, 2),
+    POINTS: ClassVar[dict[str, tuple[KillPoint, ...]]] = {
+        "IngestFunction": (1, "sqs.SendMessage"),
         "RetryFunction": (1, 2, 3, 4, 5, 6),
     }
 
@@ -167,13 +169,13 @@ class ChaosKills(KillPlan):
         self,
         seed: int,
         plan: dict[str, tuple[int, int]],
-        points: dict[str, tuple[int, ...]] | None = None,
+        points: dict[str, tuple[KillPoint, ...]] | None = None,
     ) -> None:
         """`plan`: function → (kills, horizon). `points`: function → the kill points to use in
         turn (default: drawn from POINTS)."""
         rng = random.Random(seed)  # noqa: S311 - a reproducible run
         self.asked = {function: count for function, (count, _) in plan.items()}
-        self._due: dict[str, list[tuple[int, int]]] = {}
+        self._due: dict[str, list[tuple[int, KillPoint]]] = {}
         for function, (count, horizon) in plan.items():
             first = min(5, horizon)
             picks = sorted(rng.sample(range(first, horizon + 1), min(count, horizon - first + 1)))
@@ -182,12 +184,12 @@ class ChaosKills(KillPlan):
                 (n, chosen[k % len(chosen)] if chosen else rng.choice(self.POINTS[function]))
                 for k, n in enumerate(picks)
             ]
-        self._armed: dict[str, int] = {}
+        self._armed: dict[str, KillPoint] = {}
         self._seen: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def arm(self, function: str) -> int | None:
+    def arm(self, function: str) -> KillPoint | None:
         with self._lock:
             self._seen[function] += 1
             due = self._due.get(function)

@@ -107,14 +107,18 @@ class Tuning:
 
 class KillPlan:
     """Which invocations to kill, and where: `arm(function)` is asked before each invocation and
-    answers "kill before its n-th AWS call" (or None); `killed` is told when a kill happened. This
-    one kills nothing (make chaos plans kills: tools.chaos.ChaosKills)."""
+    answers a kill point (or None): n, "before its n-th AWS call", or "sqs.SendMessage", "before
+    its first call of that operation"; `killed` is told when a kill happened. This one kills
+    nothing (make chaos plans kills: tools.chaos.ChaosKills)."""
 
-    def arm(self, function: str) -> int | None:
+    def arm(self, function: str) -> KillPoint | None:
         return None
 
     def killed(self, function: str) -> None:
         return None
+
+
+KillPoint = int | str
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,9 @@ class Container:
         if tag != "ok":
             raise FunctionError(f"init failed: {value}")
 
-    def invoke(self, event: dict[str, Any], kill_before: int | None = None) -> Any:
+    def invoke(self, event: dict[str, Any], kill_before: KillPoint | None = None) -> Any:
         """The handler's answer; FunctionError if it raised; ContainerGone if the process died
-        (`kill_before`: SIGKILL itself right before its n-th AWS call of this invocation)."""
+        (`kill_before`: SIGKILL itself right before that AWS call of this invocation)."""
         with self._lock:
             try:
                 self._conn.send((event, self.timeout, kill_before))
@@ -243,13 +247,14 @@ class _CallCounter:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self.made = 0
-        self.kill_before: int | None = None
+        self.kill_before: KillPoint | None = None
 
     def __call__(self, event_name: str = "", **_: Any) -> None:
         self.made += 1
-        if self.kill_before is not None and self.made >= self.kill_before:
-            service, operation = [*event_name.split("."), "?", "?"][1:3]
-            self._conn.send(("killed", f"before {service}.{operation} (AWS call {self.made})"))
+        call = ".".join(event_name.split(".")[1:3])  # before-call.sqs.SendMessage → sqs.SendMessage
+        point = self.kill_before
+        if (isinstance(point, int) and self.made >= point) or point == call:
+            self._conn.send(("killed", f"before {call} (AWS call {self.made})"))
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -926,9 +931,9 @@ def _collect(offline: Offline, report: Report) -> None:
     )
     dead = dead_letters(offline)
     report.dlq = len(dead)
-    report.checks = check_invariants(offline, items, by_key, origins, dead)
+    report.checks = check_invariants(offline, items, by_key, dead)
     if not report.settlement.settled:
-        report.unsettled = whereabouts(offline, items, by_key, origins, dead)
+        report.unsettled = whereabouts(offline, items, by_key, dead)
 
 
 def dead_letters(offline: Offline) -> list[str]:
@@ -949,18 +954,33 @@ def dead_letters(offline: Offline) -> list[str]:
     return list(bodies.values()) + [""] * max(0, depth - len(bodies))
 
 
+def chains(
+    items: list[dict[str, Any]], created: list[dict[str, Any]]
+) -> dict[str, tuple[str, int]]:
+    """Message key → (root, which attempt it is) for every retry: from its ORIGIN link, else from
+    the marker Twilio holds in its attributes (a worker can die between create and record)."""
+    known: dict[str, tuple[str, int]] = {}
+    for message in created:
+        with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+            marker = json.loads(message.get("attributes") or "{}")["redeliver"]
+            known[f"MSG#{message['sid']}"] = (str(marker["root"]), int(marker["attempt"]))
+    for item in items:
+        if item["sk"]["S"] == "ORIGIN":
+            known[item["pk"]["S"]] = (item["root"]["S"], int(item["attempt"]["N"]))
+    return known
+
+
 def _failure_decision(
     item: dict[str, Any],
     by_key: dict[tuple[str, str], dict[str, Any]],
-    origins: dict[str, dict[str, Any]],
-) -> str | None:
-    """The state of the attempt that decides a failure receipt (None: no attempt item)."""
+    links: dict[str, tuple[str, int]],
+) -> tuple[str, int, str | None]:
+    """(root, attempt, its state) of the attempt that decides a failure receipt (state None: no
+    attempt item)."""
     message = item["pk"]["S"]
-    origin = origins.get(message)
-    root = origin["root"]["S"] if origin else message.removeprefix("MSG#")
-    number = int(origin["attempt"]["N"]) + 1 if origin else 1
-    attempt = by_key.get((f"MSG#{root}", f"ATTEMPT#{number:03d}"))
-    return attempt["state"]["S"] if attempt else None
+    root, number = links.get(message, (message.removeprefix("MSG#"), 0))
+    attempt = by_key.get((f"MSG#{root}", f"ATTEMPT#{number + 1:03d}"))
+    return root, number + 1, attempt["state"]["S"] if attempt else None
 
 
 def _failures(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -975,12 +995,12 @@ def check_invariants(
     offline: Offline,
     items: list[dict[str, Any]],
     by_key: dict[tuple[str, str], dict[str, Any]],
-    origins: dict[str, dict[str, Any]],
     dead: list[str],
 ) -> list[Check]:
+    links = chains(items, offline.sim.created)
     return [
         one_message_per_attempt(offline.sim.created, items),
-        failures_decided(items, by_key, origins, dead),
+        failures_decided(items, by_key, links, dead),
         no_server_errors(offline),
     ]
 
@@ -1024,21 +1044,29 @@ def one_message_per_attempt(created: list[dict[str, Any]], items: list[dict[str,
 def failures_decided(
     items: list[dict[str, Any]],
     by_key: dict[tuple[str, str], dict[str, Any]],
-    origins: dict[str, dict[str, Any]],
+    links: dict[str, tuple[str, int]],
     dead: list[str],
 ) -> Check:
-    """Every stored failure is decided (retried or given up), or its job is in the DLQ, where the
-    DLQ alarm makes it visible."""
+    """Every stored failure is decided (retried or given up) in its own chain, or its job is in
+    the DLQ, where the DLQ alarm makes it visible."""
     check = Check("every failure decided or visible in the DLQ")
     in_dlq = {describe_job(body).split(" ", 1)[0] for body in dead}
     failures = _failures(items)
     for item in failures:
-        state = _failure_decision(item, by_key, origins)
+        root, number, state = _failure_decision(item, by_key, links)
         message = item["pk"]["S"].removeprefix("MSG#")
         if state in ("sent", "gave_up") or message in in_dlq:
             continue
+        elsewhere = by_key.get((item["pk"]["S"], "ATTEMPT#001")) if root != message else None
         check.violations.append(
-            f"failure of {message} left without a decision ({state or 'nothing'})"
+            f"failure of {message} left without a decision: {root} attempt {number} is "
+            f"{state or 'not recorded'}"
+            + (
+                f" (an attempt was recorded under {message} itself, as a root: "
+                f"{elsewhere['state']['S']})"
+                if elsewhere
+                else ""
+            )
         )
     check.evidence = f"{len(failures)} failures stored, {len(dead)} job(s) in the DLQ"
     return check
@@ -1065,7 +1093,6 @@ def whereabouts(
     offline: Offline,
     items: list[dict[str, Any]],
     by_key: dict[tuple[str, str], dict[str, Any]],
-    origins: dict[str, dict[str, Any]],
     dead: list[str],
 ) -> list[str]:
     """What did not settle, where it is, and why (from the functions' own log lines)."""
@@ -1101,8 +1128,9 @@ def whereabouts(
     for body in dead:
         lines.append(f"job {describe_job(body)}: in the DLQ")
     pending = {i["pk"]["S"] for i in pending_failures(offline)} if offline.sweeper else set()
+    links = chains(items, offline.sim.created)
     for item in _failures(items):
-        if _failure_decision(item, by_key, origins) in ("sent", "gave_up", "claimed"):
+        if _failure_decision(item, by_key, links)[2] in ("sent", "gave_up", "claimed"):
             continue
         message = item["pk"]["S"]
         if message in pending:

@@ -33,7 +33,10 @@ CONFIG = chaos.ChaosConfig(
     sweep_every=2,
     # Ingest: once before its write (the webhook is lost), twice after it and before the enqueue
     # (stored, no job: the sweeper's case). The retry worker: before its first call, and later.
-    kill_points={"IngestFunction": (1, 2, 2), "RetryFunction": (1, 4)},
+    kill_points={
+        "IngestFunction": (1, "sqs.SendMessage", "sqs.SendMessage"),
+        "RetryFunction": (1, 4),
+    },
 )
 
 
@@ -180,7 +183,7 @@ def test_a_stored_forgery_or_an_extra_5xx_breaks_the_run(run: Run) -> None:
 
 
 def test_kills_are_planned_from_the_seed_and_carried_to_the_next_invocation() -> None:
-    plan = chaos.ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, 2)})
+    plan = chaos.ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, "sqs.Send")})
     armed = [plan.arm("IngestFunction") for _ in range(12)]
     first = armed.index(1)
     assert armed[:first] == [None] * first
@@ -188,9 +191,9 @@ def test_kills_are_planned_from_the_seed_and_carried_to_the_next_invocation() ->
     plan.killed("IngestFunction")
     assert plan.fired == {"IngestFunction": 1}
     later = [plan.arm("IngestFunction") for _ in range(12)]
-    assert 2 in later
+    assert "sqs.Send" in later
     assert plan.arm("RetryFunction") is None
-    again = chaos.ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, 2)})
+    again = chaos.ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, "sqs.Send")})
     assert [again.arm("IngestFunction") for _ in range(12)] == armed
 
 
