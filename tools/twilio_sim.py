@@ -595,7 +595,7 @@ class TwilioSimulator:
             return _not_found()
         receipts = self.receipts.get(message, [])
         items = [(n, _scoped(r, service)) for n, r in enumerate(receipts)]
-        return _page("delivery_receipts", items, path, query)
+        return _page("delivery_receipts", items, path, query, most=50)
 
     def _list_participants(
         self, service: str | None, conversation: str, query: dict[str, list[str]], path: str
@@ -630,19 +630,26 @@ def _scoped(resource: dict[str, Any], service: str | None) -> dict[str, Any]:
 
 
 def _page(
-    key: str, items: list[tuple[int, dict[str, Any]]], path: str, query: dict[str, list[str]]
+    key: str,
+    items: list[tuple[int, dict[str, Any]]],
+    path: str,
+    query: dict[str, list[str]],
+    most: int = 100,
 ) -> _Answer:
-    """One page of a list, as Twilio pages: `PageSize` (1..100, default 50), `Order` (messages),
-    and a `PageToken` naming the last item seen, so items added meanwhile shift nothing."""
+    """One page of a list, as Twilio pages: `PageSize` (1..`most`, the spec's maximum for that
+    list: 50 for Receipts, 100 elsewhere; default 50), `Order` (messages: `asc` or `desc`), and a
+    `PageToken` naming the last item seen, so items added meanwhile shift nothing."""
     first = {k: v[0] for k, v in query.items()}
     try:
         size = int(first.get("PageSize", "50"))
         page = int(first.get("Page", "0"))
     except ValueError:
         return _Answer(400, _error(400, 20001))
-    if not 1 <= size <= 100 or page < 0:
+    if not 1 <= size <= most or page < 0:
         return _Answer(400, _error(400, 20001))
-    order = first.get("Order", "asc").lower()
+    order = first.get("Order", "asc")
+    if order not in ("asc", "desc"):  # the spec's enum (only messages list it)
+        return _Answer(400, _error(400, 20001))
     if order == "desc":
         items = list(reversed(items))
     token = first.get("PageToken")

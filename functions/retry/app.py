@@ -1,8 +1,9 @@
 """RetryFunction: the RetryQueue batch. Wiring only; see redeliver.retry.
 
 Partial batch responses: a record that raises (a transient Twilio fault, another worker's claim,
-a malformed job) is reported failed and comes back after the queue's visibility timeout; after
-maxReceiveCount it moves to RetryDLQ. The others are deleted.
+a malformed job) is reported failed and comes back when the worker set it to (else after the
+queue's visibility timeout); after maxReceiveCount it moves to RetryDLQ. The others are deleted.
+A record is started only while the invocation has time for its worst case; the rest go back.
 """
 
 from typing import Any
@@ -42,6 +43,7 @@ worker = RetryWorker(
     ),
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,
+    twilio_timeout_seconds=settings.twilio_timeout_seconds,
     follow_up_seconds=settings.follow_up_seconds,
 )
 # A batch whose every record failed is reported like any other (all items back to SQS), not
@@ -50,8 +52,9 @@ worker = RetryWorker(
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def record_handler(record: SQSRecord) -> str:
-    return worker.process_body(record.body).outcome.value
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
+    seconds_left = lambda_context.get_remaining_time_in_millis() / 1000
+    return worker.process_record(record.body, record.receipt_handle, seconds_left).outcome.value
 
 
 @logger.inject_lambda_context

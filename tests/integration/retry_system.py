@@ -9,19 +9,22 @@ once (the worker, not SQS, decides whether it is due — see RetryWorker.process
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sqs.models import sqs_backends
 
 from redeliver import retry_queue
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function
 from tools.apigw import http_api_event
 from tools.samples import receipt_fields
-from tools.sqs_poller import Batch, poll_once
+from tools.sqs_poller import Batch, lambda_record, poll_once
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack
 from tools.twilio_sim import TwilioSimulator
 
@@ -63,6 +66,16 @@ class RetrySystem(Resources):
         module.worker._clock = lambda: self.now.timestamp()  # noqa: PLW0108 - reads self.now late
         self.retry = module
         return module
+
+    def count_aws(self) -> list[str]:
+        """The AWS operations the retry function's own clients call from now on, in order."""
+        calls: list[str] = []
+        worker = self.retry.worker
+        for client in (worker._store._db, worker._queue._sqs):
+            client.meta.events.register(
+                "before-call.*.*", lambda model, **_: calls.append(model.name)
+            )
+        return calls
 
     # -- Twilio's side ---------------------------------------------------------------------------
 
@@ -146,6 +159,28 @@ class RetrySystem(Resources):
             QueueUrl=url or self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
         )
         return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+    def receive_event(self, count: int) -> dict[str, Any]:
+        """Receive `count` jobs as Lambda would, and the SQS event it would invoke with."""
+        answer = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"]
+        )
+        messages = answer["Messages"]
+        assert len(messages) == count
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        queue_arn = arn["Attributes"]["QueueArn"]
+        return {"Records": [lambda_record(m, queue_arn, "us-east-1") for m in messages]}
+
+    def visible_in(self, message_id: str) -> float:
+        """Seconds until a received job is visible again, as moto's SQS holds it.
+
+        AWS has no API that reads a message's visibility; moto keeps it as a wall-clock deadline
+        (`visible_at`, epoch ms) that ChangeMessageVisibility sets from now, as AWS does.
+        """
+        queue_name = self.queue_url.rsplit("/", 1)[1]
+        queue = sqs_backends[DEFAULT_ACCOUNT_ID][self.sqs.meta.region_name].queues[queue_name]
+        [message] = [m for m in queue._messages if m.id == message_id]
+        return float(message.visible_at) / 1000 - time.time()
 
     def advance(self, seconds: int) -> None:
         self.now += timedelta(seconds=seconds)

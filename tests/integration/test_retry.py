@@ -10,9 +10,13 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.retry import AWS_FAULT_SECONDS, THROTTLED_SECONDS, record_budget_seconds
 from tests.integration.retry_system import Crash, RetrySystem
+from tests.lambdas import invoke, load_function
+from tools.lambdas import FakeContext
 from tools.stack import deploy, load_template
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -69,9 +73,12 @@ def test_a_retry_waits_for_its_delay_then_sends_with_one_fetch_and_one_create(
     assert system.created() == []
     assert sim.requests == []  # waiting costs no Twilio call
     system.advance(60)
-    system.drain()
+    aws = system.count_aws()
+    system.poll()
     assert len(system.created(conversation)) == 1
     assert [m for m, _ in sim.requests] == ["GET", "POST"]  # one fetch, one create
+    # the chain read, the claim, the record (both links), the follow-up queued
+    assert aws == ["Query", "TransactWriteItems", "TransactWriteItems", "SendMessage"]
 
 
 def test_a_wait_longer_than_sqs_allows_is_made_of_hops(system: RetrySystem) -> None:
@@ -89,17 +96,20 @@ def test_a_wait_longer_than_sqs_allows_is_made_of_hops(system: RetrySystem) -> N
     assert len(system.created(conversation)) == 1
 
 
-def test_a_permanent_error_is_a_recorded_give_up_without_calling_twilio(
+def test_a_permanent_error_is_a_recorded_give_up_after_one_fetch(
     system: RetrySystem,
     sim: TwilioSimulator,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     conversation, original = system.message()
     system.fail(conversation, original, 30005, status="failed")
+    aws = system.count_aws()
     system.drain()
     assert system.attempts(original)[1]["state"] == "gave_up"
     assert system.attempts(original)[1]["reason"] == "permanent_error"
-    assert sim.requests == []
+    # Without an ORIGIN link only the marker tells an original from a retry (item 4).
+    assert [m for m, _ in sim.requests] == ["GET"]
+    assert aws == ["UpdateItem", "Query", "PutItem"]  # mark cleared, chain read, give-up
     output = capsys.readouterr().out
     assert '"RetryGaveUp"' in output
     assert '"reason":"permanent_error"' in output
@@ -220,10 +230,9 @@ def test_the_same_sqs_record_delivered_twice_sends_once(system: RetrySystem) -> 
 
     arn = "arn:aws:sqs:us-east-1:123456789012:q"
     event = {"Records": [lambda_record(m, arn, "us-east-1") for m in event_messages]}
-    from tools.lambdas import FakeContext
 
-    first = system.retry.lambda_handler(event, FakeContext())
-    second = system.retry.lambda_handler(event, FakeContext())
+    first = system.retry.lambda_handler(event, FakeContext(remaining_ms=60_000))
+    second = system.retry.lambda_handler(event, FakeContext(remaining_ms=60_000))
     assert first == second == {"batchItemFailures": []}
     assert len(system.created(conversation)) == 1
 
@@ -280,8 +289,7 @@ def test_a_crash_after_any_step_still_sends_exactly_once(
     system.redeliver_now()
     system.advance(30)
     again = system.poll()
-    follow_up_queued = step == "clear_pending"  # the send was complete, its follow-up queued
-    assert again.received == 1 + follow_up_queued
+    assert again.received == 1
     assert bool(again.failed) == (step in ("claim", "create_message"))
     # After the visibility timeout the claim is stale: look for the marker, then send or record.
     system.advance(360)
@@ -501,3 +509,229 @@ def test_a_sent_retry_is_followed_up_recovered_or_not(
     assert f'"{verdict}"' in output
     others = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"} - {verdict}
     assert not any(f'"{other}"' in output for other in others)
+
+
+# -- the outbox mark (issue 8, item 5) -----------------------------------------------------------
+
+
+def sweep_now(system: RetrySystem) -> int:
+    """The sweeper, as if its grace period had passed for every mark written so far."""
+    environment = {**system.stack.environment("SweepFunction"), "SWEEP_GRACE_SECONDS": "0"}
+    sweeper = load_function("sweep", environment, system.monkeypatch)
+    swept: int = invoke(sweeper, {})["swept"]
+    return swept
+
+
+@pytest.mark.parametrize("why", ["policy_delay", "back_to_the_queue"])
+def test_a_job_waiting_in_the_queue_past_the_sweep_grace_is_not_swept(
+    system: RetrySystem, sim: TwilioSimulator, why: str
+) -> None:
+    """The worker clears the mark when it receives the job: from then on SQS holds it (its
+    redelivery and its DLQ), so OutboxSwept means only that an enqueue was lost."""
+    conversation, original = system.message()
+    if why == "policy_delay":
+        system.now = system.now.replace(minute=0, second=10)  # 5 s after the failure: 60 s delay
+    else:
+        sim.fail_next("GET", Fault(status=429, code=20429))  # the fetch is throttled
+    system.fail(conversation, original, 30003)
+    batch = system.poll()
+    assert bool(batch.failed) == (why == "back_to_the_queue")
+    assert sweep_now(system) == 0
+    system.redeliver_now()
+    assert len(system.queued()) == 1  # the job itself, waiting: nothing swept next to it
+
+
+# -- a give-up meets another worker's claim (issue 8, item 3) ---------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_give_up_never_overwrites_a_claim_whose_message_went_out(system: RetrySystem) -> None:
+    """Two receipts of one message: one says resend, the other gives up. The give-up meets the
+    first worker's claim: young, it goes back to the queue; stale, the marker search finds the
+    message the first worker created, and the attempt is recorded sent, not given up."""
+    system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
+    conversation, original = system.message(recipients=2)
+    assert system.webhook(conversation, original, "undelivered", 30003, receipt="a") == 200
+    gateway = system.retry.worker._twilio
+    create = gateway.create_message
+    system.monkeypatch.setattr(gateway, "create_message", after(create))
+    assert system.poll(crash=True).crashed  # created, then died before recording
+    system.monkeypatch.setattr(gateway, "create_message", create)
+    assert system.webhook(conversation, original, "failed", 30005, after=6, receipt="b") == 200
+    give_up = system.poll()
+    assert give_up.received == 1
+    assert give_up.failed  # a young claim: its worker may be sending
+    assert system.attempts(original)[1]["state"] == "claimed"
+    system.advance(360)
+    system.redeliver_now()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    attempt = system.attempts(original)[1]
+    assert attempt["state"] == "sent"
+    assert attempt["new_message_sid"] == system.created(conversation)[0]["sid"]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySystem) -> None:
+    system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
+    conversation, original = system.message(recipients=2)
+    assert system.webhook(conversation, original, "undelivered", 30003, receipt="a") == 200
+    store = system.retry.worker._store
+    claim = store.claim
+    system.monkeypatch.setattr(store, "claim", after(claim))
+    [dead] = system.poll(crash=True).failed  # claimed, then died before the create
+    system.monkeypatch.setattr(store, "claim", claim)
+    system._in_flight.pop(dead)  # its record stays invisible for the rest of the test
+    assert system.webhook(conversation, original, "failed", 30005, after=6, receipt="b") == 200
+    assert system.poll().failed  # the claim is young
+    system.advance(120)
+    system.redeliver_now()
+    system.drain()
+    assert system.created() == []
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "permanent_error")
+    assert int(attempt["claimed_at"]) == int(system.now.timestamp())  # under its own claim
+
+
+# -- a retry's failure before its ORIGIN link is written (issue 8, item 4) -----------------------
+
+
+def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """Its worker is between create and record (or died there): no ORIGIN yet. The marker says
+    where the failure belongs, so the message is fetched before anything is recorded."""
+    conversation, original = system.message()
+    retry = sim.add_message(
+        conversation,
+        attributes={"redeliver": {"retry_of": original, "root": original, "attempt": 1}},
+    )
+    system.fail(conversation, retry, 30005, status="failed")  # permanent: gives up at once
+    system.drain()
+    assert system.attempts(retry) == {}
+    attempt = system.attempts(original)[2]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "permanent_error")
+    assert attempt["failed_message_sid"] == retry
+
+
+# -- a record sent back to the queue: when it comes back (issue 8, item 12) -----------------------
+
+
+def back_to_the_queue_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [
+        vars(record)
+        for record in caplog.records
+        if record.getMessage() == "retry job back to the queue"
+    ]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
+    system: RetrySystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    store = system.retry.worker._store
+    claim = store.claim
+    system.monkeypatch.setattr(store, "claim", after(claim))
+    system.poll(crash=True)  # claimed, then died
+    system.monkeypatch.setattr(store, "claim", claim)
+    system.redeliver_now()
+    system.advance(30)
+    caplog.clear()
+    [failed] = system.poll().failed
+    stale = system.retry.settings.claim_stale_seconds
+    assert stale - 30 <= system.visible_in(failed) <= stale - 30 + 2  # not the queue's 360 s
+    [line] = back_to_the_queue_lines(caplog)
+    assert line["message_sid"] == original
+    assert (line["root"], line["attempt"]) == (original, 1)
+    assert line["reason"] == "another worker holds the claim"
+    assert line["visible_in"] == stale - 30 + 1
+
+
+def test_a_throttled_create_comes_back_in_a_few_seconds(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(status=429, code=20429))
+    [failed] = system.poll().failed
+    low, high = THROTTLED_SECONDS
+    assert low - 1 <= system.visible_in(failed) <= high
+
+
+def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.fail_next("POST", Fault(timeout_after_create=True, delay=3.0))  # client timeout: 2 s
+    [failed] = system.poll().failed
+    stale = system.retry.settings.claim_stale_seconds
+    assert stale - 1 <= system.visible_in(failed) <= stale + 1
+
+
+def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    store = system.retry.worker._store
+
+    def throttled(*args: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "Query",
+        )
+
+    system.monkeypatch.setattr(store, "load_message", throttled)
+    [failed] = system.poll().failed
+    low, high = AWS_FAULT_SECONDS
+    assert low - 1 <= system.visible_in(failed) <= high
+
+
+def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """ChangeMessageVisibility keeps the receive count: maxReceiveCount and the DLQ still apply.
+    No redeliver_now here: the worker's own visibility (0 s, the jitter pinned) brings it back."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.retry.worker._jitter = lambda low, high: 0
+    receives = int(load_template()["Parameters"]["RetryMaxReceiveCount"]["Default"])
+    sim.fail_next("GET", *[Fault(status=429, code=20429)] * receives)
+    for _ in range(receives):
+        assert system.poll().failed
+    assert system.poll().received == 0  # moto moves it on this receive (AWS: as it is exceeded)
+    [dead] = system.queued(system.dlq_url)
+    assert dead["event"]["message_sid"] == original
+
+
+# -- a batch never outlives the function (issue 8, item 6) ---------------------------------------
+
+
+class Countdown(FakeContext):
+    """Lambda's context, with less time left at each look."""
+
+    def __init__(self, *remaining_ms: int) -> None:
+        super().__init__()
+        self.left = list(remaining_ms)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.left.pop(0) if len(self.left) > 1 else self.left[0]
+
+
+def test_records_without_time_left_go_back_unstarted(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    for _ in range(3):
+        system.fail(*system.message(), 30003)
+    event = system.receive_event(3)
+    budget = record_budget_seconds(2)  # the harness's Twilio timeout
+    assert budget < int(system.stack.environment("RetryFunction")["RETRY_TIMEOUT_SECONDS"])
+    context = Countdown(budget * 1000, budget * 1000 - 1)
+    response = system.retry.lambda_handler(event, context)
+    deferred = [item["itemIdentifier"] for item in response["batchItemFailures"]]
+    assert deferred == [r["messageId"] for r in event["Records"][1:]]
+    assert len(system.created()) == 1  # the first record only
+    assert [m for m, _ in sim.requests] == ["GET", "POST"]  # none for the deferred ones
+    for message_id in deferred:
+        assert system.visible_in(message_id) <= 0  # at once, for an invocation with time

@@ -258,6 +258,35 @@ def test_lists_page_through_next_page_url_and_page_size_is_bounded(sim: TwilioSi
     assert get(sim, path, PageSize="101").status_code == 400
 
 
+@pytest.mark.parametrize(
+    "template", [f"{SHORT}/Messages", f"{SHORT}/Messages/{{MessageSid}}/Receipts"]
+)
+@pytest.mark.parametrize("scope", ["service", "short"])
+def test_page_size_and_order_are_checked_as_the_spec_bounds_each_list(
+    sim: TwilioSimulator, template: str, scope: str
+) -> None:
+    """Each list has its own bounds in the spec (Receipts: PageSize at most 50, not 100), and
+    Order is an enum: Twilio answers 400 outside them, so a client the simulator lets through
+    would fail against Twilio."""
+    conversation = sim.add_conversation()
+    message = sim.add_message(conversation)
+    spec_path = template if scope == "short" else template.replace(SHORT, SERVICE)
+    parameters = {p["name"]: p for p in _spec()["paths"][spec_path]["get"]["parameters"]}
+    path = spec_path.format(
+        ChatServiceSid=sim.service_of(conversation),
+        ConversationSid=conversation,
+        MessageSid=message,
+    )
+    most = parameters["PageSize"]["schema"]["maximum"]
+    assert get(sim, path, PageSize=str(most)).status_code == 200
+    assert get(sim, path, PageSize=str(most + 1)).status_code == 400
+    if "Order" in parameters:
+        ref = parameters["Order"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for order in _spec()["components"]["schemas"][ref]["enum"]:
+            assert get(sim, path, Order=order).status_code == 200
+        assert get(sim, path, Order="sideways").status_code == 400
+
+
 # -- the gateway (real twilio-python) against the simulator --------------------------------------
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from redeliver import store
+from redeliver.retry import record_budget_seconds
+from redeliver.settings import Settings
 from tools.stack import ROOT, TEMPLATE, load_template
 
 BIN = Path(sys.executable).parent
@@ -109,14 +111,37 @@ def test_retry_is_the_only_function_on_the_retry_queue(sam: dict[str, Any]) -> N
     assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "RetryMaxConcurrency"}}
 
 
-def test_retry_queue_visibility_is_six_times_the_retry_timeout(sam: dict[str, Any]) -> None:
-    timeout = sam["Resources"]["RetryFunction"]["Properties"]["Timeout"]
+def test_retry_timings_follow_from_the_function_timeout_in_one_place(sam: dict[str, Any]) -> None:
+    """The timeout is a Mappings value read by both the function's Timeout and its environment;
+    the queue's visibility, the stale-claim age and the per-record budget follow from it."""
+    function = sam["Resources"]["RetryFunction"]["Properties"]
+    environment = function["Environment"]["Variables"]
+    in_one_place = {"Fn::FindInMap": ["RetryTiming", "FunctionTimeout", "Seconds"]}
+    assert function["Timeout"] == environment["RETRY_TIMEOUT_SECONDS"] == in_one_place
+    timeout = int(sam["Mappings"]["RetryTiming"]["FunctionTimeout"]["Seconds"])
     visibility = sam["Resources"]["RetryQueue"]["Properties"]["VisibilityTimeout"]
-    assert visibility >= 6 * timeout
-    environment = sam["Resources"]["RetryFunction"]["Properties"]["Environment"]["Variables"]
-    # A claim older than any run of the function belongs to a dead worker (redeliver.retry).
-    assert timeout < int(environment["CLAIM_STALE_SECONDS"]) < visibility
+    assert visibility >= 6 * timeout  # Lambda's advice for an SQS event source
+    settings = Settings.from_env(
+        {
+            "TABLE_NAME": "t",
+            "RETRY_QUEUE_URL": "q",
+            "TWILIO_SECRET_ARN": "s",
+            "RETRY_TIMEOUT_SECONDS": str(timeout),
+            "TWILIO_TIMEOUT_SECONDS": environment["TWILIO_TIMEOUT_SECONDS"],
+        }
+    )
+    # A claim older than any run of the function belongs to a dead worker (redeliver.retry);
+    # a job waiting out the queue's visibility finds it stale.
+    assert timeout < settings.claim_stale_seconds < visibility
+    # A record starts only with its worst case left: at least one fits in a run.
+    assert record_budget_seconds(settings.twilio_timeout_seconds) < timeout
     assert environment["RETRY_POLICY"] == {"Ref": "RetryPolicy"}
+
+
+def test_retry_may_return_jobs_to_its_own_queue_early(sam: dict[str, Any]) -> None:
+    statements = sam["Resources"]["RetryFunction"]["Properties"]["Policies"][0]["Statement"]
+    [early] = [s for s in statements if s["Action"] == "sqs:ChangeMessageVisibility"]
+    assert early["Resource"] == {"Fn::GetAtt": ["RetryQueue", "Arn"]}
 
 
 def test_ingest_answers_inside_twilios_five_seconds(sam: dict[str, Any]) -> None:

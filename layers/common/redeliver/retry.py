@@ -2,11 +2,13 @@
 
 For each job (a receipt that became a failure):
 
-1. not due yet → put it back on the queue for the rest of the wait (SQS delays ≤ 15 min: hops);
+1. first receipt of the job: clear its outbox mark (SQS holds it from now on); not due yet → put
+   it back on the queue for the rest of the wait (SQS delays ≤ 15 min: hops);
 2. re-read the message's partition: if the receipt has moved on (delivered, or a newer failure
    with its own job), stop; resolve the chain (a failed retry continues its root's count);
-3. ask the policy with what is known: give up, wait, or go on;
-4. fetch the message from Twilio, ask the policy again with its recipients and overrides;
+3. ask the policy with what is known: wait, or give up if the chain is linked (ORIGIN), or go on;
+4. fetch the message from Twilio; its marker names the chain of a retry whose ORIGIN link is not
+   written yet; ask the policy again with the recipients and overrides;
 5. claim the attempt: one transaction that also checks the receipt is still this failure;
 6. create the new message, marked with its origin; record it, linked both ways.
 
@@ -16,23 +18,36 @@ Where a crash or a redelivered record can land, and why it sends at most once:
   the attempt's marker before sending: found → record it; not found → take the claim over, send.
   A younger claim means another worker may be sending now: the record goes back to SQS.
 - after 6, before the record: the same marker search finds the message and records it.
-- Twilio answered 429/5xx or never connected: nothing was sent, the claim is released and the
-  record goes back to SQS; after maxReceiveCount it lands in the DLQ (alarmed), never silence.
+- a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
+  may record a give-up, since a claim may have sent.
+- Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
+  goes back to SQS; after maxReceiveCount it lands in the DLQ (alarmed), never silence.
+
+A record that goes back to the queue (`RetryLater`) is first made visible again when its reason
+has cleared, not after the queue's whole visibility timeout: another worker's young claim, when it
+turns stale; a 429, in a few seconds; an ambiguous create, when our own claim turns stale; an AWS
+fault, soon. A record is only started when the invocation has time left for its worst case
+(`record_budget_seconds`); the others go back at once, not started.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from redeliver.chain import (
     Attempt,
     AttemptState,
     CannotResend,
     Chain,
+    MessageSnapshot,
     NewMessage,
     marker_chain,
     new_message,
@@ -40,7 +55,16 @@ from redeliver.chain import (
 from redeliver.conversations import ConversationsGateway, TwilioError
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
-from redeliver.policy import Failure, GiveUp, Overrides, RetryPolicy, Send, Wait, decide
+from redeliver.policy import (
+    Decision,
+    Failure,
+    GiveUp,
+    Overrides,
+    RetryPolicy,
+    Send,
+    Wait,
+    decide,
+)
 from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import Claim, ReceiptStore
@@ -55,8 +79,28 @@ class Outcome(StrEnum):
     FOLLOWED_UP = "followed_up"  # a sent retry's outcome was counted
 
 
+# When a record sent back to the queue is seen again, by reason (seconds).
+THROTTLED_SECONDS = (2.0, 8.0)  # a 429, or a Twilio call that did nothing: a few, spread out
+AWS_FAULT_SECONDS = (1.0, 4.0)  # DynamoDB or SQS failed, or a transaction conflicted: soon
+# The worst case of one record: every Twilio call it can make (fetch, participants, the marker
+# search's two pages, create) taking the whole HTTP timeout, and its DynamoDB and SQS calls.
+TWILIO_CALLS_PER_RECORD = 5
+RECORD_MARGIN_SECONDS = 5
+
+
+def record_budget_seconds(twilio_timeout_seconds: float) -> int:
+    """The time left an invocation needs to start one more record."""
+    return math.ceil(twilio_timeout_seconds * TWILIO_CALLS_PER_RECORD) + RECORD_MARGIN_SECONDS
+
+
 class RetryLater(Exception):
-    """The record must come back (SQS redelivery): a transient fault or another worker's claim."""
+    """The record must come back (SQS redelivery) in `seconds`: a transient fault, another
+    worker's claim, or no time left in this invocation."""
+
+    def __init__(self, reason: str, seconds: int, chain: Chain | None = None) -> None:
+        super().__init__(reason)
+        self.seconds = max(0, seconds)
+        self.chain = chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,30 +120,36 @@ class RetryWorker:
         policy: RetryPolicy,
         *,
         claim_stale_seconds: int,
+        twilio_timeout_seconds: float = 10,
         follow_up_seconds: int = 900,
         clock: Callable[[], float] = time.time,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self._store = store
         self._queue = queue
         self._twilio = twilio
         self._policy = policy
         self._stale = claim_stale_seconds
+        self._budget = record_budget_seconds(twilio_timeout_seconds)
         self._follow_up = follow_up_seconds
         self._clock = clock
+        self._jitter = jitter
 
-    def process_body(self, body: str) -> Result:
-        """One SQS record. Raising sends it back to the queue (then to the DLQ): counted here."""
+    def process_record(
+        self, body: str, receipt_handle: str = "", seconds_left: float = math.inf
+    ) -> Result:
+        """One SQS record. Raising reports it failed (SQS redelivers it, then the DLQ takes it);
+        first it is given the visibility its reason needs, and counted and logged."""
+        job: RetryJob | FollowUp | None = None
         try:
             job = parse_job(body)
+            if seconds_left < self._budget:
+                raise RetryLater(f"{seconds_left:.0f} s left, a record may need {self._budget}", 0)
             if isinstance(job, FollowUp):
                 return self.follow_up(job)
             return self.process(job)
         except Exception as error:
-            count("RetryError")
-            if isinstance(error, RetryLater):
-                logger.warning("retry job back to the queue", extra={"reason": str(error)})
-            else:
-                logger.exception("retry job failed")
+            self._back_to_the_queue(error, job, receipt_handle)
             raise
 
     def follow_up(self, job: FollowUp) -> Result:
@@ -133,7 +183,13 @@ class RetryWorker:
             "conversation_sid": event.conversation_sid,
             "error_code": event.error_code,
         }
-        if job.due_at is not None and job.due_at > now:
+        if job.due_at is None:
+            # The worker has the job: from here SQS holds it (redelivery, then the DLQ), so the
+            # outbox mark goes now, before any decision. A job that then waits in the queue (a
+            # delay, another worker's claim, a 429) is not re-queued by the sweeper, and
+            # OutboxSwept means only that an enqueue was lost.
+            self._store.clear_pending(event)
+        elif job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return self._report(Result(Outcome.WAITING, "hop"), log)
 
@@ -148,68 +204,85 @@ class RetryWorker:
                 Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log
             )
         chain = Chain.of(event.message_sid, record.origin, event.date_created)
-        result = self._decide(job, chain, now)
-        if job.due_at is None:  # the first look at this failure: the outbox mark can go
-            self._store.clear_pending(event)
-        return self._report(result, log)
+        linked = record.origin is not None
+        return self._report(self._decide(job, chain, now, linked=linked), log)
 
     # -- the decision, with what is known and then with the message ---------------------------
 
-    def _decide(self, job: RetryJob, chain: Chain, now: float) -> Result:
+    def _decide(self, job: RetryJob, chain: Chain, now: float, *, linked: bool) -> Result:
+        """`linked`: the chain comes from the message's ORIGIN link. Without one, the message may
+        still be a retry whose link is not written yet (its worker is between create and record,
+        or died there): only its marker can tell, so nothing is recorded before the fetch."""
         event = job.event
-        failure = Failure(event.error_code, chain.attempt, event.date_updated, chain.first_sent_at)
-        first = self._apply_policy(job, chain, failure, now)
-        if first is not None:
-            return first
+        decision = self._ask_policy(job, chain, now)
+        if isinstance(decision, Wait) or (isinstance(decision, GiveUp) and linked):
+            return self._wait_or_give_up(job, chain, decision, now)
 
         try:
             message = self._twilio.fetch_message(
                 event.chat_service_sid, event.conversation_sid, event.message_sid
             )
         except TwilioError as error:
-            if error.kind == "not_found":
+            if error.kind == "not_found":  # gone, marker and all: recorded under what is known
                 return self._give_up(chain, job, "message_not_found", now)
-            raise RetryLater(str(error)) from error
+            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
 
-        marked = marker_chain(message)
-        if marked is not None and (marked[0], marked[1] + 1) != (chain.root, chain.attempt):
-            # The message is a retry whose ORIGIN link was not written (its worker died between
-            # create and record): its marker is the truth.
-            origin_attempt = self._store.get_attempt(*marked)
-            first_sent = origin_attempt.first_sent_at if origin_attempt else None
-            chain = Chain(marked[0], marked[1] + 1, first_sent or chain.first_sent_at)
+        marked = self._marked_chain(message, chain)
+        if marked != chain:  # a retry without its ORIGIN link: its marker is the truth
+            chain = marked
+            decision = self._ask_policy(job, chain, now)
+        if not isinstance(decision, Send):
+            return self._wait_or_give_up(job, chain, decision, now)
+
         recipients = message.recipients
         if recipients is None:
             recipients = self._twilio.recipients(event.chat_service_sid, event.conversation_sid)
-        failure = Failure(
-            event.error_code,
-            chain.attempt,
-            event.date_updated,
-            chain.first_sent_at,
-            recipients,
-            Overrides.from_attributes(message.attributes),
-        )
-        second = self._apply_policy(job, chain, failure, now)
-        if second is not None:
-            return second
+        overrides = Overrides.from_attributes(message.attributes)
+        decision = self._ask_policy(job, chain, now, recipients, overrides)
+        if not isinstance(decision, Send):
+            return self._wait_or_give_up(job, chain, decision, now)
 
         outgoing = new_message(message, chain)
         if isinstance(outgoing, CannotResend):
             return self._give_up(chain, job, outgoing.reason, now)
         return self._send(job, chain, outgoing, now)
 
-    def _apply_policy(
-        self, job: RetryJob, chain: Chain, failure: Failure, now: float
-    ) -> Result | None:
-        decision = decide(self._policy, failure, datetime.fromtimestamp(now, UTC))
+    def _ask_policy(
+        self,
+        job: RetryJob,
+        chain: Chain,
+        now: float,
+        recipients: int | None = None,
+        overrides: Overrides | None = None,
+    ) -> Decision:
+        event = job.event
+        failure = Failure(
+            event.error_code,
+            chain.attempt,
+            event.date_updated,
+            chain.first_sent_at,
+            recipients,
+            overrides or Overrides(),
+        )
+        return decide(self._policy, failure, datetime.fromtimestamp(now, UTC))
+
+    def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
+        """The chain the message's marker names, when it differs from `chain`."""
+        marked = marker_chain(message)
+        if marked is None or (marked[0], marked[1] + 1) == (chain.root, chain.attempt):
+            return chain
+        origin_attempt = self._store.get_attempt(*marked)
+        first_sent = origin_attempt.first_sent_at if origin_attempt else None
+        return Chain(marked[0], marked[1] + 1, first_sent or chain.first_sent_at)
+
+    def _wait_or_give_up(
+        self, job: RetryJob, chain: Chain, decision: Wait | GiveUp, now: float
+    ) -> Result:
         if isinstance(decision, GiveUp):
             return self._give_up(chain, job, decision.reason, now)
-        if isinstance(decision, Wait):
-            due = int(decision.due_at.timestamp())
-            self._queue.send(job.due(due), delay_seconds=decision.seconds)
-            return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
-        assert isinstance(decision, Send)
-        return None
+        due = int(decision.due_at.timestamp())
+        self._queue.send(job.due(due), delay_seconds=decision.seconds)
+        return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
 
     # -- claim, send, record -------------------------------------------------------------------
 
@@ -231,15 +304,15 @@ class RetryWorker:
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)
-                raise RetryLater(str(error)) from error
+                raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
             if error.kind == "ambiguous":  # maybe sent: the claim stays for the marker search
-                raise RetryLater(str(error)) from error
+                raise RetryLater(str(error), self._until_stale(claimed_at), chain) from error
             reason = (
                 "conversation_not_found"
                 if error.kind == "not_found"
                 else (f"twilio_rejected_{error.code or error.status}")
             )
-            return self._give_up(chain, job, reason, now)
+            return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
         self._sent(chain, new_sid, event.message_sid)
         return Result(Outcome.SENT, new_message_sid=new_sid, chain=chain)
 
@@ -248,7 +321,7 @@ class RetryWorker:
     ) -> Result | None:
         """Another record got to this attempt first. None: this worker may send after all."""
         if existing is None:  # released in between (a transient failure): try again later
-            raise RetryLater("attempt claim changed under us")
+            raise RetryLater("attempt claim changed under us", self._soon(AWS_FAULT_SECONDS), chain)
         if existing.state is not AttemptState.CLAIMED:
             return Result(
                 Outcome.DUPLICATE,
@@ -257,19 +330,21 @@ class RetryWorker:
                 chain=chain,
             )
         if now - existing.claimed_at < self._stale:
-            raise RetryLater("another worker holds the claim")
+            seconds = self._until_stale(existing.claimed_at)
+            raise RetryLater("another worker holds the claim", seconds, chain)
         # A stale claim: its worker died, or its create timed out. Did the message go out?
         try:
             found = self._twilio.find_retry(
                 job.event.chat_service_sid, job.event.conversation_sid, chain.root, chain.attempt
             )
         except TwilioError as error:
-            raise RetryLater(str(error)) from error
+            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
         if found is not None:
             self._sent(chain, found, job.event.message_sid)
             return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
         if not self._store.take_over(chain, existing.claimed_at, int(now)):
-            raise RetryLater("another worker took the stale claim")
+            seconds = self._until_stale(int(now))
+            raise RetryLater("another worker took the stale claim", seconds, chain)
         return None
 
     def _sent(self, chain: Chain, new_sid: str, retry_of: str) -> None:
@@ -280,10 +355,20 @@ class RetryWorker:
         due = now + self._follow_up
         self._queue.send(FollowUp(new_sid, chain.root, chain.attempt, due), self._follow_up)
 
-    def _give_up(self, chain: Chain, job: RetryJob, reason: str, now: float) -> Result:
-        if not self._store.record_give_up(chain, job.event, reason, int(now)):
-            return Result(Outcome.DUPLICATE, "decided already", chain=chain)
-        return Result(Outcome.GAVE_UP, reason, chain=chain)
+    def _give_up(
+        self, chain: Chain, job: RetryJob, reason: str, now: float, claimed_at: int | None = None
+    ) -> Result:
+        """Only the claimant (`claimed_at`), or nobody, may give an attempt up: another worker's
+        claim may have sent, so a give-up that meets it goes the way a send does (`_resume`)."""
+        for _ in range(2):
+            in_the_way = self._store.record_give_up(chain, job.event, reason, int(now), claimed_at)
+            if in_the_way is None:
+                return Result(Outcome.GAVE_UP, reason, chain=chain)
+            resumed = self._resume(job, chain, in_the_way, now)
+            if resumed is not None:
+                return resumed
+            claimed_at = int(now)  # the stale claim is ours now, and its message never went out
+        raise RetryLater("the attempt's claim keeps changing", self._soon(AWS_FAULT_SECONDS), chain)
 
     # -- what every outcome leaves behind ------------------------------------------------------
 
@@ -304,6 +389,39 @@ class RetryWorker:
         count(_METRICS[result.outcome])
         return result
 
+    def _back_to_the_queue(
+        self, error: Exception, job: RetryJob | FollowUp | None, receipt_handle: str
+    ) -> None:
+        count("RetryError")
+        fields: dict[str, object] = {**_job_fields(job), "reason": str(error)}
+        seconds: int | None = None  # the queue's visibility timeout: a malformed job, a bug
+        if isinstance(error, RetryLater):
+            seconds = error.seconds
+            if error.chain is not None:
+                fields.update(root=error.chain.root, attempt=error.chain.attempt)
+        elif isinstance(error, TwilioError):  # a Twilio call outside the paths that decide
+            seconds = self._soon(THROTTLED_SECONDS)
+        elif isinstance(error, ClientError | BotoCoreError):
+            seconds = self._soon(AWS_FAULT_SECONDS)
+        fields["visible_in"] = seconds
+        if isinstance(error, RetryLater):
+            logger.warning("retry job back to the queue", extra=fields)
+        else:
+            logger.exception("retry job failed", extra=fields)
+        if seconds is None or not receipt_handle:
+            return
+        try:
+            self._queue.show_again_in(receipt_handle, seconds)
+        except (ClientError, BotoCoreError):  # it comes back after the visibility timeout
+            logger.exception("retry job visibility not changed", extra=fields)
+
+    def _soon(self, spread: tuple[float, float]) -> int:
+        return round(self._jitter(*spread))
+
+    def _until_stale(self, claimed_at: int) -> int:
+        """Seconds until a claim made at `claimed_at` is stale (then the marker search decides)."""
+        return max(1, math.ceil(claimed_at + self._stale - self._clock()) + 1)
+
 
 _METRICS = {
     Outcome.SENT: "RetrySent",
@@ -312,3 +430,12 @@ _METRICS = {
     Outcome.SKIPPED: "RetrySkipped",
     Outcome.DUPLICATE: "RetryDuplicate",
 }
+
+
+def _job_fields(job: RetryJob | FollowUp | None) -> dict[str, object]:
+    """What names a job in the logs (SIDs, never content)."""
+    if isinstance(job, RetryJob):
+        return {"message_sid": job.event.message_sid, "receipt_sid": job.event.receipt_sid}
+    if isinstance(job, FollowUp):
+        return {"message_sid": job.message_sid, "root": job.root, "attempt": job.attempt}
+    return {}

@@ -1,4 +1,9 @@
-"""SQS adapter: RetryQueue, the hand-off from ingest (and the sweeper) to the retry worker."""
+"""SQS adapter: RetryQueue, the hand-off from ingest (and the sweeper) to the retry worker.
+
+A received job that must come back is given the visibility its reason needs (`show_again_in`)
+rather than the queue's whole visibility timeout. ChangeMessageVisibility keeps the receive count,
+so maxReceiveCount and the DLQ still apply.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 MAX_DELAY_SECONDS = 900  # SQS's limit; longer waits are made of several hops
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit (12 hours)
 
 
 class RetryQueue:
@@ -24,3 +30,11 @@ class RetryQueue:
             DelaySeconds=max(0, min(delay_seconds, MAX_DELAY_SECONDS)),
         )
         return answer["MessageId"]
+
+    def show_again_in(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received job visible again in `seconds` (0: at once)."""
+        self._sqs.change_message_visibility(
+            QueueUrl=self._url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(seconds, MAX_VISIBILITY_SECONDS)),
+        )

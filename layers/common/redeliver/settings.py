@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+CLAIM_MARGIN_SECONDS = 20
+
 
 class ConfigurationError(RuntimeError):
     """A required setting is missing or wrong: the deployment is broken, not the request."""
@@ -24,8 +26,15 @@ class Settings:
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
     twilio_timeout_seconds: int = 10
     twilio_webhook_enabled: bool = False  # X-Twilio-Webhook-Enabled on creates (template: off)
-    claim_stale_seconds: int = 90  # longer than any run of the retry function
+    retry_timeout_seconds: int = 60  # the retry function's Timeout (template.yaml, one place)
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
+
+    @property
+    def claim_stale_seconds(self) -> int:
+        """A claim older than this belongs to a dead worker: no run of the retry function lasts
+        longer than its timeout, and a create it sent just before dying has had a Twilio timeout
+        (and a margin) to land, so the marker search then sees it."""
+        return self.retry_timeout_seconds + self.twilio_timeout_seconds + CLAIM_MARGIN_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +71,6 @@ class Settings:
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
             twilio_timeout_seconds=integer("TWILIO_TIMEOUT_SECONDS", 10),
             twilio_webhook_enabled=boolean("TWILIO_WEBHOOK_ENABLED"),
-            claim_stale_seconds=integer("CLAIM_STALE_SECONDS", 90),
+            retry_timeout_seconds=integer("RETRY_TIMEOUT_SECONDS", 60),
             follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
         )

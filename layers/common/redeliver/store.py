@@ -30,6 +30,7 @@ the TTL) writes no index entry, and an entry stays far under one write unit.
 from __future__ import annotations
 
 import time
+import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from redeliver.receipts import (
     Change,
     DeliveryEvent,
     HistoryEntry,
+    MalformedEvent,
     ReceiptState,
     Transition,
     classify,
@@ -53,7 +55,7 @@ from redeliver.receipts import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, PutItemInputTypeDef
 
 Item = Mapping[str, "AttributeValueTypeDef"]
 
@@ -76,6 +78,11 @@ PENDING_PROJECTION = (
     "participant_sid",
     "channel_message_sid",
 )
+# The id of the write that last set a receipt's latest event. botocore retries a request whose
+# answer was lost (a read timeout, a reset, a 500) and DynamoDB may have applied the first try:
+# the retry's condition then fails against the write itself, which must not read as a duplicate
+# (the failure would not be queued until the sweeper's grace period had passed).
+WRITE_ID = "write_id"
 _NEWER = (
     "attribute_not_exists(pk) OR order_key < :order_key "
     "OR (order_key = :order_key AND #status < :status)"
@@ -113,7 +120,16 @@ class Claim(StrEnum):
 @dataclass(frozen=True, slots=True)
 class PendingFailure:
     event: DeliveryEvent
-    pending_since: int
+    pending_since: int  # the mark as read: the sweeper re-queues only while it is still that
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableMark:
+    """A marked item no retry job can be rebuilt from: reported by the sweeper, never fatal."""
+
+    pk: str
+    sk: str
+    reason: str
 
 
 class ReceiptStore:
@@ -128,6 +144,7 @@ class ReceiptStore:
         """Store `event` for its receipt; one conditional write unless the event is older."""
         now = time.time() if now is None else now
         key = _receipt_key(event)
+        write_id = uuid.uuid4().hex  # this call's: recognises its own write on a retried request
         names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": event.status},
@@ -137,6 +154,7 @@ class ReceiptStore:
             ":date_created": {"S": iso(event.date_created)},
             ":conversation": {"S": event.conversation_sid},
             ":expires_at": {"N": str(int(now) + self._ttl_seconds)},
+            ":write_id": {"S": write_id},
         }
         sets = [
             "#status = :status",
@@ -146,6 +164,7 @@ class ReceiptStore:
             "date_created = if_not_exists(date_created, :date_created)",
             "conversation_sid = :conversation",
             "expires_at = :expires_at",
+            f"{WRITE_ID} = :write_id",
         ]
         removes = []
         for attribute, value in (
@@ -190,6 +209,10 @@ class ReceiptStore:
             old = cast("Item | None", error.response.get("Item"))
             if old is None:  # DynamoDB always returns it when asked; never guess "new"
                 raise
+        if _string(old, WRITE_ID) == write_id:
+            # This very write, applied on a try whose answer was lost (botocore sent it again):
+            # the event is the receipt's latest now, whatever it replaced.
+            return Transition(Change.LATEST, None, enqueue=event.is_failure)
         state = state_from_item(old)
         transition = classify(state, event)
         if transition.change is Change.OLDER and state and newer_in_history(state, event):
@@ -380,31 +403,53 @@ class ReceiptStore:
             ]
         )
 
-    def record_give_up(self, chain: Chain, event: DeliveryEvent, reason: str, now: int) -> bool:
-        """Record that `chain.attempt` will not be made; False if it was decided already."""
+    def record_give_up(
+        self,
+        chain: Chain,
+        event: DeliveryEvent,
+        reason: str,
+        now: int,
+        claimed_at: int | None = None,
+    ) -> Attempt | None:
+        """Record that `chain.attempt` will not be made. Only where nobody has the attempt, or
+        by its claimant (`claimed_at`: this worker's own claim): another worker's claim may have
+        sent. None when recorded; else the attempt in the way (decided, or claimed by another),
+        read from the failed write itself."""
+        item: dict[str, AttributeValueTypeDef] = {
+            **_attempt_key(chain),
+            "state": {"S": AttemptState.GAVE_UP.value},
+            "reason": {"S": reason},
+            "failed_message_sid": {"S": event.message_sid},
+            "failed_receipt_sid": {"S": event.receipt_sid},
+            "error_code": {"N": str(event.error_code or 0)},
+            "first_sent_at": {"S": iso(chain.first_sent_at)},
+            "updated_at": {"N": str(now)},
+            "expires_at": {"N": str(now + self._ttl_seconds)},
+        }
+        request: PutItemInputTypeDef = {
+            "TableName": self._table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if claimed_at is not None:
+            item["claimed_at"] = {"N": str(claimed_at)}
+            request["ConditionExpression"] += " OR (#state = :claimed AND claimed_at = :mine)"
+            request["ExpressionAttributeNames"] = {"#state": "state"}
+            request["ExpressionAttributeValues"] = {
+                ":claimed": {"S": AttemptState.CLAIMED.value},
+                ":mine": {"N": str(claimed_at)},
+            }
         try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={
-                    **_attempt_key(chain),
-                    "state": {"S": AttemptState.GAVE_UP.value},
-                    "reason": {"S": reason},
-                    "failed_message_sid": {"S": event.message_sid},
-                    "failed_receipt_sid": {"S": event.receipt_sid},
-                    "error_code": {"N": str(event.error_code or 0)},
-                    "first_sent_at": {"S": iso(chain.first_sent_at)},
-                    "updated_at": {"N": str(now)},
-                    "expires_at": {"N": str(now + self._ttl_seconds)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR #state = :claimed",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues={":claimed": {"S": AttemptState.CLAIMED.value}},
-            )
+            self._db.put_item(**request)
         except ClientError as error:
-            if _conditional_failure(error):
-                return False
-            raise
-        return True
+            if not _conditional_failure(error):
+                raise
+            old = cast("Item | None", error.response.get("Item"))
+            if old is None:  # DynamoDB returns it when asked; never guess
+                raise
+            return attempt_from_item(old)
+        return None
 
     def _conditional_update(
         self,
@@ -430,9 +475,12 @@ class ReceiptStore:
 
     # -- the outbox -----------------------------------------------------------------------------
 
-    def pending_failures(self, older_than: int) -> Iterator[PendingFailure]:
+    def pending_failures(self, older_than: int) -> Iterator[PendingFailure | UnreadableMark]:
         """Failures marked at or before `older_than` and not yet taken by the worker: one Query
-        per shard of the sparse index, each reading only marks that old (no Scan, no filter)."""
+        per shard of the sparse index, each reading only marks that old (no Scan, no filter).
+
+        A marked item no job can be rebuilt from comes back as an `UnreadableMark`, in its place:
+        raising would end the Query, and every mark after it would never be swept again."""
         paginator = self._db.get_paginator("query")
         for shard in range(PENDING_SHARDS):
             pages = paginator.paginate(
@@ -447,29 +495,48 @@ class ReceiptStore:
             )
             for page in pages:
                 for item in page.get("Items", []):
-                    yield PendingFailure(event_from_item(item), int(_number(item[PENDING_AT])))
+                    try:
+                        event = event_from_item(item)
+                    except (MalformedEvent, KeyError, TypeError, ValueError) as error:
+                        yield UnreadableMark(_string(item, "pk"), _string(item, "sk"), repr(error))
+                        continue
+                    yield PendingFailure(event, int(_number(item[PENDING_AT])))
 
     def clear_pending(self, event: DeliveryEvent) -> bool:
         """Mark `event`'s failure as taken; False if the receipt has moved on since."""
         return self._update_pending(event, "REMOVE retry_pending_at", {})
 
-    def touch_pending(self, event: DeliveryEvent, now: int) -> bool:
-        """Restart the grace period of a pending failure that was just queued again."""
+    def touch_pending(self, pending: PendingFailure, now: int) -> bool:
+        """Restart the grace period of a mark the sweeper is about to queue again; False if the
+        mark is no longer the one it read (taken by the worker, or set again by a newer failure).
+
+        The sweeper reads marks from an eventually consistent index, and the worker clears them
+        concurrently: only the mark still there, as read, may be re-queued, and a taken one must
+        not be set again (it would be swept again, and alarm as a lost enqueue)."""
         return self._update_pending(
-            event,
+            pending.event,
             f"SET {PENDING_AT} = :now, {PENDING_SHARD} = :shard",
-            {":now": {"N": str(now)}, ":shard": {"S": pending_shard(event.message_sid)}},
+            {
+                ":now": {"N": str(now)},
+                ":shard": {"S": pending_shard(pending.event.message_sid)},
+                ":seen": {"N": str(pending.pending_since)},
+            },
+            f" AND {PENDING_AT} = :seen",
         )
 
     def _update_pending(
-        self, event: DeliveryEvent, expression: str, values: dict[str, AttributeValueTypeDef]
+        self,
+        event: DeliveryEvent,
+        expression: str,
+        values: dict[str, AttributeValueTypeDef],
+        condition: str = "",
     ) -> bool:
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=_receipt_key(event),
                 UpdateExpression=expression,
-                ConditionExpression="order_key = :order_key AND #status = :status",
+                ConditionExpression="order_key = :order_key AND #status = :status" + condition,
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":order_key": {"N": str(event.order_key)},
