@@ -64,7 +64,12 @@ from tools.webhook_emitter import FORGERIES, Mix
 
 # Time compressed, as OFFLINE_POLICY's delays are (each is printed in the report's notes):
 TWILIO_TIMEOUT_SECONDS = 2  # the retry worker's Twilio read timeout (template: 10)
-VISIBILITY_TIMEOUT = 30  # a killed retry batch is back after this (template: 360)
+# RetryFunction's Timeout (template: 60), enforced, and its RETRY_TIMEOUT_SECONDS with it: the
+# stale-claim age (timeout + Twilio timeout + margin) that an ambiguous create waits out follows.
+# It must leave room for a record (redeliver.retry.record_budget_seconds: 15 s at a 2 s Twilio
+# timeout), or the worker starts none.
+RETRY_TIMEOUT_SECONDS = 30
+VISIBILITY_TIMEOUT = 60  # a killed retry batch is back after this: 2x the Timeout (template: 6x)
 SWEEP_GRACE_SECONDS = 10  # a stored failure with no job is re-queued after this (template: 120)
 
 
@@ -210,10 +215,14 @@ def tuning(config: ChaosConfig) -> Tuning:
     messages = max(config.messages, 1)
     return Tuning(
         environment={
-            "RetryFunction": {"TWILIO_TIMEOUT_SECONDS": str(TWILIO_TIMEOUT_SECONDS)},
+            "RetryFunction": {
+                "TWILIO_TIMEOUT_SECONDS": str(TWILIO_TIMEOUT_SECONDS),
+                "RETRY_TIMEOUT_SECONDS": str(RETRY_TIMEOUT_SECONDS),
+            },
             "SweepFunction": {"SWEEP_GRACE_SECONDS": str(SWEEP_GRACE_SECONDS)},
         },
         visibility_timeout=VISIBILITY_TIMEOUT,
+        timeouts={"RetryFunction": RETRY_TIMEOUT_SECONDS},
         sweep_every=config.sweep_every,
         kills=ChaosKills(
             config.seed,
@@ -320,6 +329,10 @@ def _judge(offline: Offline, chaos: Chaos, report: Report) -> None:
     lines += [
         f"                  {k.at:6.1f} s {k.function} {k.where}: {k.event}" for k in kills[:12]
     ]
+    if runtime.timed_out:
+        lines.append(
+            f"  timed out       {dict(runtime.timed_out)} invocation(s) stopped at their Timeout"
+        )
     faults = fault_counts(offline.sim)
     lines.append(
         "  Twilio faults   "

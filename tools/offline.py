@@ -84,9 +84,16 @@ class Tuning:
     visibility_timeout: int | None = None  # RetryQueue's VisibilityTimeout, seconds
     sweep_every: float | None = None  # seconds between SweepFunction runs; None: the template's
     kills: KillPlan | None = None  # containers to kill mid-invocation (make chaos)
+    # function → its Timeout, in seconds, enforced as Lambda does (the invocation is stopped).
+    # Elsewhere the context runs down from the deployed Timeout but nothing stops a late one.
+    timeouts: dict[str, float] = field(default_factory=dict)
 
     def notes(self, template: dict[str, Any]) -> list[str]:
-        lines = []
+        lines = [
+            f"{function} Timeout={seconds:g} s, enforced "
+            f"(template: {template['Resources'][function]['Properties'].get('Timeout', 'Globals')})"
+            for function, seconds in sorted(self.timeouts.items())
+        ]
         for function, values in sorted(self.environment.items()):
             declared = template["Resources"][function]["Properties"]["Environment"]["Variables"]
             lines += [
@@ -154,21 +161,29 @@ class FunctionError(RuntimeError):
 
 
 class ContainerGone(FunctionError):
-    """The container's process died mid-invocation (killed, or crashed): Lambda's
-    `Runtime.ExitError`. Its event is lost to it; Lambda starts a new container."""
+    """The container's process died mid-invocation (killed, crashed, or stopped at its Timeout):
+    Lambda's `Runtime.ExitError` or "Task timed out". Its event is lost to it; Lambda starts a new
+    container."""
 
 
 class Container:
     """One Lambda container: its own process, environment and Powertools singletons, running one
-    invocation at a time, with the context of a function whose Timeout is `timeout`."""
+    invocation at a time, with the context of a function whose Timeout is `timeout` (`enforced`:
+    an invocation still running a second after it is stopped, as Lambda stops it)."""
 
     def __init__(
-        self, directory: str, environment: dict[str, str], log: Path, timeout: float = 3.0
+        self,
+        directory: str,
+        environment: dict[str, str],
+        log: Path,
+        timeout: float = 3.0,
+        enforced: bool = False,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._lock = threading.Lock()
         self.timeout = timeout
+        self.enforced = enforced
         self.process = context.Process(
             target=_container_main, args=(directory, environment, str(log), child), daemon=True
         )
@@ -190,6 +205,10 @@ class Container:
         with self._lock:
             try:
                 self._conn.send((event, self.timeout, kill_before))
+                if self.enforced and not self._conn.poll(self.timeout + 1.0):
+                    self.process.kill()
+                    self.process.join(timeout=5)
+                    raise ContainerGone(f"Task timed out after {self.timeout:g} seconds")
                 tag, value = self._conn.recv()
             except (EOFError, OSError):
                 self.process.join(timeout=5)
@@ -271,19 +290,22 @@ class Runtime:
         self,
         stack: DeployedStack,
         log: Path,
+        *,
         http_containers: int = 1,
         environment: dict[str, dict[str, str]] | None = None,
         kills: KillPlan | None = None,
+        timeouts: dict[str, float] | None = None,
     ) -> None:
         self.log = log
         self.started = time.monotonic()
         self.kills: list[Kill] = []
         self.deaths: Counter[str] = Counter()
+        self.timed_out: Counter[str] = Counter()
         self.invocations: Counter[str] = Counter()
         self._plan = kills or KillPlan()
         self._idle: dict[str, queue.Queue[Container]] = {}
         self._all: list[Container] = []
-        self._specs: dict[str, tuple[str, dict[str, str], float]] = {}
+        self._specs: dict[str, tuple[str, dict[str, str], float, bool]] = {}
         self._guard = threading.Lock()
         overrides = environment or {}
         for logical, resource in load_template()["Resources"].items():
@@ -292,7 +314,9 @@ class Runtime:
             properties = resource["Properties"]
             directory = Path(properties["CodeUri"]).name
             env = {**os.environ, **stack.environment(logical), **overrides.get(logical, {})}
-            self._specs[logical] = (directory, env, float(properties.get("Timeout", 3)))
+            enforced = logical in (timeouts or {})
+            timeout = (timeouts or {}).get(logical) or _deployed_timeout(stack, logical)
+            self._specs[logical] = (directory, env, timeout, enforced)
             events = (properties.get("Events") or {}).values()
             count = http_containers if any(e["Type"] == "HttpApi" for e in events) else 1
             self._idle[logical] = queue.Queue()
@@ -303,8 +327,8 @@ class Runtime:
             container.wait_ready()
 
     def _new(self, function: str) -> Container:
-        directory, environment, timeout = self._specs[function]
-        container = Container(directory, environment, self.log, timeout)
+        directory, environment, timeout, enforced = self._specs[function]
+        container = Container(directory, environment, self.log, timeout, enforced)
         with self._guard:
             self._all.append(container)
         return container
@@ -317,6 +341,8 @@ class Runtime:
             answer = container.invoke(event, kill_before)
         except ContainerGone as gone:
             self.deaths[function] += 1
+            if "timed out" in str(gone):
+                self.timed_out[function] += 1
             if "killed" in str(gone):
                 self._plan.killed(function)
                 where = str(gone).split("killed ", 1)[1]
@@ -343,6 +369,13 @@ class Runtime:
             containers = list(self._all)
         for container in containers:
             container.stop()
+
+
+def _deployed_timeout(stack: DeployedStack, function: str) -> float:
+    """The function's Timeout as deployed (the template may take it from Globals or a Mapping)."""
+    name = stack.physical_ids[function]
+    configuration = boto3.client("lambda").get_function_configuration(FunctionName=name)
+    return float(configuration.get("Timeout") or 3)
 
 
 def describe_event(event: dict[str, Any]) -> str:
@@ -659,7 +692,9 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
     (workdir / "moto-slow.log").unlink(missing_ok=True)  # the deploy's slow requests are no news
     log = workdir / "lambda.log"
     log.unlink(missing_ok=True)  # this run's lines only: the report reads reasons from it
-    runtime = Runtime(stack, log, environment=tuning.environment, kills=tuning.kills)
+    runtime = Runtime(
+        stack, log, environment=tuning.environment, kills=tuning.kills, timeouts=tuning.timeouts
+    )
     api = LocalApi(runtime, port).start()
     pollers = Pollers(runtime, stack).start()
     every = tuning.sweep_every or schedule_seconds(_schedule(load_template()))
