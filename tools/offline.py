@@ -90,14 +90,14 @@ class Tuning:
 
     def notes(self, template: dict[str, Any]) -> list[str]:
         lines = [
-            f"{function} Timeout={seconds:g} s, enforced "
-            f"(template: {template['Resources'][function]['Properties'].get('Timeout', 'Globals')})"
+            f"{function} Timeout={seconds:g} s, enforced (template: "
+            f"{_literal(template['Resources'][function]['Properties'].get('Timeout'), template)})"
             for function, seconds in sorted(self.timeouts.items())
         ]
         for function, values in sorted(self.environment.items()):
             declared = template["Resources"][function]["Properties"]["Environment"]["Variables"]
             lines += [
-                f"{function} {name}={value} (template: {declared.get(name, 'unset')})"
+                f"{function} {name}={value} (template: {_literal(declared.get(name), template)})"
                 for name, value in sorted(values.items())
             ]
         if self.visibility_timeout is not None:
@@ -110,6 +110,14 @@ class Tuning:
                 f"SweepFunction every {self.sweep_every:g} s (template: {_schedule(template)})"
             )
         return lines
+
+
+def _literal(value: Any, template: dict[str, Any]) -> str:
+    """A template value as written, with `!FindInMap` looked up; None: unset."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        mapping, key, name = value["Fn::FindInMap"]
+        return str(template["Mappings"][mapping][key][name])
+    return "unset" if value is None else str(value)
 
 
 class KillPlan:
