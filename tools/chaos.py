@@ -70,7 +70,9 @@ TWILIO_TIMEOUT_SECONDS = 2  # the retry worker's Twilio read timeout (template: 
 # timeout), or the worker starts none.
 RETRY_TIMEOUT_SECONDS = 30
 VISIBILITY_TIMEOUT = 60  # a killed retry batch is back after this: 2x the Timeout (template: 6x)
-SWEEP_GRACE_SECONDS = 10  # a stored failure with no job is re-queued after this (template: 120)
+# A stored failure with no job is re-queued after this (template: 120). Longer than a job waits in
+# the queue's backlog under these faults, or the sweeper re-queues jobs that were never lost.
+SWEEP_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ class ChaosKills(KillPlan):
         points: dict[str, tuple[KillPoint, ...]] | None = None,
     ) -> None:
         """`plan`: function → (kills, horizon). `points`: function → the kill points to use in
-        turn (default: drawn from POINTS)."""
+        turn (default: POINTS, in a seeded order)."""
         rng = random.Random(seed)  # noqa: S311 - a reproducible run
         self.asked = {function: count for function, (count, _) in plan.items()}
         self._due: dict[str, list[tuple[int, KillPoint]]] = {}
@@ -185,10 +187,9 @@ class ChaosKills(KillPlan):
             first = min(5, horizon)
             picks = sorted(rng.sample(range(first, horizon + 1), min(count, horizon - first + 1)))
             chosen = (points or {}).get(function)
-            self._due[function] = [
-                (n, chosen[k % len(chosen)] if chosen else rng.choice(self.POINTS[function]))
-                for k, n in enumerate(picks)
-            ]
+            if not chosen:  # each point in turn, from a seeded start: every kind gets its kill
+                chosen = tuple(rng.sample(self.POINTS[function], len(self.POINTS[function])))
+            self._due[function] = [(n, chosen[k % len(chosen)]) for k, n in enumerate(picks)]
         self._armed: dict[str, KillPoint] = {}
         self._seen: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()
