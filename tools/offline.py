@@ -793,10 +793,13 @@ class Report:
             lines += [f"    - {line}" for line in self.unsettled[:30]]
             if len(self.unsettled) > 30:
                 lines.append(f"    ... and {len(self.unsettled) - 30} more")
+        settled = self.settlement.settled
         if self.checks:
-            lines.append("  invariants")
+            # Unsettled, a check sees work in flight (a message sent, its record not yet
+            # written): what it finds is open, not yet a verdict.
+            lines.append("  invariants" + ("" if settled else " (as things stood: not settled)"))
             for check in self.checks:
-                verdict = "held  " if check.held else "BROKEN"
+                verdict = "held  " if check.held else ("BROKEN" if settled else "open  ")
                 evidence = f" ({check.evidence})" if check.evidence else ""
                 lines.append(f"    {verdict} {check.name}{evidence}")
                 lines += [f"             - {v}" for v in check.violations[:10]]
@@ -806,13 +809,16 @@ class Report:
             lines.append("  result          every invariant held")
         else:
             broken = sum(not c.held for c in self.checks)
+            state = "broken" if settled else "open"
             lines.append(
                 "  result          FAILED: "
                 + "; ".join(
                     part
                     for part in (
                         "" if self.settlement.settled else "did not settle",
-                        f"{broken} invariant(s) broken" if broken else "",
+                        f"{broken} invariant(s) {'broken' if settled else 'open'}"
+                        if broken
+                        else "",
                         "report incomplete" if self.error else "",
                     )
                     if part

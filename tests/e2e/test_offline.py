@@ -94,6 +94,13 @@ def test_a_report_with_a_broken_invariant_says_so() -> None:
     assert "BROKEN every failure decided" in text
     assert "FAILED: 1 invariant(s) broken" in text
     assert offline.exit_code(report) == 1
+    # Unsettled, what a check finds may be work in flight: open, not yet a verdict; still a fail.
+    report.settlement = offline.Settlement(False, "interrupted (KeyboardInterrupt)")
+    text = report.render()
+    assert "open   every failure decided" in text
+    assert "invariants (as things stood: not settled)" in text
+    assert "FAILED: did not settle; 1 invariant(s) open" in text
+    assert offline.exit_code(report) == 130
 
 
 def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
