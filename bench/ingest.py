@@ -5,7 +5,10 @@ Every figure is a ratio to a baseline measured in the same run:
   the same two clients with the same config (a Lambda doing nothing else would pay that much);
 - CPU: one receipt through the real handler, against one bare boto3 UpdateItem on the same table;
 - cost: Redeliver's ingest, against the least any webhook-to-DynamoDB receiver pays (one HTTP API
-  request, one Lambda request, one write).
+  request, one Lambda request, one write);
+- reconciliation (issue 9): the index writes a message's receipts cause (measured: how often the
+  real write moves the receipt in or out of StuckSentByShard, and the entry's size), in dollars per
+  million messages, against today's cost of those receipts.
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ PRICE = {
 ASSUMED_AWS_ROUND_TRIP_S = 0.008  # per DynamoDB/SQS call from Lambda: not measurable offline
 MEMORY_GB = 0.5  # IngestFunction's MemorySize
 FAILURE_SHARE = 0.05  # cost mix: 5 % of receipts are new failures
+# Reconciliation's cost model (issue 9): what a message's life is, and how many get stuck.
+LIFECYCLE = ("sent", "delivered", "read")  # the receipts of one delivered WhatsApp message
+STUCK_SHARE = 0.02  # messages still at `sent` after ReconcileAfterMinutes (no report yet)
+INDEX_ENTRY_OVERHEAD = 100  # bytes DynamoDB adds to each index entry
+PRICE_READ_UNIT = 0.125 / 1e6  # on-demand read request unit
 
 
 @dataclass
@@ -120,6 +128,8 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
             post(scenario.measured)
             counts[scenario.name] = list(calls)
 
+        reconcile = index_writes(post, app, stack.outputs["ReceiptsTableName"])
+
         # CPU per receipt: a fresh sent receipt each time (the common case), then the baseline.
         logs.seek(0)
         logs.truncate()
@@ -149,7 +159,42 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
         "handler_cpu": handler_cpu,
         "bare_cpu": bare_cpu,
         "log_bytes": log_bytes,
+        "reconcile": reconcile,
     }
+
+
+def index_writes(post: Any, app: Any, table: str) -> dict[str, Any]:
+    """One message's receipts through the real handler: after each, is the receipt in the
+    reconciliation index, and how big is its entry? Each move in or out is one index write."""
+    from redeliver.store import STUCK_PROJECTION, STUCK_SHARD, STUCK_SINCE, message_pk
+    from tools.samples import receipt_fields, sid
+
+    client = app.ingest._store._db
+    writes, largest, inside = 0, 0, False
+    for second, status in enumerate(LIFECYCLE):
+        post(receipt_fields(status, message="life", updated=f"2026-11-27T10:00:0{second}Z"))
+        [item] = client.query(
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": message_pk(sid("IM", "life"))}},
+        )["Items"]
+        now_inside = STUCK_SINCE in item
+        writes += now_inside != inside
+        inside = now_inside
+        if inside:
+            kept = {"pk", "sk", STUCK_SHARD, STUCK_SINCE, *STUCK_PROJECTION}
+            size = sum(_size(k, v) for k, v in item.items() if k in kept) + INDEX_ENTRY_OVERHEAD
+            largest = max(largest, size)
+    return {"writes": writes, "entry_bytes": largest, "units": writes * -(-largest // 1024)}
+
+
+def _size(name: str, value: Any) -> int:
+    """DynamoDB's item-size rules for the S and N attributes an index entry holds."""
+    [(kind, content)] = value.items()
+    if kind == "N":
+        digits = content.lstrip("-").replace(".", "").strip("0") or "0"
+        return len(name) + (len(digits) + 1) // 2 + 1
+    return len(name) + len(str(content).encode())
 
 
 def cost_per_million(
@@ -222,6 +267,36 @@ def run() -> str:
                 [f"mix with {FAILURE_SHARE:.0%} failures", f"{mixed:.2f}", f"{mixed / floor:.2f}"],
             ],
         ),
+        reconcile_table(hot["reconcile"], ok_cost, fail_cost),
         f"\nnon-failure receipts: {non_failure} AWS call(s) each (target 1)",
     ]
     return "\n".join(out)
+
+
+def reconcile_table(measured: dict[str, Any], ok_cost: float, fail_cost: float) -> str:
+    """Issue 9: what the reconciliation index adds per million messages, against today."""
+    receipts = len(LIFECYCLE)
+    today = (receipts - FAILURE_SHARE) * ok_cost + FAILURE_SHARE * fail_cost  # per 1M messages
+    index = measured["units"] * PRICE["dynamodb_write_unit"] * 1e6
+    # A stuck message: a Query read of its entry, one UpdateItem (table + index entry) per lookup,
+    # at most ReconcileMaxLookups (3) lookups; Twilio's API calls cost nothing.
+    lookups = STUCK_SHARE * 3 * (2 * PRICE["dynamodb_write_unit"] + 0.5 * PRICE_READ_UNIT) * 1e6
+    added = index + lookups
+    return table(
+        f"Reconciliation per million messages ({'/'.join(LIFECYCLE)} receipts each, "
+        f"{STUCK_SHARE:.0%} stuck at sent and looked up 3 times; index entry "
+        f"{measured['entry_bytes']} B, measured)",
+        ["what", "index writes / message", "USD / 1M messages", "ratio to today"],
+        [
+            ["today: the receipts' ingest (mix as above)", "0", f"{today:.2f}", "1.000"],
+            [
+                "index: put on sent, removed on delivered",
+                f"{measured['writes']} ({measured['units']} WCU)",
+                f"{index:.2f}",
+                f"{index / today:.3f}",
+            ],
+            ["lookups of stuck receipts", "-", f"{lookups:.3f}", f"{lookups / today:.4f}"],
+            ["reconciliation in all", "", f"{added:.2f}", f"+{added / today:.1%}"],
+            ["ReconcileAfterMinutes=0", "0", "0.00", "+0.0%"],
+        ],
+    )

@@ -40,7 +40,7 @@ module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
 from redeliver.credentials import TwilioCredentials
 gateway = module.worker._twilio
 gateway._credentials.get = lambda refresh=False: TwilioCredentials("AC" + "0" * 32, "token")
-gateway._conversations()  # the Twilio client, as the first record makes it
+gateway._conversations("")  # the Twilio client, as the first record makes it
 print(time.perf_counter() - t)
 """
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)

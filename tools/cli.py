@@ -8,11 +8,15 @@ parameters), so it works the same against a deployed stack and against the offli
     stats [--hours N]    receipts, failures, retries, recoveries and give-ups over a window
     redrive [--yes]      move RetryDLQ back onto RetryQueue (SQS message move task)
     configure-webhook    point a Conversation Service's post-event webhook at the stack
+    reconcile IM… | --stuck-for 2h [--dry-run]
+                         ask Twilio's Receipts API now and record what it reports (issue 9)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -29,12 +33,19 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from redeliver.credentials import TwilioCredentials
-from redeliver.store import HISTORY_PREFIX
+from redeliver.conversations import ConversationsGateway, TwilioError
+from redeliver.credentials import CredentialSource, TwilioCredentials
+from redeliver.ingest import Recorder
+from redeliver.observability import logger
+from redeliver.reconcile import Reconciler, Target
+from redeliver.retry_queue import RetryQueue
+from redeliver.store import HISTORY_PREFIX, ReceiptStore
 
 DELIVERY_EVENT = "onDeliveryUpdated"
 _MESSAGE_SID = re.compile(r"^IM[0-9a-fA-F]{32}$")
 _SERVICE_SID = re.compile(r"^IS[0-9a-fA-F]{32}$")
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 class CommandError(Exception):
@@ -286,6 +297,92 @@ def configure_webhook(
     return [*lines, "Updated."]
 
 
+# -- reconcile -----------------------------------------------------------------------------------
+
+
+def duration(text: str) -> int:
+    """`90m`, `2h`, `1.5d`: seconds (argparse type)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 45m, 2h or 1d")
+    return int(float(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def reconcile(
+    stack: Stack,
+    message_sids: Sequence[str],
+    stuck_for: int | None,
+    dry_run: bool,
+    twilio_url: str | None,
+) -> list[str]:
+    """The reconciler's lookup, now: for these messages, or every receipt stuck at `sent` for
+    longer than `stuck_for` seconds. What Twilio reports is recorded through the webhook's own
+    path (a failure is queued for a retry); with `dry_run` only said."""
+    if bool(message_sids) == (stuck_for is not None):
+        raise CommandError("give message SIDs or --stuck-for, not both and not neither")
+    for sid in message_sids:
+        if not _MESSAGE_SID.match(sid):
+            raise CommandError(f"{sid!r} is not a message SID (IM followed by 32 hex digits)")
+    table = stack.output("ReceiptsTableName")
+    store = ReceiptStore(boto3.client("dynamodb"), table)
+    reconciler = Reconciler(
+        store=store,
+        twilio=ConversationsGateway(
+            CredentialSource(stack.parameters["TwilioSecretArn"]),
+            base_url=twilio_url or stack.parameters.get("TwilioConversationsUrl", ""),
+        ),
+        recorder=Recorder(store, RetryQueue(boto3.client("sqs"), stack.output("RetryQueueUrl"))),
+        after_seconds=0,
+    )
+    if stuck_for is not None:
+        targets = list(reconciler.stuck(older_than_seconds=stuck_for))
+    else:
+        targets = [_target(table, sid) for sid in message_sids]
+    verb = "would record" if dry_run else "recorded"
+    lines = []
+    changed = failures = 0
+    logger.setLevel("ERROR")  # the operator reads the lines below, not the handlers' log
+    for target in targets:
+        with contextlib.redirect_stdout(io.StringIO()):  # metrics are for Lambda's EMF only
+            found = reconciler.lookup(target, dry_run=dry_run)
+        lines.append(f"{target.message_sid} (conversation {target.conversation_sid})")
+        for f in found:
+            event = f.event
+            code = f" {event.error_code}" if event.error_code else ""
+            what = f"{event.status}{code} at {_iso(event.date_updated)}"
+            if f.news:
+                changed += 1
+                failures += f.transition.enqueue
+                was = f.transition.previous_status or "unknown"
+                retry = ", queued for a retry" if f.transition.enqueue else ""
+                lines.append(f"  {event.receipt_sid}: {was} -> {what}: {verb}{retry}")
+            else:
+                lines.append(f"  {event.receipt_sid}: {what}: nothing new")
+        if not found:
+            lines.append("  Twilio reports no receipt")
+    lines.append(
+        f"{len(targets)} message(s) looked up, {changed} receipt(s) {verb}, "
+        f"{failures} failure(s){' would be' if dry_run else ''} queued for a retry"
+        + (" (dry run: nothing changed)" if dry_run else "")
+    )
+    return lines
+
+
+def _target(table: str, message_sid: str) -> Target:
+    receipts = [i for i in _partition(table, message_sid) if i["sk"].startswith("RCPT#")]
+    if not receipts:
+        raise CommandError(
+            f"no receipt of {message_sid} in {table}: its conversation is not known here"
+        )
+    return Target(
+        message_sid, receipts[0]["conversation_sid"], receipts[0].get("chat_service_sid", "")
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -338,6 +435,21 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--dry-run", action="store_true", help="show before and after, change nothing")
     cmd.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl output)")
     cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
+    cmd = commands.add_parser(
+        "reconcile",
+        help="ask Twilio about receipts now (lost webhooks)",
+        description="Ask Twilio's Receipts API about these messages, or about every receipt "
+        "stuck at sent for longer than --stuck-for, and record what it reports as a webhook "
+        "would have been (a failure is queued for a retry). For the morning after an outage.",
+    )
+    cmd.add_argument("message_sids", metavar="IM…", nargs="*")
+    cmd.add_argument(
+        "--stuck-for", type=duration, metavar="DURATION", help="e.g. 45m, 2h, 1d (instead of SIDs)"
+    )
+    cmd.add_argument(
+        "--dry-run", action="store_true", help="say what it would record, change nothing"
+    )
+    cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
     return top
 
 
@@ -355,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = stats(stack, args.hours)
         elif args.command == "redrive":
             lines = redrive(stack, args.yes, args.by_hand)
+        elif args.command == "reconcile":
+            lines = reconcile(
+                stack, args.message_sids, args.stuck_for, args.dry_run, args.twilio_url
+            )
         else:
             lines = configure_webhook(
                 stack, args.service_sid, args.dry_run, args.url, args.twilio_url
@@ -362,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except (ClientError, BotoCoreError, TwilioException) as error:
+    except (ClientError, BotoCoreError, TwilioException, TwilioError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print("\n".join(lines))

@@ -178,7 +178,9 @@ def deploy(
     lambda_client = boto3.client("lambda")
     environments = {}
     for logical, resource in sam["Resources"].items():
-        if resource["Type"] == "AWS::Serverless::Function":
+        # A function whose Condition is false (ReconcileFunction when ReconcileAfterMinutes=0)
+        # was not created: it has no environment.
+        if resource["Type"] == "AWS::Serverless::Function" and logical in physical:
             config = lambda_client.get_function_configuration(FunctionName=physical[logical])
             environments[logical] = {
                 # moto keeps resolved numbers as numbers; Lambda gives strings

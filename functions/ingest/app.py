@@ -19,15 +19,23 @@ from redeliver.receipts import MalformedEvent
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
 from redeliver.signature import SignatureVerifier, signed_url
+from redeliver.spill import SpillQueue
 from redeliver.store import ReceiptStore
 
 settings = Settings.from_env()
+sqs = sqs_client()
 ingest = Ingest(
     verifier=SignatureVerifier(
         CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds)
     ),
-    store=ReceiptStore(dynamodb_client(), settings.table_name, settings.receipt_ttl_days),
-    queue=RetryQueue(sqs_client(), settings.retry_queue_url),
+    store=ReceiptStore(
+        dynamodb_client(),
+        settings.table_name,
+        settings.receipt_ttl_days,
+        track_sent=settings.reconcile_after_minutes > 0,
+    ),
+    queue=RetryQueue(sqs, settings.retry_queue_url),
+    spill=SpillQueue(sqs, settings.spill_queue_url) if settings.spill_queue_url else None,
 )
 
 
@@ -46,7 +54,7 @@ def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dic
         count("BadRequests")
         return answer(400, str(error))
     except Exception:
-        # An AWS fault (the write failed): Twilio will not resend, so this is alarmed.
+        # The write and the spill both failed: Twilio will not resend, so this is alarmed.
         logger.exception("ingest fault")
         count("IngestFaults")
         return answer(500, "internal error")

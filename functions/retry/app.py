@@ -3,7 +3,11 @@
 Partial batch responses: a record that raises (a transient Twilio fault, another worker's claim,
 a malformed job) is reported failed and comes back when the worker set it to (else after the
 queue's visibility timeout); after maxReceiveCount it moves to RetryDLQ. The others are deleted.
-A record is started only while the invocation has time for its worst case; the rest go back.
+A record is started only while the invocation has time for its worst case; the rest are queued
+again as new messages (a deferral costs no receive) and succeed.
+
+A follow-up records the receipts Twilio reports for a sent retry through ingest's `Recorder`, on
+the same table and RetryQueue (a failed retry is queued for its next attempt).
 """
 
 from typing import Any
@@ -20,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redeliver.aws import dynamodb_client, sqs_client
 from redeliver.conversations import ConversationsGateway
 from redeliver.credentials import CredentialSource
+from redeliver.ingest import Recorder
 from redeliver.observability import logger, metrics
 from redeliver.policy import RetryPolicy, rules_summary
 from redeliver.retry import RetryWorker
@@ -32,9 +37,16 @@ policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receip
 logger.info(
     "retry policy", extra={"max_attempts": policy.max_attempts, "rules": rules_summary(policy)}
 )
+store = ReceiptStore(
+    dynamodb_client(),
+    settings.table_name,
+    settings.receipt_ttl_days,
+    track_sent=settings.reconcile_after_minutes > 0,  # a follow-up records receipts too
+)
+queue = RetryQueue(sqs_client(), settings.retry_queue_url)
 worker = RetryWorker(
-    store=ReceiptStore(dynamodb_client(), settings.table_name, settings.receipt_ttl_days),
-    queue=RetryQueue(sqs_client(), settings.retry_queue_url),
+    store=store,
+    queue=queue,
     twilio=ConversationsGateway(
         CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
         base_url=settings.twilio_conversations_url,
@@ -44,7 +56,9 @@ worker = RetryWorker(
     policy=policy,
     claim_stale_seconds=settings.claim_stale_seconds,
     twilio_timeout_seconds=settings.twilio_timeout_seconds,
+    function_timeout_seconds=settings.retry_timeout_seconds,
     follow_up_seconds=settings.follow_up_seconds,
+    recorder=Recorder(store, queue),
 )
 # A batch whose every record failed is reported like any other (all items back to SQS), not
 # raised: Lambda's Errors metric, and RetryErrorsAlarm, then mean a crash or a timeout, while

@@ -16,12 +16,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.integration.retry_system import RetrySystem
 from tests.lambdas import invoke, load_function, metric_names
 from tools.apigw import http_api_event
-from tools.lambdas import emitted_metrics
+from tools.lambdas import FakeContext, emitted_metrics
 from tools.samples import receipt_fields
+from tools.sqs_poller import poll_once
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, load_template
 from tools.twilio_sim import TwilioSimulator
 
@@ -36,13 +38,13 @@ def run_every_path(
     system.fail(conversation, retried, 30003)  # NewFailures, NewFailuresByClass
     system.poll()  # RetrySent, follow-up queued
     [new] = system.created(conversation)
-    assert system.webhook(conversation, new["sid"], "delivered", after=90) == 200
+    system.sim.set_receipt(new["sid"], "delivered")  # what its follow-up learns from Twilio
     system.poll()  # RetryRecovered
     other, recovered_not = system.message()
     system.fail(other, recovered_not, 30008)
     system.poll()
     [again] = system.created(other)
-    system.fail(other, again["sid"], 30008, after=95)
+    system.sim.set_receipt(again["sid"], "undelivered", 30008)
     system.poll()  # RetryNotRecovered, and the retry's own failure job
     third, unconfirmed = system.message()
     system.fail(third, unconfirmed, 30001)
@@ -93,13 +95,52 @@ def run_every_path(
         "sweep", {**stack.environment("SweepFunction"), "SWEEP_GRACE_SECONDS": "0"}, monkeypatch
     )
     invoke(sweeper, {})  # SweptFailures (the failure whose enqueue was lost just now)
+    reconcile_and_spill(system, stack, monkeypatch)
     boto3.client("dynamodb").delete_table(TableName=system.table)
+    boto3.client("sqs").delete_queue(QueueUrl=stack.outputs["SpillQueueUrl"])  # both fail: 500
     invoke(
         ingest,
         http_api_event(
             receipt_fields("sent", message="z"), token="redeliver-test-auth-token-not-a-secret"
         ),
     )  # IngestFaults
+
+
+def reconcile_and_spill(
+    system: RetrySystem, stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9: a failure only the Receipts API reports, a receipt left alone, a spilled write."""
+    reconcile = load_function(
+        "reconcile",
+        {**stack.environment("ReconcileFunction"), "TWILIO_CONVERSATIONS_URL": system.sim.url},
+        monkeypatch,
+    )
+    lost, left = system.message(), system.message()
+    for conversation, message in (lost, left):
+        fields = receipt_fields(
+            "sent",
+            message=message,
+            conversation=conversation,
+            receipt=system.sim.receipts[message][0]["sid"],
+            updated="2026-11-27T10:00:05Z",
+        )
+        fields["ChatServiceSid"] = system.sim.service_of(conversation)
+        invoke(system.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
+    system.sim.set_receipt(lost[1], "failed", 30007, updated=system.now)  # its webhook is lost
+    for hours in (1, 2, 3):  # ReconciledFailures, ReconciledReceipts; ReconcileLeftAlone
+        reconcile.reconciler._clock = lambda hours=hours: system.now.timestamp() + hours * 3600
+        reconcile.lambda_handler({}, FakeContext(remaining_ms=60_000))
+
+    throttled = load_function("ingest", stack.environment("IngestFunction"), monkeypatch)
+
+    def update_item(**_: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, "UpdateItem")
+
+    monkeypatch.setattr(throttled.ingest._store._db, "update_item", update_item)
+    spilled = receipt_fields("delivered", message="spilled")
+    invoke(throttled, http_api_event(spilled, token=TEST_AUTH_TOKEN))  # SpilledReceipts
+    spill = load_function("spill", stack.environment("SpillFunction"), monkeypatch)
+    poll_once(system.sqs, stack.outputs["SpillQueueUrl"], spill.lambda_handler)  # SpillReplayed
 
 
 @pytest.fixture
@@ -315,8 +356,9 @@ def test_webhooks_rejected_before_the_function_are_alarmed_less_every_4xx_it_ans
     }
     answered = {}
     for case, event in [*cases.items(), ("table gone", cases["sent"])]:
-        if case == "table gone":
+        if case == "table gone":  # and the spill queue too, else the receipt is spilled: 200
             boto3.client("dynamodb").delete_table(TableName=stack.outputs["ReceiptsTableName"])
+            boto3.client("sqs").delete_queue(QueueUrl=stack.outputs["SpillQueueUrl"])
         capsys.readouterr()
         status = invoke(ingest, event)["statusCode"]
         counted = [n for n in metric_names(capsys.readouterr().out) if n in subtracted]

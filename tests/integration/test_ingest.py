@@ -414,12 +414,17 @@ def _pairs(body: str) -> list[tuple[str, str]]:
 # -- faults: only an AWS fault is a 5xx, and it is counted ------------------------------------
 
 
-def test_table_fault_is_500_and_counted(
+def test_table_and_spill_queue_fault_is_500_and_counted(
     ingest: ModuleType,
     resources: Resources,
+    stack: DeployedStack,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """With the table gone the receipt is spilled (200, tests/integration/test_spill.py); with
+    the spill queue gone as well it is a 500, alarmed."""
     boto3.client("dynamodb").delete_table(TableName=resources.table)
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 200
+    boto3.client("sqs").delete_queue(QueueUrl=stack.outputs["SpillQueueUrl"])
     assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
     assert "IngestFaults" in metric_names(capsys.readouterr().out)
 
@@ -463,16 +468,16 @@ def test_a_write_that_meets_a_claim_transaction_is_tried_again_not_500(
     assert stored(resources, delivered)["status"] == {"S": "delivered"}
 
 
-def test_a_write_that_keeps_conflicting_is_a_counted_fault(
+def test_a_write_that_keeps_conflicting_is_spilled_after_a_bounded_number_of_tries(
     ingest: ModuleType,
     resources: Resources,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     calls = conflicting(ingest, monkeypatch, times=100)
-    assert post(ingest, receipt_fields("sent"))["statusCode"] == 500
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 200  # issue 9 item 4
     assert len(calls) == 3  # bounded: Twilio gives the webhook 5 seconds
-    assert "IngestFaults" in metric_names(capsys.readouterr().out)
+    assert "SpilledReceipts" in metric_names(capsys.readouterr().out)
 
 
 def test_queue_fault_after_the_write_is_200_and_left_to_the_sweeper(

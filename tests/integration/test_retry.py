@@ -5,13 +5,16 @@ twilio-python over HTTP to the simulator. The count that matters: created messag
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from redeliver import observability
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from redeliver.retry import AWS_FAULT_SECONDS, THROTTLED_SECONDS, record_budget_seconds
 from tests.integration.retry_system import Crash, RetrySystem
@@ -481,34 +484,7 @@ def test_a_delivery_that_lands_while_the_worker_fetches_stops_the_resend(
     assert system.attempts(original) == {}
 
 
-@pytest.mark.parametrize(
-    ("status", "verdict"),
-    [
-        ("delivered", "RetryRecovered"),
-        ("read", "RetryRecovered"),
-        ("undelivered", "RetryNotRecovered"),
-        (None, "RetryUnconfirmed"),
-    ],
-)
-def test_a_sent_retry_is_followed_up_recovered_or_not(
-    system: RetrySystem,
-    capsys: pytest.CaptureFixture[str],
-    status: str | None,
-    verdict: str,
-) -> None:
-    conversation, original = system.message()
-    system.fail(conversation, original, 30003)
-    system.poll()  # sends the retry and queues its follow-up
-    [new] = system.created(conversation)
-    if status is not None:
-        code = 30003 if status == "undelivered" else None
-        assert system.webhook(conversation, new["sid"], status, code, after=90) == 200
-    capsys.readouterr()
-    system.poll()
-    output = capsys.readouterr().out
-    assert f'"{verdict}"' in output
-    others = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"} - {verdict}
-    assert not any(f'"{other}"' in output for other in others)
+# Follow-ups (RetryRecovered / RetryNotRecovered / RetryUnconfirmed): test_follow_up.py.
 
 
 # -- the outbox mark (issue 8, item 5) -----------------------------------------------------------
@@ -617,17 +593,45 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
 # -- a record sent back to the queue: when it comes back (issue 8, item 12) -----------------------
 
 
-def back_to_the_queue_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [
-        vars(record)
-        for record in caplog.records
-        if record.getMessage() == "retry job back to the queue"
-    ]
+# moto keeps a message's visibility as a wall-clock deadline: on a loaded machine seconds pass
+# between the handler's ChangeMessageVisibility and the test's reading of it.
+SLACK = 5
+
+
+class Lines(logging.Handler):
+    """The worker's log records, caught on its own logger (not caplog, which sees only what
+    propagates to the root)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def back_to_the_queue(self) -> list[dict[str, Any]]:
+        return [
+            vars(record)
+            for record in self.records
+            if record.getMessage() == "retry job back to the queue"
+        ]
+
+
+@pytest.fixture
+def worker_log() -> Iterator[Lines]:
+    lines = Lines()
+    target = logging.getLogger(observability.logger.name)
+    level = target.level  # the CLI, run in-process by its tests, quiets the handlers' logger
+    target.setLevel(logging.INFO)
+    target.addHandler(lines)
+    yield lines
+    target.removeHandler(lines)
+    target.setLevel(level)
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
-    system: RetrySystem, caplog: pytest.LogCaptureFixture
+    system: RetrySystem, worker_log: Lines
 ) -> None:
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
@@ -638,11 +642,11 @@ def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
     system.monkeypatch.setattr(store, "claim", claim)
     system.redeliver_now()
     system.advance(30)
-    caplog.clear()
+    worker_log.records.clear()
     [failed] = system.poll().failed
     stale = system.retry.settings.claim_stale_seconds
-    assert stale - 30 <= system.visible_in(failed) <= stale - 30 + 2  # not the queue's 360 s
-    [line] = back_to_the_queue_lines(caplog)
+    assert stale - 30 - SLACK <= system.visible_in(failed) <= stale - 30 + 2  # not 360 s
+    [line] = worker_log.back_to_the_queue()
     assert line["message_sid"] == original
     assert (line["root"], line["attempt"]) == (original, 1)
     assert line["reason"] == "another worker holds the claim"
@@ -657,7 +661,7 @@ def test_a_throttled_create_comes_back_in_a_few_seconds(
     sim.fail_next("POST", Fault(status=429, code=20429))
     [failed] = system.poll().failed
     low, high = THROTTLED_SECONDS
-    assert low - 1 <= system.visible_in(failed) <= high
+    assert low - SLACK <= system.visible_in(failed) <= high
 
 
 def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
@@ -668,7 +672,7 @@ def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
     sim.fail_next("POST", Fault(timeout_after_create=True, delay=3.0))  # client timeout: 2 s
     [failed] = system.poll().failed
     stale = system.retry.settings.claim_stale_seconds
-    assert stale - 1 <= system.visible_in(failed) <= stale + 1
+    assert stale - SLACK <= system.visible_in(failed) <= stale + 1
 
 
 def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
@@ -685,7 +689,7 @@ def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
     system.monkeypatch.setattr(store, "load_message", throttled)
     [failed] = system.poll().failed
     low, high = AWS_FAULT_SECONDS
-    assert low - 1 <= system.visible_in(failed) <= high
+    assert low - SLACK <= system.visible_in(failed) <= high
 
 
 def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(
@@ -729,9 +733,11 @@ def test_records_without_time_left_go_back_unstarted(
     assert budget < int(system.stack.environment("RetryFunction")["RETRY_TIMEOUT_SECONDS"])
     context = Countdown(budget * 1000, budget * 1000 - 1)
     response = system.retry.lambda_handler(event, context)
-    deferred = [item["itemIdentifier"] for item in response["batchItemFailures"]]
-    assert deferred == [r["messageId"] for r in event["Records"][1:]]
+    # Not failed (a deferral costs no receive: tests/integration/test_adversarial_retry.py) but
+    # queued again as new messages, visible at once for an invocation with time.
+    assert response["batchItemFailures"] == []
     assert len(system.created()) == 1  # the first record only
     assert [m for m, _ in sim.requests] == ["GET", "POST"]  # none for the deferred ones
-    for message_id in deferred:
-        assert system.visible_in(message_id) <= 0  # at once, for an invocation with time
+    again = sorted(job["event"]["message_sid"] for job in system.queued() if "event" in job)
+    deferred = [json.loads(r["body"])["event"]["message_sid"] for r in event["Records"][1:]]
+    assert again == sorted(deferred)

@@ -23,7 +23,7 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from twilio.base import deserialize
 
 from redeliver.chain import NewMessage
-from redeliver.conversations import ConversationsGateway, TwilioError
+from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
 from redeliver.credentials import CredentialSource, TwilioCredentials
 from tools.stack import ROOT
 from tools.twilio_sim import TWILIO_URL, Fault, FaultRates, TwilioSimulator, running
@@ -323,7 +323,7 @@ def test_every_call_goes_to_the_conversation_service_given(
     assert snapshot.date_created is not None  # a date twilio-python could parse
     assert client.recipients(service, conversation) == 2
     new = client.create_message(service, conversation, RESEND)
-    assert client.find_retry(service, conversation, "IM1", 1) == new
+    assert client.find_retry(service, conversation, "IM1", 1, retry_of=message) == new
     [first, _] = client.list_receipts(service, conversation, message)
     assert (first.status, first.error_code) == ("sent", None)
     assert first.participant_sid in {p["sid"] for p in sim.conversations[conversation].participants}
@@ -363,11 +363,13 @@ def test_the_marker_search_follows_next_page_url(sim: TwilioSimulator) -> None:
     for n in range(60):  # newer messages push the retry onto the second page of 50
         sim.add_message(conversation, f"later {n}")
     client = gateway(sim)
-    assert client.find_retry(sim.chat_service_sid, conversation, "IM1", 2) == marked
+    service = sim.chat_service_sid
+    assert client.find_retry(service, conversation, "IM1", 2, retry_of="IMfailed") == marked
     assert len(sim.requests) == 2
-    for n in range(50):  # beyond the search's limit of 100: not looked at
+    for n in range(50):  # beyond the search's limit of 100: not looked at, so nothing proved
         sim.add_message(conversation, f"much later {n}")
-    assert client.find_retry(sim.chat_service_sid, conversation, "IM1", 2) is None
+    with pytest.raises(MarkerSearchInconclusive):
+        client.find_retry(service, conversation, "IM1", 2, retry_of="IMfailed")
 
 
 @pytest.mark.parametrize(

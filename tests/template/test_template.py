@@ -100,7 +100,7 @@ def test_retry_is_the_only_function_on_the_retry_queue(sam: dict[str, Any]) -> N
         name: e
         for name, f in resources_of(sam, "AWS::Serverless::Function").items()
         for e in (f["Properties"].get("Events") or {}).values()
-        if e["Type"] == "SQS"
+        if e["Type"] == "SQS" and e["Properties"]["Queue"] == {"Fn::GetAtt": ["RetryQueue", "Arn"]}
     }
     assert list(sqs) == ["RetryFunction"]
     props = sqs["RetryFunction"]["Properties"]
@@ -176,8 +176,9 @@ def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
 ) -> None:
     """Issue 8 item 7: keyed by shard then time (no hot epoch-second partition), INCLUDE only."""
     props = sam["Resources"]["ReceiptsTable"]["Properties"]
-    [index] = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == store.PENDING_INDEX
+    indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {store.PENDING_INDEX, store.STUCK_INDEX}
+    index = indexes[store.PENDING_INDEX]
     assert index["KeySchema"] == [
         {"AttributeName": store.PENDING_SHARD, "KeyType": "HASH"},
         {"AttributeName": store.PENDING_AT, "KeyType": "RANGE"},
@@ -190,6 +191,80 @@ def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
     included = projection["NonKeyAttributes"]
     assert len(included) == len(set(included))
     assert set(included) == set(store.PENDING_PROJECTION)
+
+
+def test_the_reconciliation_index_is_sharded_and_projected_as_the_store_queries_it(
+    sam: dict[str, Any],
+) -> None:
+    """Issue 9 item 2: sparse (only `sent` receipts carry its sort key), sharded, INCLUDE only
+    what the reconciler reads; its keys typed as the store writes them."""
+    props = sam["Resources"]["ReceiptsTable"]["Properties"]
+    [index] = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == store.STUCK_INDEX]
+    assert index["KeySchema"] == [
+        {"AttributeName": store.STUCK_SHARD, "KeyType": "HASH"},
+        {"AttributeName": store.STUCK_SINCE, "KeyType": "RANGE"},
+    ]
+    types = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+    assert (types[store.STUCK_SHARD], types[store.STUCK_SINCE]) == ("S", "N")
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    assert set(index["Projection"]["NonKeyAttributes"]) == set(store.STUCK_PROJECTION)
+    assert not any(k.startswith(store.HISTORY_PREFIX) for k in store.STUCK_PROJECTION)
+
+
+def test_the_reconciler_is_scheduled_off_with_zero_and_may_query_only_its_index(
+    sam: dict[str, Any],
+) -> None:
+    parameters = sam["Parameters"]
+    assert (
+        parameters["ReconcileAfterMinutes"]["Default"],
+        parameters["ReconcileEveryMinutes"]["Default"],
+    ) == (30, 10)
+    assert parameters["ReconcileAfterMinutes"]["MinValue"] == 0
+    assert sam["Conditions"]["ReconcileOn"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ReconcileAfterMinutes"}, 0]}]
+    }
+    function = sam["Resources"]["ReconcileFunction"]
+    assert function["Condition"] == "ReconcileOn"
+    for name, resource in sam["Resources"].items():  # nothing left pointing at it when off
+        if "ReconcileFunction" in str(resource) and name != "ReconcileFunction":
+            assert resource.get("Condition") == "ReconcileOn" or "Fn::If" in str(resource), name
+    [event] = function["Properties"]["Events"].values()
+    assert event["Type"] == "Schedule"
+    schedule = event["Properties"]["Schedule"]["Fn::If"]
+    assert schedule[0] == "ReconcileEveryMinute"
+    assert schedule[1] == "rate(1 minute)"  # EventBridge refuses "rate(1 minutes)"
+    assert schedule[2] == {"Fn::Sub": "rate(${ReconcileEveryMinutes} minutes)"}
+    variables = sam["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["RECONCILE_AFTER_MINUTES"] == {"Ref": "ReconcileAfterMinutes"}
+    [query] = [
+        s
+        for policy in function["Properties"]["Policies"]
+        for s in policy.get("Statement", [])
+        if s.get("Action") == "dynamodb:Query"
+    ]
+    assert query["Resource"] == {"Fn::Sub": f"${{ReceiptsTable.Arn}}/index/{store.STUCK_INDEX}"}
+
+
+def test_ingest_may_spill_to_a_queue_with_its_own_dlq_replayed_by_one_function(
+    sam: dict[str, Any],
+) -> None:
+    resources = sam["Resources"]
+    ingest = resources["IngestFunction"]["Properties"]
+    assert ingest["Environment"]["Variables"]["SPILL_QUEUE_URL"] == {"Ref": "SpillQueue"}
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SpillQueue", "QueueName"]}}} in (
+        ingest["Policies"]
+    )
+    spill = resources["SpillQueue"]["Properties"]
+    assert spill["SqsManagedSseEnabled"]
+    assert spill["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SpillDLQ", "Arn"]}
+    assert resources["SpillDLQ"]["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
+    consumers = [
+        name
+        for name, f in resources_of(sam, "AWS::Serverless::Function").items()
+        for e in (f["Properties"].get("Events") or {}).values()
+        if e["Type"] == "SQS" and e["Properties"]["Queue"] == {"Fn::GetAtt": ["SpillQueue", "Arn"]}
+    ]
+    assert consumers == ["SpillFunction"]
 
 
 def test_the_index_projects_everything_the_sweeper_rebuilds_a_job_from() -> None:
@@ -345,7 +420,7 @@ def test_the_secret_key_grant_is_conditional_and_for_the_secrets_readers_only(
         for name, f in resources_of(sam, "AWS::Serverless::Function").items()
         if any("AWSSecretsManagerGetSecretValuePolicy" in p for p in f["Properties"]["Policies"])
     }
-    assert readers == {"IngestFunction", "RetryFunction"}
+    assert readers == {"IngestFunction", "RetryFunction", "ReconcileFunction"}
     grants = {
         name: r
         for name, r in sam["Resources"].items()
@@ -356,7 +431,17 @@ def test_the_secret_key_grant_is_conditional_and_for_the_secrets_readers_only(
     assert grant["Type"] == "AWS::IAM::Policy"
     assert grant["Condition"] == "HasTwilioSecretKmsKey"
     roles = grant["Properties"]["Roles"]
-    assert sorted(roles, key=str) == [{"Ref": f"{f}Role"} for f in sorted(readers)]
+    # A conditional function's role exists only with it (ReconcileFunction: ReconcileOn).
+    conditional = {
+        f: sam["Resources"][f]["Condition"] for f in readers if "Condition" in sam["Resources"][f]
+    }
+    expected = [
+        {"Fn::If": [conditional[f], {"Ref": f"{f}Role"}, {"Ref": "AWS::NoValue"}]}
+        if f in conditional
+        else {"Ref": f"{f}Role"}
+        for f in sorted(readers)
+    ]
+    assert sorted(roles, key=str) == sorted(expected, key=str)
     [statement] = grant["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "kms:Decrypt"

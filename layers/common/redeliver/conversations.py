@@ -59,6 +59,10 @@ class TwilioError(Exception):
         self.code = code
 
 
+class MarkerSearchInconclusive(Exception):
+    """The marker search ran out of its limit before it could prove an attempt was not sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiptSnapshot:
     """One delivery receipt as Twilio's Receipts resource shows it: its latest status only."""
@@ -144,29 +148,49 @@ class ConversationsGateway:
         return str(created.sid)
 
     def find_retry(
-        self, service_sid: str, conversation_sid: str, root: str, attempt: int, limit: int = 100
+        self,
+        service_sid: str,
+        conversation_sid: str,
+        root: str,
+        attempt: int,
+        *,
+        retry_of: str,
+        limit: int = 100,
     ) -> str | None:
-        """The SID of a message in the conversation carrying this attempt's marker, if any.
+        """The SID of a message in the conversation carrying this attempt's marker; None only
+        when the search has proved there is none.
 
-        Newest first: a retry is recent. `limit` bounds the look (30 message actions per second
-        per conversation means 100 covers any plausible gap between a claim and this check);
-        pages of 50 are followed through Twilio's `next_page_url`.
+        A retry is created after the message it retries (`retry_of`), so it is newer:
+        the search reads newest first and stops at that message, or at the conversation's
+        oldest, having seen every place the retry could be. `limit` bounds the read (pages of
+        50, through Twilio's `next_page_url`); a busy conversation where the limit runs out
+        first proves nothing (`MarkerSearchInconclusive`): taking the claim over would send
+        twice, or record a message that went out as given up.
         """
+        seen = 0
         try:
-            recent = self._conversations(service_sid)(conversation_sid).messages.list(
+            recent = self._conversations(service_sid)(conversation_sid).messages.stream(
                 order="desc", limit=limit, page_size=min(limit, 50)
             )
+            for message in recent:
+                seen += 1
+                marker = parse_attributes(message.attributes).get(MARKER_KEY)
+                if (
+                    isinstance(marker, Mapping)
+                    and marker.get("root") == root
+                    and marker.get("attempt") == attempt
+                ):
+                    return str(message.sid)
+                if message.sid == retry_of:  # everything newer has been read
+                    return None
         except Exception as error:
             self._raise(error, sent=False)
-        for message in recent:
-            marker = parse_attributes(message.attributes).get(MARKER_KEY)
-            if (
-                isinstance(marker, Mapping)
-                and marker.get("root") == root
-                and marker.get("attempt") == attempt
-            ):
-                return str(message.sid)
-        return None
+        if seen < limit:  # the whole conversation has been read
+            return None
+        raise MarkerSearchInconclusive(
+            f"the {limit} newest messages hold no marker of attempt {attempt} of {root} and "
+            f"end before {retry_of}: the retry may be further back"
+        )
 
     def list_receipts(
         self, service_sid: str, conversation_sid: str, message_sid: str
@@ -181,8 +205,7 @@ class ConversationsGateway:
 
     def _raise(self, error: Exception, sent: bool) -> NoReturn:
         if isinstance(error, TwilioException):
-            status = int(getattr(error, "status", 0) or 0)
-            code = getattr(error, "code", None)
+            status, code = _status_and_code(error)
             detail = f"HTTP {status} code {code}"
             if status == 401:  # a rotated auth token or API key: read the secret again
                 self._client, self._refresh = None, True
@@ -204,6 +227,24 @@ class ConversationsGateway:
                 "ambiguous" if sent else "transient", f"{type(error).__name__}"
             ) from error
         raise error
+
+
+def _status_and_code(error: TwilioException) -> tuple[int, int | None]:
+    """A request's error carries `status` and `code`; a page of a list (`.list()`, its
+    `next_page_url`s) raises a bare TwilioException("Unable to fetch page", response) instead,
+    which would otherwise read as status 0, a permanent error, even for a 429."""
+    status = int(getattr(error, "status", 0) or 0)
+    code = getattr(error, "code", None)
+    response = error.args[1] if len(error.args) > 1 else None
+    if not status and isinstance(response, Response):
+        status = int(response.status_code)
+        try:
+            body = json.loads(response.text)
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, Mapping) and isinstance(body.get("code"), int):
+            code = body["code"]
+    return status, code
 
 
 def _never_connected(error: Exception) -> bool:

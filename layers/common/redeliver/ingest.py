@@ -18,6 +18,14 @@ The write is idempotent and the transaction takes milliseconds, so it is tried a
 number of times: the event that meets a claim is a newer one of the claimed receipt, often the
 `delivered` that must stop the resend.
 
+When the write in 2 fails for any other reason (throttling, an outage), the verified event goes to
+the spill queue and Twilio gets its 200: a consumer (functions/spill) replays it through the same
+`Recorder`. Only when DynamoDB and SQS both fail is the answer a 5xx (alarmed): Twilio does not
+resend, so that receipt is lost unless the reconciler (redeliver/reconcile.py) finds it later.
+
+`Recorder` is steps 2 and 3, the one copy of "record, then queue a new failure": ingest, the spill
+consumer and the reconciler all record through it.
+
 Nothing Twilio signs can hold a lone surrogate (the signature is over UTF-8 bytes), so a body
 that cannot be encoded is refused as unverifiable (403) before it reaches the HMAC, which raised.
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,6 +51,7 @@ from redeliver.receipts import (
 )
 from redeliver.retry_queue import RetryQueue
 from redeliver.signature import FormFields, SignatureVerifier
+from redeliver.spill import SpillQueue
 from redeliver.store import ReceiptStore
 
 if TYPE_CHECKING:
@@ -75,8 +85,85 @@ class WebhookRequest:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    transition: Transition | None  # None: a signed event of another type, ignored
+    transition: Transition | None  # None: ignored (another event type), or spilled
     enqueued: bool = False
+    spilled: bool = False  # the write failed; the event is on the spill queue
+
+
+class Source(StrEnum):
+    WEBHOOK = "webhook"  # a webhook Twilio sent (answered now, or replayed from the spill queue)
+    RECONCILE = "reconcile"  # what Twilio's Receipts API reported when asked
+
+
+class Recorder:
+    """Store one event and queue it if it is a new failure: the path every receipt takes."""
+
+    def __init__(
+        self,
+        store: ReceiptStore,
+        queue: RetryQueue,
+        pause: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._pause = pause
+
+    def record(self, event: DeliveryEvent, source: Source = Source.WEBHOOK) -> IngestResult:
+        """Raises what the write raised (ClientError, BotoCoreError); an enqueue error does not."""
+        log = {
+            "message_sid": event.message_sid,
+            "receipt_sid": event.receipt_sid,
+            "conversation_sid": event.conversation_sid,
+            "status": event.status,
+            "error_code": event.error_code,
+            "source": source.value,
+        }
+        transition = self._record(event, log)
+        logger.info(
+            "receipt recorded",
+            extra={
+                **log,
+                "change": transition.change.value,
+                "previous_status": transition.previous_status,
+            },
+        )
+        changed = transition.change in (Change.NEW, Change.LATEST)
+        if source is Source.WEBHOOK:
+            count("Receipts")  # webhooks that reached us: NoReceiptsAlarm watches it
+        elif changed:  # Twilio knew what no webhook told us
+            count_by("ReconciledReceipts", "status", status_value(event.status))
+        if transition.change in _CHANGE_METRICS:
+            count(_CHANGE_METRICS[transition.change])
+        if changed:
+            count_by("ReceiptsByStatus", "status", status_value(event.status))
+        if not transition.enqueue:
+            return IngestResult(transition)
+
+        count("NewFailures")
+        count_by("NewFailuresByClass", "error_class", error_class(event.error_code))
+        if source is Source.RECONCILE:
+            logger.warning("a failure found only by asking Twilio: webhooks are lost", extra=log)
+            count("ReconciledFailures")
+        try:
+            self._queue.send(RetryJob(event))
+        except (ClientError, BotoCoreError):
+            # Stored and marked pending: the sweeper queues it. Not a reason to fail the webhook.
+            logger.exception("retry enqueue failed; the sweeper will queue it", extra=log)
+            count("EnqueueDeferred")
+            return IngestResult(transition, enqueued=False)
+        return IngestResult(transition, enqueued=True)
+
+    def _record(self, event: DeliveryEvent, log: Mapping[str, object]) -> Transition:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._store.record(event)
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code != "TransactionConflictException" or attempt == WRITE_ATTEMPTS:
+                    raise
+                logger.info("receipt write met a transaction; trying again", extra=log)
+                self._pause(_CONFLICT_PAUSE_SECONDS * attempt)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 class Ingest:
@@ -86,11 +173,13 @@ class Ingest:
         store: ReceiptStore,
         queue: RetryQueue,
         pause: Callable[[float], None] = time.sleep,
+        spill: SpillQueue | None = None,
     ) -> None:
         self._verifier = verifier
         self._store = store
         self._queue = queue
-        self._pause = pause
+        self._spill = spill
+        self.recorder = Recorder(store, queue, pause)
 
     def receive(self, request: WebhookRequest) -> IngestResult:
         try:
@@ -131,42 +220,16 @@ class Ingest:
             for name in parsed.dropped:
                 count_by("DroppedReceiptFields", "field", name)
 
-        transition = self._record(event, log)
-        logger.info(
-            "receipt recorded",
-            extra={
-                **log,
-                "change": transition.change.value,
-                "previous_status": transition.previous_status,
-            },
-        )
-        count("Receipts")
-        if transition.change in _CHANGE_METRICS:
-            count(_CHANGE_METRICS[transition.change])
-        if transition.change in (Change.NEW, Change.LATEST):
-            count_by("ReceiptsByStatus", "status", status_value(event.status))
-        if not transition.enqueue:
-            return IngestResult(transition)
-
-        count("NewFailures")
-        count_by("NewFailuresByClass", "error_class", error_class(event.error_code))
         try:
-            self._queue.send(RetryJob(event))
-        except (ClientError, BotoCoreError):
-            # Stored and marked pending: the sweeper queues it. Not a reason to fail the webhook.
-            logger.exception("retry enqueue failed; the sweeper will queue it", extra=log)
-            count("EnqueueDeferred")
-            return IngestResult(transition, enqueued=False)
-        return IngestResult(transition, enqueued=True)
-
-    def _record(self, event: DeliveryEvent, log: Mapping[str, object]) -> Transition:
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            return self.recorder.record(event)
+        except (ClientError, BotoCoreError) as error:
+            if self._spill is None:
+                raise
             try:
-                return self._store.record(event)
-            except ClientError as error:
-                code = error.response.get("Error", {}).get("Code")
-                if code != "TransactionConflictException" or attempt == WRITE_ATTEMPTS:
-                    raise
-                logger.info("receipt write met a transaction; trying again", extra=log)
-                self._pause(_CONFLICT_PAUSE_SECONDS * attempt)
-        raise AssertionError("unreachable")  # the last attempt returns or raises
+                self._spill.send(event)
+            except (ClientError, BotoCoreError):
+                logger.exception("spill failed too: the receipt is not stored", extra=log)
+                raise error from None
+            logger.exception("receipt write failed; spilled for replay", extra=log)
+            count("SpilledReceipts")
+            return IngestResult(transition=None, spilled=True)

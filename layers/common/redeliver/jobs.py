@@ -1,5 +1,7 @@
 """What travels on RetryQueue: retry jobs (a failure, from ingest or the sweeper) and follow-ups
-(did a retry the worker sent get delivered?)."""
+(did a retry the worker sent get delivered? Twilio's Receipts API is asked, so a follow-up names
+the retry's conversation and Conversation Service; one queued before they were carried has
+neither, and is still read)."""
 
 from __future__ import annotations
 
@@ -51,19 +53,22 @@ class FollowUp:
     root: str
     attempt: int
     due_at: int
+    conversation_sid: str = ""  # empty: queued before follow-ups asked Twilio (no lookup)
+    chat_service_sid: str = ""  # empty: the account's default Conversation Service
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": JOB_VERSION,
-                "kind": "follow_up",
-                "message_sid": self.message_sid,
-                "root": self.root,
-                "attempt": self.attempt,
-                "due_at": self.due_at,
-            },
-            separators=(",", ":"),
-        )
+        body: dict[str, Any] = {
+            "v": JOB_VERSION,
+            "kind": "follow_up",
+            "message_sid": self.message_sid,
+            "root": self.root,
+            "attempt": self.attempt,
+            "due_at": self.due_at,
+        }
+        if self.conversation_sid:
+            body["conversation_sid"] = self.conversation_sid
+            body["chat_service_sid"] = self.chat_service_sid
+        return json.dumps(body, separators=(",", ":"))
 
     def due(self, at: int) -> FollowUp:
         return replace(self, due_at=at)
@@ -82,6 +87,8 @@ def parse_job(text: str) -> RetryJob | FollowUp:
                 str(body["root"]),
                 int(body["attempt"]),
                 int(body["due_at"]),
+                str(body.get("conversation_sid") or ""),
+                str(body.get("chat_service_sid") or ""),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedEvent(f"bad follow-up job: {exc!r}") from None

@@ -10,14 +10,23 @@ For each job (a receipt that became a failure):
 4. fetch the message from Twilio; its marker names the chain of a retry whose ORIGIN link is not
    written yet; ask the policy again with the recipients and overrides;
 5. claim the attempt: one transaction that also checks the receipt is still this failure;
-6. create the new message, marked with its origin; record it, linked both ways.
+6. create the new message, marked with its origin; record it, linked both ways; queue its
+   follow-up.
+
+The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds` have passed, and
+records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
+webhooks, so a failed retry whose webhook never came is queued all the same and continues its
+chain (its ORIGIN link is written before the follow-up is queued). The verdict, RetryRecovered /
+RetryNotRecovered / RetryUnconfirmed, is Twilio's answer.
 
 Where a crash or a redelivered record can land, and why it sends at most once:
 - after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A worker that
   finds a claim older than any function run (`claim_stale_seconds`) looks in the conversation for
   the attempt's marker before sending: found → record it; not found → take the claim over, send.
   A younger claim means another worker may be sending now: the record goes back to SQS.
-- after 6, before the record: the same marker search finds the message and records it.
+- after 6, before the record: the same marker search finds the message and records it. It
+  reads newest first back to the failed message (the retry is newer); a conversation so busy
+  that its limit runs out first proves nothing, and the job goes back (then to the DLQ).
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
   may record a give-up, since a claim may have sent.
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
@@ -27,7 +36,8 @@ A record that goes back to the queue (`RetryLater`) is first made visible again 
 has cleared, not after the queue's whole visibility timeout: another worker's young claim, when it
 turns stale; a 429, in a few seconds; an ambiguous create, when our own claim turns stale; an AWS
 fault, soon. A record is only started when the invocation has time left for its worst case
-(`record_budget_seconds`); the others go back at once, not started.
+(`record_budget_seconds`); the others go back at once, not started, as new messages: a deferral
+is not a failed receive, and must not bring a healthy job nearer the DLQ.
 """
 
 from __future__ import annotations
@@ -52,7 +62,8 @@ from redeliver.chain import (
     marker_chain,
     new_message,
 )
-from redeliver.conversations import ConversationsGateway, TwilioError
+from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
+from redeliver.ingest import Recorder
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -65,8 +76,10 @@ from redeliver.policy import (
     Wait,
     decide,
 )
-from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
+from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
+from redeliver.reconcile import Target, record_reported
 from redeliver.retry_queue import RetryQueue
+from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
 
 
@@ -95,7 +108,7 @@ def record_budget_seconds(twilio_timeout_seconds: float) -> int:
 
 class RetryLater(Exception):
     """The record must come back (SQS redelivery) in `seconds`: a transient fault, another
-    worker's claim, or no time left in this invocation."""
+    worker's claim, a marker search that proved nothing."""
 
     def __init__(self, reason: str, seconds: int, chain: Chain | None = None) -> None:
         super().__init__(reason)
@@ -121,7 +134,9 @@ class RetryWorker:
         *,
         claim_stale_seconds: int,
         twilio_timeout_seconds: float = 10,
+        function_timeout_seconds: int | None = None,
         follow_up_seconds: int = 900,
+        recorder: Recorder | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
@@ -131,7 +146,16 @@ class RetryWorker:
         self._policy = policy
         self._stale = claim_stale_seconds
         self._budget = record_budget_seconds(twilio_timeout_seconds)
+        if function_timeout_seconds is not None and self._budget >= function_timeout_seconds:
+            # No invocation could ever start a record: each would be deferred (queued again)
+            # forever, neither decided nor in the DLQ. Fail the deployment's first invocation.
+            raise ConfigurationError(
+                f"a record may need {self._budget} s (TWILIO_TIMEOUT_SECONDS="
+                f"{twilio_timeout_seconds:g}), more than RETRY_TIMEOUT_SECONDS="
+                f"{function_timeout_seconds}"
+            )
         self._follow_up = follow_up_seconds
+        self._recorder = recorder or Recorder(store, queue)
         self._clock = clock
         self._jitter = jitter
 
@@ -144,7 +168,7 @@ class RetryWorker:
         try:
             job = parse_job(body)
             if seconds_left < self._budget:
-                raise RetryLater(f"{seconds_left:.0f} s left, a record may need {self._budget}", 0)
+                return self._defer(job, seconds_left)
             if isinstance(job, FollowUp):
                 return self.follow_up(job)
             return self.process(job)
@@ -152,8 +176,22 @@ class RetryWorker:
             self._back_to_the_queue(error, job, receipt_handle)
             raise
 
+    def _defer(self, job: RetryJob | FollowUp, seconds_left: float) -> Result:
+        """Not started for lack of time: the job goes back to the queue as a new message, and
+        this record succeeds. Reported failed, it would cost a receive it never used; in a storm
+        a job can sit at the tail of batch after batch, and after maxReceiveCount a healthy one
+        would land in the DLQ, never tried. (A failed send raises: the record itself goes back.)"""
+        self._queue.send(job)
+        logger.info(
+            "retry job deferred: no time left",
+            extra={**_job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
+        )
+        return Result(Outcome.WAITING, "deferred")
+
     def follow_up(self, job: FollowUp) -> Result:
-        """Did a retry we sent reach its recipient? Counted once its receipts had time."""
+        """Did a retry we sent reach its recipient? Twilio's receipts say, once they had time;
+        each is recorded as a webhook's would be, so a failed retry is queued for the next
+        attempt. Twilio not answering now (429, 5xx): the job comes back in a few seconds."""
         now = self._clock()
         log: dict[str, object] = {
             "message_sid": job.message_sid,
@@ -163,13 +201,30 @@ class RetryWorker:
         if job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return Result(Outcome.WAITING, "follow-up hop")
-        statuses = {r.status for r in self._store.load_message(job.message_sid).receipts.values()}
+        if not job.conversation_sid:
+            # Queued before follow-ups carried their conversation: Twilio cannot be asked, so
+            # what the webhooks told us decides, as it did then.
+            record = self._store.load_message(job.message_sid)
+            statuses = {r.status for r in record.receipts.values()}
+            log["source"] = "table"
+        else:
+            target = Target(job.message_sid, job.conversation_sid, job.chat_service_sid)
+            try:
+                found = record_reported(self._twilio, self._recorder, target)
+            except TwilioError as error:
+                if error.kind in ("transient", "ambiguous"):
+                    raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+                # Gone (404) or refused for good: nothing more can be learnt. Counted, not lost.
+                found = []
+                log["twilio_error"] = error.kind
+            statuses = {f.event.status for f in found}
+            log["source"] = "twilio"
         if statuses & SUCCESS_STATUSES:
             verdict = "RetryRecovered"
         elif statuses & FAILURE_STATUSES:
             verdict = "RetryNotRecovered"  # its own failure job decides what comes next
         else:
-            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` yet
+            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
         count(verdict)
         logger.info("retry followed up", extra={**log, "verdict": verdict})
         return Result(Outcome.FOLLOWED_UP, verdict)
@@ -313,7 +368,7 @@ class RetryWorker:
                 else (f"twilio_rejected_{error.code or error.status}")
             )
             return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
-        self._sent(chain, new_sid, event.message_sid)
+        self._sent(chain, new_sid, event)
         return Result(Outcome.SENT, new_message_sid=new_sid, chain=chain)
 
     def _resume(
@@ -333,27 +388,44 @@ class RetryWorker:
             seconds = self._until_stale(existing.claimed_at)
             raise RetryLater("another worker holds the claim", seconds, chain)
         # A stale claim: its worker died, or its create timed out. Did the message go out?
+        event = job.event
         try:
             found = self._twilio.find_retry(
-                job.event.chat_service_sid, job.event.conversation_sid, chain.root, chain.attempt
+                event.chat_service_sid,
+                event.conversation_sid,
+                chain.root,
+                chain.attempt,
+                retry_of=event.message_sid,  # the search reads back to it, no further
             )
         except TwilioError as error:
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+        except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
+            # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
+            raise RetryLater(str(error), self._stale, chain) from error
         if found is not None:
-            self._sent(chain, found, job.event.message_sid)
+            self._sent(chain, found, job.event)
             return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
         if not self._store.take_over(chain, existing.claimed_at, int(now)):
             seconds = self._until_stale(int(now))
             raise RetryLater("another worker took the stale claim", seconds, chain)
         return None
 
-    def _sent(self, chain: Chain, new_sid: str, retry_of: str) -> None:
-        # The follow-up only counts (RetryRecovered); a crash between the record and it loses
-        # that count, never a message.
+    def _sent(self, chain: Chain, new_sid: str, retry_of: DeliveryEvent) -> None:
+        # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
+        # A crash between the record and the queued follow-up loses that ask and its count:
+        # the retry's receipts then reach us only by webhook.
         now = int(self._clock())
-        self._store.record_sent(chain, new_sid, retry_of, now)
+        self._store.record_sent(chain, new_sid, retry_of.message_sid, now)
         due = now + self._follow_up
-        self._queue.send(FollowUp(new_sid, chain.root, chain.attempt, due), self._follow_up)
+        follow_up = FollowUp(
+            new_sid,
+            chain.root,
+            chain.attempt,
+            due,
+            retry_of.conversation_sid,  # a retry is created in its failed message's conversation
+            retry_of.chat_service_sid,
+        )
+        self._queue.send(follow_up, self._follow_up)
 
     def _give_up(
         self, chain: Chain, job: RetryJob, reason: str, now: float, claimed_at: int | None = None

@@ -28,6 +28,9 @@ class Settings:
     twilio_webhook_enabled: bool = False  # X-Twilio-Webhook-Enabled on creates (template: off)
     retry_timeout_seconds: int = 60  # the retry function's Timeout (template.yaml, one place)
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
+    reconcile_after_minutes: int = 30  # 0: no reconciliation, and no index write for it
+    reconcile_max_lookups: int = 3  # lookups with nothing new before a receipt is left alone
+    spill_queue_url: str = ""  # empty: a failed write is a 5xx (no spill)
 
     @property
     def claim_stale_seconds(self) -> int:
@@ -73,4 +76,7 @@ class Settings:
             twilio_webhook_enabled=boolean("TWILIO_WEBHOOK_ENABLED"),
             retry_timeout_seconds=integer("RETRY_TIMEOUT_SECONDS", 60),
             follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
+            reconcile_after_minutes=integer("RECONCILE_AFTER_MINUTES", 30),
+            reconcile_max_lookups=integer("RECONCILE_MAX_LOOKUPS", 3),
+            spill_queue_url=env.get("SPILL_QUEUE_URL", ""),
         )

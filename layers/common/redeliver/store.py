@@ -25,6 +25,15 @@ that many index partitions instead of landing on one per epoch second (a throttl
 partition throttles the table's writes, and ingest would answer 500). The index projects only
 what `event_from_item` reads (`PENDING_PROJECTION`): updating anything else (a history entry,
 the TTL) writes no index entry, and an entry stays far under one write unit.
+
+The reconciliation index (`STUCK_INDEX`, issue 9) is sparse the same way: only a receipt whose
+latest status is `sent` carries `sent_since` (its Twilio DateUpdated, in epoch seconds), set by
+that same single write and removed by the write that moves the receipt on (delivered, read, a
+failure). The reconciler (redeliver/reconcile.py) asks Twilio about entries older than
+ReconcileAfterMinutes; after a lookup with nothing new it moves `sent_since` to the lookup's time
+(one lookup per window) and counts it in `reconcile_lookups`, and after the last allowed lookup
+removes `sent_since`: the receipt leaves the index, left alone. A store built with
+`track_sent=False` (ReconcileAfterMinutes=0) never sets it, so the index costs no write at all.
 """
 
 from __future__ import annotations
@@ -83,6 +92,13 @@ PENDING_PROJECTION = (
 # the retry's condition then fails against the write itself, which must not read as a duplicate
 # (the failure would not be queued until the sweeper's grace period had passed).
 WRITE_ID = "write_id"
+# The reconciliation index; template.yaml declares it and a template test checks the two agree.
+STUCK_INDEX = "StuckSentByShard"
+STUCK_SHARD = "sent_shard"  # partition key (S): pending_shard(message SID), the same spread
+STUCK_SINCE = "sent_since"  # sort key (N): Twilio's DateUpdated of the `sent`, or the last lookup
+LOOKUPS = "reconcile_lookups"  # (N) lookups that found nothing new
+# What the reconciler reads besides the keys: where to ask Twilio, and what to condition on.
+STUCK_PROJECTION = ("status", "order_key", "conversation_sid", "chat_service_sid", LOOKUPS)
 _NEWER = (
     "attribute_not_exists(pk) OR order_key < :order_key "
     "OR (order_key = :order_key AND #status < :status)"
@@ -118,6 +134,19 @@ class Claim(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class StuckReceipt:
+    """A receipt at `sent` since `since` (epoch seconds), as the reconciliation index holds it."""
+
+    message_sid: str
+    receipt_sid: str
+    conversation_sid: str
+    chat_service_sid: str
+    order_key: int
+    lookups: int
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
 class PendingFailure:
     event: DeliveryEvent
     pending_since: int  # the mark as read: the sweeper re-queues only while it is still that
@@ -133,10 +162,18 @@ class UnreadableMark:
 
 
 class ReceiptStore:
-    def __init__(self, client: DynamoDBClient, table_name: str, ttl_days: int = 30) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        ttl_days: int = 30,
+        *,
+        track_sent: bool = True,
+    ) -> None:
         self._db = client
         self._table = table_name
         self._ttl_seconds = ttl_days * 86_400
+        self._track_sent = track_sent  # False: ReconcileAfterMinutes=0, no reconciliation index
 
     # -- ingest --------------------------------------------------------------------------------
 
@@ -166,7 +203,7 @@ class ReceiptStore:
             "expires_at = :expires_at",
             f"{WRITE_ID} = :write_id",
         ]
-        removes = []
+        removes: list[str] = []
         for attribute, value in (
             ("account_sid", event.account_sid),
             ("chat_service_sid", event.chat_service_sid),
@@ -181,15 +218,7 @@ class ReceiptStore:
         else:
             sets.append("error_code = :error_code")
             values[":error_code"] = {"N": str(event.error_code)}
-        # The outbox mark: a failure is pending until the retry worker has taken it. If the
-        # process dies between this write and the SQS send, the sweeper finds the mark.
-        # The shard stays when the mark goes: the item leaves the sparse index with its sort key.
-        if event.is_failure:
-            sets.append(f"{PENDING_AT} = :now, {PENDING_SHARD} = :shard")
-            values[":now"] = {"N": str(int(now))}
-            values[":shard"] = {"S": pending_shard(event.message_sid)}
-        else:
-            removes.append(PENDING_AT)
+        self._index_marks(event, now, sets, removes, values)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             answer = self._db.update_item(
@@ -218,6 +247,34 @@ class ReceiptStore:
         if transition.change is Change.OLDER and state and newer_in_history(state, event):
             self._add_history(key, event)
         return transition
+
+    def _index_marks(
+        self,
+        event: DeliveryEvent,
+        now: float,
+        sets: list[str],
+        removes: list[str],
+        values: dict[str, AttributeValueTypeDef],
+    ) -> None:
+        """The sparse-index attributes `record`'s one write sets or removes."""
+        # The outbox mark: a failure is pending until the retry worker has taken it. If the
+        # process dies between this write and the SQS send, the sweeper finds the mark.
+        # The shard stays when the mark goes: the item leaves the sparse index with its sort key.
+        if event.is_failure:
+            sets.append(f"{PENDING_AT} = :now, {PENDING_SHARD} = :shard")
+            values[":now"] = {"N": str(int(now))}
+            values[":shard"] = {"S": pending_shard(event.message_sid)}
+        else:
+            removes.append(PENDING_AT)
+        # The reconciliation index, in the same write: a `sent` enters it (a newer one starts its
+        # count again), anything else leaves it. Removing what is absent writes no index entry.
+        if event.status == "sent" and self._track_sent:
+            sets.append(f"{STUCK_SINCE} = :sent_since, {STUCK_SHARD} = :shard")
+            values[":sent_since"] = {"N": str(int(event.date_updated.timestamp()))}
+            values[":shard"] = {"S": pending_shard(event.message_sid)}
+        else:
+            removes.append(STUCK_SINCE)
+        removes.append(LOOKUPS)
 
     def _add_history(self, key: Item, event: DeliveryEvent) -> None:
         try:
@@ -472,6 +529,73 @@ class ReceiptStore:
                 return False
             raise
         return True
+
+    # -- reconciliation (issue 9) ---------------------------------------------------------------
+
+    def stuck_sent(self, older_than: int) -> Iterator[StuckReceipt]:
+        """Receipts at `sent` since `older_than` or before: one Query per shard of the sparse
+        index, each reading only entries that old (no Scan, no filter)."""
+        paginator = self._db.get_paginator("query")
+        for shard in range(PENDING_SHARDS):
+            pages = paginator.paginate(
+                TableName=self._table,
+                IndexName=STUCK_INDEX,
+                KeyConditionExpression="#shard = :shard AND #since <= :cutoff",
+                ExpressionAttributeNames={"#shard": STUCK_SHARD, "#since": STUCK_SINCE},
+                ExpressionAttributeValues={
+                    ":shard": {"S": str(shard)},
+                    ":cutoff": {"N": str(older_than)},
+                },
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    lookups = item.get(LOOKUPS)
+                    yield StuckReceipt(
+                        message_sid=_string(item, "pk").removeprefix("MSG#"),
+                        receipt_sid=_string(item, "sk").removeprefix("RCPT#"),
+                        conversation_sid=_string(item, "conversation_sid"),
+                        chat_service_sid=_string(item, "chat_service_sid"),
+                        order_key=int(_number(item["order_key"])),
+                        lookups=int(_number(lookups)) if lookups else 0,
+                        since=int(_number(item[STUCK_SINCE])),
+                    )
+
+    def note_lookup(
+        self, stuck: StuckReceipt, now: int, *, counted: bool, max_lookups: int
+    ) -> bool | None:
+        """After a lookup that found nothing new: not again before a window has passed, and after
+        `max_lookups` counted ones never (the entry leaves the index). True: left alone now;
+        False: kept; None: the receipt moved on meanwhile (nothing written)."""
+        lookups = stuck.lookups + (1 if counted else 0)
+        left_alone = lookups >= max_lookups
+        expression = f"SET {LOOKUPS} = :lookups " + (
+            f"REMOVE {STUCK_SINCE}" if left_alone else f", {STUCK_SINCE} = :now"
+        )
+        values: dict[str, AttributeValueTypeDef] = {
+            ":lookups": {"N": str(lookups)},
+            ":order_key": {"N": str(stuck.order_key)},
+            ":sent": {"S": "sent"},
+        }
+        if not left_alone:
+            values[":now"] = {"N": str(now)}
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={
+                    "pk": {"S": message_pk(stuck.message_sid)},
+                    "sk": {"S": receipt_sk(stuck.receipt_sid)},
+                },
+                UpdateExpression=expression,
+                ConditionExpression=f"#status = :sent AND order_key = :order_key "
+                f"AND attribute_exists({STUCK_SINCE})",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _conditional_failure(error):
+                return None
+            raise
+        return left_alone
 
     # -- the outbox -----------------------------------------------------------------------------
 

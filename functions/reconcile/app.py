@@ -1,0 +1,52 @@
+"""ReconcileFunction: every ReconcileEveryMinutes, ask Twilio about receipts stuck at `sent` and
+record what it reports. Wiring only; see redeliver.reconcile."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from redeliver.aws import dynamodb_client, sqs_client
+from redeliver.conversations import ConversationsGateway
+from redeliver.credentials import CredentialSource
+from redeliver.ingest import Recorder
+from redeliver.observability import logger, metrics
+from redeliver.reconcile import Reconciler
+from redeliver.retry_queue import RetryQueue
+from redeliver.settings import Settings
+from redeliver.store import ReceiptStore
+
+settings = Settings.from_env()
+store = ReceiptStore(
+    dynamodb_client(),
+    settings.table_name,
+    settings.receipt_ttl_days,
+    track_sent=settings.reconcile_after_minutes > 0,
+)
+reconciler = Reconciler(
+    store=store,
+    twilio=ConversationsGateway(
+        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
+        base_url=settings.twilio_conversations_url,
+        timeout=settings.twilio_timeout_seconds,
+    ),
+    recorder=Recorder(store, RetryQueue(sqs_client(), settings.retry_queue_url)),
+    after_seconds=settings.reconcile_after_minutes * 60,
+    max_lookups=settings.reconcile_max_lookups,
+)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    report = reconciler.run(
+        lambda: context.get_remaining_time_in_millis() / 1000,
+        margin=2 * settings.twilio_timeout_seconds,  # a lookup may page: room for two requests
+    )
+    return {
+        "messages": report.messages,
+        "recorded": report.recorded,
+        "failures": report.failures,
+        "left_alone": report.left_alone,
+        "errors": report.errors,
+        "skipped": len(report.skipped),
+    }

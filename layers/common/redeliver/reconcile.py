@@ -1,0 +1,234 @@
+"""Reconciliation: ask Twilio about receipts stuck at `sent`, and record what it says (issue 9).
+
+Twilio does not retry Conversations webhooks, and Event Streams does not carry
+`onDeliveryUpdated`: a webhook that never reaches us (our 5xx, throttling, a network drop, a
+redeploy) is a failure nobody retries. So every ReconcileEveryMinutes the reconciler reads the
+receipts whose latest status has been `sent` for longer than ReconcileAfterMinutes (a sparse,
+sharded index: redeliver/store.py), asks Twilio's Receipts API about each of their messages (one
+call per message and run, plus paging), and records every receipt Twilio reports through
+`Recorder` — the path a webhook takes, with the same ordering, dedupe, outbox mark and enqueue.
+A failure found this way is retried exactly as a webhook's would be, and counted
+`ReconciledFailures`: it means webhook delivery is broken.
+
+A lookup that finds nothing new moves the entry one window on; after `max_lookups` such lookups
+the receipt is left alone (it leaves the index) and counted `ReconcileLeftAlone`: a message Twilio
+never reports further (a carrier that sends no delivery report) is not asked about forever.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from redeliver.conversations import ConversationsGateway, ReceiptSnapshot, TwilioError
+from redeliver.ingest import Recorder, Source
+from redeliver.observability import count, logger
+from redeliver.receipts import (
+    Change,
+    DeliveryEvent,
+    MalformedEvent,
+    Transition,
+    classify,
+    iso,
+)
+from redeliver.store import ReceiptStore, StuckReceipt
+
+MAX_LOOKUPS = 3  # lookups with nothing new before a stuck receipt is left alone
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a message's receipts are asked for."""
+
+    message_sid: str
+    conversation_sid: str
+    chat_service_sid: str = ""  # empty: the account's default Conversation Service
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One receipt Twilio reported, and what recording it did (or would do, on a dry run)."""
+
+    event: DeliveryEvent
+    transition: Transition
+
+    @property
+    def news(self) -> bool:
+        return self.transition.change in (Change.NEW, Change.LATEST)
+
+
+@dataclass
+class Report:
+    messages: int = 0  # asked Twilio about
+    recorded: int = 0  # receipts that changed (new, or a newer status)
+    failures: int = 0  # of them, failures queued for a retry
+    unchanged: int = 0  # stuck receipts with nothing new
+    left_alone: int = 0
+    errors: int = 0  # lookups Twilio did not answer
+    skipped: list[str] = field(default_factory=list)  # messages not reached (time ran out)
+
+
+def event_from_snapshot(target: Target, snapshot: ReceiptSnapshot) -> DeliveryEvent:
+    """A receipt of the Receipts API as the webhook would have carried it; MalformedEvent if it
+    cannot be one (no date to order it by, a SID the spec does not allow)."""
+    updated = snapshot.date_updated or snapshot.date_created
+    if updated is None:
+        raise MalformedEvent(f"receipt {snapshot.sid} has no date")
+    return DeliveryEvent.from_dict(
+        {
+            "message_sid": target.message_sid,
+            "receipt_sid": snapshot.sid,
+            "conversation_sid": target.conversation_sid,
+            "status": snapshot.status,
+            "error_code": snapshot.error_code,
+            "date_updated": iso(updated),
+            "date_created": iso(snapshot.date_created or updated),
+            "chat_service_sid": target.chat_service_sid,
+            "participant_sid": snapshot.participant_sid or "",
+            "channel_message_sid": snapshot.channel_message_sid or "",
+        }
+    )
+
+
+def reported(twilio: ConversationsGateway, target: Target) -> list[DeliveryEvent]:
+    """Every receipt Twilio reports for a message, as its webhook would have carried it; one that
+    cannot be recorded is logged, counted and left out. Raises TwilioError."""
+    events = []
+    for snapshot in twilio.list_receipts(
+        target.chat_service_sid, target.conversation_sid, target.message_sid
+    ):
+        try:
+            events.append(event_from_snapshot(target, snapshot))
+        except MalformedEvent as error:
+            logger.warning(
+                "a receipt Twilio reported cannot be recorded",
+                extra={"message_sid": target.message_sid, "reason": str(error)},
+            )
+            count("ReconcileUnusableReceipts")
+    return events
+
+
+def record_reported(
+    twilio: ConversationsGateway, recorder: Recorder, target: Target
+) -> list[Found]:
+    """Ask Twilio for a message's receipts and record each through the webhook's path: a new
+    failure is queued for a retry. The reconciler and the retry worker's follow-up both ask this
+    way. Raises TwilioError, and what the write raises."""
+    found = []
+    for event in reported(twilio, target):
+        result = recorder.record(event, Source.RECONCILE)
+        if result.transition is not None:
+            found.append(Found(event, result.transition))
+    return found
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: ReceiptStore,
+        twilio: ConversationsGateway,
+        recorder: Recorder,
+        *,
+        after_seconds: int,
+        max_lookups: int = MAX_LOOKUPS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._twilio = twilio
+        self._recorder = recorder
+        self._after = after_seconds
+        self._max_lookups = max_lookups
+        self._clock = clock
+
+    def stuck(self, older_than_seconds: int | None = None) -> dict[Target, list[StuckReceipt]]:
+        """Stuck receipts grouped by message: one Twilio call covers all of a message's."""
+        age = self._after if older_than_seconds is None else older_than_seconds
+        grouped: dict[Target, list[StuckReceipt]] = {}
+        for stuck in self._store.stuck_sent(older_than=int(self._clock()) - age):
+            target = Target(stuck.message_sid, stuck.conversation_sid, stuck.chat_service_sid)
+            grouped.setdefault(target, []).append(stuck)
+        return grouped
+
+    def lookup(self, target: Target, *, dry_run: bool = False) -> list[Found]:
+        """Ask Twilio for a message's receipts and record each (dry run: classify only).
+        Raises TwilioError."""
+        if not dry_run:
+            return record_reported(self._twilio, self._recorder, target)
+        found = []
+        for event in reported(self._twilio, target):
+            state = self._store.get_receipt(event.message_sid, event.receipt_sid)
+            found.append(Found(event, classify(state, event)))
+        return found
+
+    def run(self, time_left: Callable[[], float] | None = None, margin: float = 5.0) -> Report:
+        """One scheduled pass. `time_left` (seconds) stops it `margin` seconds before the
+        function's timeout (more than one lookup may take): what is not reached now is found
+        again by the next run."""
+        report = Report()
+        now = int(self._clock())
+        for target, stuck in self.stuck().items():
+            if time_left is not None and time_left() < margin:
+                report.skipped.append(target.message_sid)
+                continue
+            self._reconcile(target, stuck, now, report)
+        for name, value in (
+            ("ReconcileLookups", report.messages),
+            ("ReconcileUnchanged", report.unchanged),
+            ("ReconcileLeftAlone", report.left_alone),
+            ("ReconcileErrors", report.errors),
+        ):
+            count(name, value)
+        logger.info(
+            "reconciled",
+            extra={
+                "messages": report.messages,
+                "recorded": report.recorded,
+                "failures": report.failures,
+                "unchanged": report.unchanged,
+                "left_alone": report.left_alone,
+                "errors": report.errors,
+                "skipped": len(report.skipped),
+            },
+        )
+        return report
+
+    def _reconcile(
+        self, target: Target, stuck: Iterable[StuckReceipt], now: int, report: Report
+    ) -> None:
+        report.messages += 1
+        try:
+            found = self.lookup(target)
+        except TwilioError as error:
+            # Gone (404) or refused for good: counted towards leaving it alone. Transient
+            # (429, 5xx, no connection): not counted, but not asked again before a window passes.
+            logger.warning(
+                "receipts lookup failed",
+                extra={"message_sid": target.message_sid, "kind": error.kind},
+            )
+            report.errors += 1
+            counted = error.kind in ("not_found", "permanent")
+            for receipt in stuck:
+                self._note(receipt, now, counted, report)
+            return
+        report.recorded += sum(1 for f in found if f.news)
+        report.failures += sum(1 for f in found if f.transition.enqueue)
+        moved_on = {f.event.receipt_sid for f in found if f.news}
+        for receipt in stuck:
+            if receipt.receipt_sid not in moved_on:
+                report.unchanged += 1
+                self._note(receipt, now, True, report)
+
+    def _note(self, receipt: StuckReceipt, now: int, counted: bool, report: Report) -> None:
+        left = self._store.note_lookup(receipt, now, counted=counted, max_lookups=self._max_lookups)
+        if left:
+            report.left_alone += 1
+            logger.warning(
+                "a receipt stuck at sent is left alone",
+                extra={
+                    "message_sid": receipt.message_sid,
+                    "receipt_sid": receipt.receipt_sid,
+                    "since": receipt.since,
+                    "lookups": receipt.lookups + 1,
+                },
+            )

@@ -1,0 +1,146 @@
+"""Issue 9 item 4: a receipt whose DynamoDB write fails after the signature check is spilled, not
+lost; SpillFunction replays it through the same record path; only when SQS fails too is it a 5xx.
+
+DynamoDB throttling cannot be provoked in moto (it meters nothing): the fault is injected on the
+handler's own client, as botocore raises it once its retries are spent.
+"""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.resources import Resources
+from tests.lambdas import invoke, load_function, metric_names
+from tools.apigw import http_api_event
+from tools.samples import receipt_fields, sid
+from tools.sqs_poller import Batch, poll_once
+from tools.stack import TEST_AUTH_TOKEN, DeployedStack
+
+THROTTLED = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+
+
+def post(ingest: ModuleType, fields: dict[str, str]) -> int:
+    status: int = invoke(ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))["statusCode"]
+    return status
+
+
+def throttle(ingest: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+
+    def update_item(**kwargs: Any) -> Any:
+        calls.append(kwargs["Key"]["pk"]["S"])
+        raise ClientError(THROTTLED, "UpdateItem")
+
+    monkeypatch.setattr(ingest.ingest._store._db, "update_item", update_item)
+    return calls
+
+
+@pytest.fixture
+def spill(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return load_function("spill", stack.environment("SpillFunction"), monkeypatch)
+
+
+def peek(url: str) -> list[dict[str, Any]]:
+    """The queue's messages, left visible (Resources.queued hides them for 30 s)."""
+    answer = boto3.client("sqs").receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0
+    )
+    return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+
+def replay(spill: ModuleType, url: str) -> Batch:
+    return poll_once(boto3.client("sqs"), url, spill.lambda_handler)
+
+
+def test_a_failed_write_is_spilled_answered_200_and_replayed_through_the_same_path(
+    ingest: ModuleType,
+    spill: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    failed = receipt_fields("undelivered", message="spilled", error_code=30003)
+    with monkeypatch.context() as patch:
+        writes = throttle(ingest, patch)
+        assert post(ingest, failed) == 200
+        assert writes == [f"MSG#{sid('IM', 'spilled')}"]
+    emitted = metric_names(capsys.readouterr().out)
+    assert "SpilledReceipts" in emitted
+    assert "IngestFaults" not in emitted
+    assert resources.items() == []
+    spill_url = resources.stack.outputs["SpillQueueUrl"]
+    [body] = peek(spill_url)
+    assert body["event"]["message_sid"] == sid("IM", "spilled")
+    assert body["event"]["status"] == "undelivered"
+    assert peek(resources.queue_url) == []  # no retry job before the receipt is stored
+
+    batch = replay(spill, spill_url)
+    assert (batch.received, batch.failed) == (1, [])
+    [item] = resources.items()
+    assert item["status"] == {"S": "undelivered"}
+    assert "retry_pending_at" in item  # the outbox mark, as ingest sets it
+    [job] = resources.queued()  # and the retry job, exactly as a webhook's
+    assert job["event"]["message_sid"] == sid("IM", "spilled")
+    assert {"Receipts", "NewFailures", "SpillReplayed"} <= set(
+        metric_names(capsys.readouterr().out)
+    )
+    assert replay(spill, spill_url).received == 0  # deleted once replayed
+
+
+def test_a_replayed_receipt_keeps_the_order_of_events(
+    ingest: ModuleType,
+    spill: ModuleType,
+    resources: Resources,
+    stack: DeployedStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spilled failure is older than the `delivered` that got through meanwhile: replayed
+    later, it is history only, and nothing is queued for a retry."""
+    with monkeypatch.context() as patch:
+        throttle(ingest, patch)
+        assert post(ingest, receipt_fields("undelivered", message="o", error_code=30003)) == 200
+    delivered = receipt_fields("delivered", message="o", updated="2026-11-27T10:00:09Z")
+    assert post(ingest, delivered) == 200
+    assert replay(spill, stack.outputs["SpillQueueUrl"]).failed == []
+    [item] = resources.items()
+    assert item["status"] == {"S": "delivered"}
+    assert "hist_undelivered" in item
+    assert resources.queued() == []
+
+
+def test_when_the_write_and_the_spill_both_fail_the_answer_is_500(
+    stack: DeployedStack,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environment = {
+        **stack.environment("IngestFunction"),
+        "SPILL_QUEUE_URL": stack.outputs["SpillQueueUrl"] + "-gone",
+    }
+    broken = load_function("ingest", environment, monkeypatch)
+    throttle(broken, monkeypatch)
+    assert post(broken, receipt_fields("sent")) == 500
+    emitted = metric_names(capsys.readouterr().out)
+    assert "IngestFaults" in emitted
+    assert "SpilledReceipts" not in emitted
+
+
+def test_a_spilled_receipt_that_cannot_be_replayed_goes_back_to_the_queue(
+    spill: ModuleType, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = boto3.client("sqs")
+    url = stack.outputs["SpillQueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"v": 1, "event": {}}))
+    batch = replay(spill, url)
+    assert batch.received == 1
+    assert len(batch.failed) == 1  # after maxReceiveCount: SpillDLQ, alarmed
+    redrive = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+    policy = json.loads(redrive["Attributes"]["RedrivePolicy"])
+    assert policy["deadLetterTargetArn"].endswith(stack.outputs["SpillDLQUrl"].rsplit("/", 1)[1])
