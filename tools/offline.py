@@ -319,6 +319,8 @@ class Runtime:
         for logical, resource in load_template()["Resources"].items():
             if resource["Type"] != "AWS::Serverless::Function":
                 continue
+            if logical not in stack.environments:  # its Condition is false: not deployed
+                continue
             properties = resource["Properties"]
             directory = Path(properties["CodeUri"]).name
             env = {**os.environ, **stack.environment(logical), **overrides.get(logical, {})}
