@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve
+.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve chaos
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,3 +78,6 @@ offline: setup ## the whole system offline, one scenario and its report (ARGS="-
 
 serve: setup ## the offline stack, kept running after its scenario (prints how to reach it)
 	PYTHONPATH=layers/common:. $(PY) -m tools.offline --serve $(ARGS)
+
+chaos: setup ## the offline stack under faults (Twilio 429/5xx/timeouts, killed containers); exits 1 if an invariant breaks
+	PYTHONPATH=layers/common:. $(PY) -m tools.chaos $(ARGS)

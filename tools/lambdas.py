@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +26,18 @@ class FakeContext:
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:redeliver-local"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     remaining_ms: int = 4000
+    deadline: float | None = None  # time.monotonic() when Lambda would stop the invocation
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+        """`remaining_ms`, or with a deadline what is left of it, as Lambda's clock runs down."""
+        if self.deadline is None:
+            return self.remaining_ms
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+    @classmethod
+    def for_timeout(cls, seconds: float, function_name: str = "redeliver-local") -> FakeContext:
+        """The context of an invocation starting now, of a function with this Timeout."""
+        return cls(function_name=function_name, deadline=time.monotonic() + seconds)
 
 
 def import_function(directory: str) -> ModuleType:

@@ -15,6 +15,7 @@ is decided, and checks DESIGN.md's invariants; the exit code says whether they h
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import io
 import json
@@ -22,29 +23,32 @@ import multiprocessing
 import os
 import queue
 import random
+import re
 import secrets
 import signal
 import socket
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import boto3
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.store import PENDING_INDEX
 from tools.apigw import request_event, sign
 from tools.lambdas import FakeContext, import_function
 from tools.moto_server import FAKE_CREDENTIALS, moto_server
 from tools.samples import receipt_fields
-from tools.sqs_poller import poll_once
+from tools.sqs_poller import Batch, poll_once
 from tools.stack import ROOT, DeployedStack, create_twilio_secret, deploy, load_template
 from tools.twilio_sim import TwilioSimulator
 from tools.webhook_emitter import Mix, Stats, WebhookEmitter
@@ -68,6 +72,95 @@ FAKE_AWS = {
 }
 
 
+# -- where a run departs from the template ------------------------------------------------------
+
+
+@dataclass
+class Tuning:
+    """Departures from the deployed template for one run: time compressed, like OFFLINE_POLICY's
+    delays, so that a run ends in minutes. Each is said in the report (`notes`)."""
+
+    environment: dict[str, dict[str, str]] = field(default_factory=dict)  # function → overrides
+    visibility_timeout: int | None = None  # RetryQueue's VisibilityTimeout, seconds
+    sweep_every: float | None = None  # seconds between SweepFunction runs; None: the template's
+    kills: KillPlan | None = None  # containers to kill mid-invocation (make chaos)
+    # function → its Timeout, in seconds, enforced as Lambda does (the invocation is stopped).
+    # Elsewhere the context runs down from the deployed Timeout but nothing stops a late one.
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+    def notes(self, template: dict[str, Any]) -> list[str]:
+        lines = [
+            f"{function} Timeout={seconds:g} s, enforced (template: "
+            f"{_literal(template['Resources'][function]['Properties'].get('Timeout'), template)})"
+            for function, seconds in sorted(self.timeouts.items())
+        ]
+        for function, values in sorted(self.environment.items()):
+            declared = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+            lines += [
+                f"{function} {name}={value} (template: {_literal(declared.get(name), template)})"
+                for name, value in sorted(values.items())
+            ]
+        if self.visibility_timeout is not None:
+            declared = template["Resources"]["RetryQueue"]["Properties"]["VisibilityTimeout"]
+            lines.append(
+                f"RetryQueue VisibilityTimeout={self.visibility_timeout} (template: {declared})"
+            )
+        if self.sweep_every is not None:
+            lines.append(
+                f"SweepFunction every {self.sweep_every:g} s (template: {_schedule(template)})"
+            )
+        return lines
+
+
+def _literal(value: Any, template: dict[str, Any]) -> str:
+    """A template value as written, with `!FindInMap` looked up; None: unset."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        mapping, key, name = value["Fn::FindInMap"]
+        return str(template["Mappings"][mapping][key][name])
+    return "unset" if value is None else str(value)
+
+
+class KillPlan:
+    """Which invocations to kill, and where: `arm(function)` is asked before each invocation and
+    answers a kill point (or None): n, "before its n-th AWS call", or "sqs.SendMessage", "before
+    its first call of that operation"; `killed` is told when a kill happened. This one kills
+    nothing (make chaos plans kills: tools.chaos.ChaosKills)."""
+
+    def arm(self, function: str) -> KillPoint | None:
+        return None
+
+    def killed(self, function: str) -> None:
+        return None
+
+
+KillPoint = int | str
+
+
+@dataclass(frozen=True)
+class Kill:
+    function: str
+    where: str  # "before DynamoDB.UpdateItem (AWS call 1)"
+    event: str  # what it was handling
+    at: float  # seconds into the run
+
+
+def _schedule(template: dict[str, Any]) -> str:
+    events = template["Resources"]["SweepFunction"]["Properties"].get("Events") or {}
+    for event in events.values():
+        if event["Type"] == "Schedule":
+            return str(event["Properties"]["Schedule"])
+    return "none"
+
+
+def schedule_seconds(expression: str) -> float | None:
+    """`rate(5 minutes)` → 300.0; anything else (cron) → None."""
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+    if not match:
+        return None
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return float(int(match.group(1)) * unit)
+
+
 # -- the Lambda runtime: the real handlers, one invocation at a time ------------------------------
 
 
@@ -75,30 +168,65 @@ class FunctionError(RuntimeError):
     """The function raised: Lambda reports an error (API Gateway answers 500, SQS redelivers)."""
 
 
+class ContainerGone(FunctionError):
+    """The container's process died mid-invocation (killed, crashed, or stopped at its Timeout):
+    Lambda's `Runtime.ExitError` or "Task timed out". Its event is lost to it; Lambda starts a new
+    container."""
+
+
 class Container:
     """One Lambda container: its own process, environment and Powertools singletons, running one
-    invocation at a time."""
+    invocation at a time, with the context of a function whose Timeout is `timeout` (`enforced`:
+    an invocation still running a second after it is stopped, as Lambda stops it)."""
 
-    def __init__(self, directory: str, environment: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        directory: str,
+        environment: dict[str, str],
+        log: Path,
+        timeout: float = 3.0,
+        enforced: bool = False,
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._lock = threading.Lock()
+        self.timeout = timeout
+        self.enforced = enforced
         self.process = context.Process(
             target=_container_main, args=(directory, environment, str(log), child), daemon=True
         )
         self.process.start()
+        child.close()
 
     def wait_ready(self) -> None:
         """The container's init (imports, clients) is done: its first invocation is warm."""
-        ok, value = self._conn.recv()
-        if not ok:
+        try:
+            tag, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise FunctionError("init failed: the container exited") from None
+        if tag != "ok":
             raise FunctionError(f"init failed: {value}")
 
-    def invoke(self, event: dict[str, Any]) -> Any:
+    def invoke(self, event: dict[str, Any], kill_before: KillPoint | None = None) -> Any:
+        """The handler's answer; FunctionError if it raised; ContainerGone if the process died
+        (`kill_before`: SIGKILL itself right before that AWS call of this invocation)."""
         with self._lock:
-            self._conn.send(event)
-            ok, value = self._conn.recv()
-        if not ok:
+            try:
+                self._conn.send((event, self.timeout, kill_before))
+                if self.enforced and not self._conn.poll(self.timeout + 1.0):
+                    self.process.kill()
+                    self.process.join(timeout=5)
+                    raise ContainerGone(f"Task timed out after {self.timeout:g} seconds")
+                tag, value = self._conn.recv()
+            except (EOFError, OSError):
+                self.process.join(timeout=5)
+                raise ContainerGone(
+                    f"Runtime.ExitError: exit code {self.process.exitcode}"
+                ) from None
+        if tag == "killed":
+            self.process.join(timeout=5)
+            raise ContainerGone(f"Runtime.ExitError: killed {value}")
+        if tag != "ok":
             raise FunctionError(value)
         return value
 
@@ -113,20 +241,48 @@ class Container:
 def _container_main(
     directory: str, environment: dict[str, str], log: str, conn: Connection
 ) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides when containers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(environment)
     sys.stdout = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long
+    calls = _CallCounter(conn)
     try:
+        # Before the handler's module creates its clients: they copy the session's hooks.
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-call", calls)
         module = import_function(directory)
     except Exception as error:  # an init error, e.g. an invalid RetryPolicy: said, not hidden
-        conn.send((False, f"{type(error).__name__}: {error}"))
+        conn.send(("error", f"{type(error).__name__}: {error}"))
         return
-    conn.send((True, None))
-    while (event := conn.recv()) is not None:
+    conn.send(("ok", None))
+    while (message := conn.recv()) is not None:
+        event, timeout, calls.kill_before = message
+        calls.made = 0
         try:
-            conn.send((True, module.lambda_handler(event, FakeContext())))
+            answer = module.lambda_handler(event, FakeContext.for_timeout(timeout))
+            conn.send(("ok", answer))
         except Exception as error:  # reported to the caller, as Lambda does
-            conn.send((False, f"{type(error).__name__}: {error}"))
+            conn.send(("error", f"{type(error).__name__}: {error}"))
+
+
+class _CallCounter:
+    """botocore's `before-call` hook in a container: counts the invocation's AWS calls and, when
+    told to, dies right before one of them, as a container whose runtime is killed."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.made = 0
+        self.kill_before: KillPoint | None = None
+
+    def __call__(self, event_name: str = "", **_: Any) -> None:
+        self.made += 1
+        call = ".".join(event_name.split(".")[1:3])  # before-call.sqs.SendMessage → sqs.SendMessage
+        point = self.kill_before
+        if (isinstance(point, int) and self.made >= point) or point == call:
+            self._conn.send(("killed", f"before {call} (AWS call {self.made})"))
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Runtime:
@@ -134,40 +290,137 @@ class Runtime:
 
     One container per function by default, where Lambda would scale out: on two cores more would
     not be faster. (moto itself serves one request at a time, see tools/moto_server, so that its
-    conditional writes and transactions are atomic as DynamoDB's are.)
+    conditional writes and transactions are atomic as DynamoDB's are.) A container that dies is
+    replaced by a new one (a cold start), as Lambda does.
     """
 
-    def __init__(self, stack: DeployedStack, log: Path, http_containers: int = 1) -> None:
+    def __init__(
+        self,
+        stack: DeployedStack,
+        log: Path,
+        *,
+        http_containers: int = 1,
+        environment: dict[str, dict[str, str]] | None = None,
+        kills: KillPlan | None = None,
+        timeouts: dict[str, float] | None = None,
+    ) -> None:
         self.log = log
+        self.started = time.monotonic()
+        self.kills: list[Kill] = []
+        self.deaths: Counter[str] = Counter()
+        self.timed_out: Counter[str] = Counter()
+        self.invocations: Counter[str] = Counter()
+        self._plan = kills or KillPlan()
         self._idle: dict[str, queue.Queue[Container]] = {}
         self._all: list[Container] = []
+        self._specs: dict[str, tuple[str, dict[str, str], float, bool]] = {}
+        self._guard = threading.Lock()
+        overrides = environment or {}
         for logical, resource in load_template()["Resources"].items():
             if resource["Type"] != "AWS::Serverless::Function":
                 continue
-            directory = Path(resource["Properties"]["CodeUri"]).name
-            environment = {**os.environ, **stack.environment(logical)}
-            events = (resource["Properties"].get("Events") or {}).values()
+            if logical not in stack.environments:  # its Condition is false: not deployed
+                continue
+            properties = resource["Properties"]
+            directory = Path(properties["CodeUri"]).name
+            env = {**os.environ, **stack.environment(logical), **overrides.get(logical, {})}
+            enforced = logical in (timeouts or {})
+            timeout = (timeouts or {}).get(logical) or _deployed_timeout(stack, logical)
+            self._specs[logical] = (directory, env, timeout, enforced)
+            events = (properties.get("Events") or {}).values()
             count = http_containers if any(e["Type"] == "HttpApi" for e in events) else 1
             self._idle[logical] = queue.Queue()
             for _ in range(count):
-                container = Container(directory, environment, log)
-                self._all.append(container)
+                container = self._new(logical)
                 self._idle[logical].put(container)
         for container in self._all:
             container.wait_ready()
-        self.invocations: Counter[str] = Counter()
+
+    def _new(self, function: str) -> Container:
+        directory, environment, timeout, enforced = self._specs[function]
+        container = Container(directory, environment, self.log, timeout, enforced)
+        with self._guard:
+            self._all.append(container)
+        return container
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         self.invocations[function] += 1
         container = self._idle[function].get()
+        kill_before = self._plan.arm(function)
         try:
-            return container.invoke(event)
-        finally:
+            answer = container.invoke(event, kill_before)
+        except ContainerGone as gone:
+            self.deaths[function] += 1
+            if "timed out" in str(gone):
+                self.timed_out[function] += 1
+            if "killed" in str(gone):
+                self._plan.killed(function)
+                where = str(gone).split("killed ", 1)[1]
+                self.kills.append(
+                    Kill(function, where, describe_event(event), time.monotonic() - self.started)
+                )
+            threading.Thread(target=self._replace, args=(function,), daemon=True).start()
+            raise
+        except BaseException:
             self._idle[function].put(container)
+            raise
+        self._idle[function].put(container)
+        return answer
+
+    def _replace(self, function: str) -> None:
+        """A new container for a dead one, ready for the next invocation (a cold start)."""
+        container = self._new(function)
+        with contextlib.suppress(FunctionError):
+            container.wait_ready()
+        self._idle[function].put(container)
 
     def stop(self) -> None:
-        for container in self._all:
+        with self._guard:
+            containers = list(self._all)
+        for container in containers:
             container.stop()
+
+
+def _deployed_timeout(stack: DeployedStack, function: str) -> float:
+    """The function's Timeout as deployed (the template may take it from Globals or a Mapping)."""
+    name = stack.physical_ids[function]
+    configuration = boto3.client("lambda").get_function_configuration(FunctionName=name)
+    return float(configuration.get("Timeout") or 3)
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """What an invocation was handling, in SIDs: a webhook's receipt, a batch's jobs."""
+    if "Records" in event:
+        return "jobs " + ", ".join(describe_job(r.get("body", "")) for r in event["Records"])
+    if "body" in event:
+        body = event["body"]
+        with contextlib.suppress(ValueError):
+            if event.get("isBase64Encoded"):
+                body = base64.b64decode(body).decode()
+        fields = {k: v[0] for k, v in parse_qs(str(body)).items()}
+        return (
+            f"webhook {fields.get('MessageSid', '?')} {fields.get('Status', '?')}"
+            f" {fields.get('ErrorCode', '')}".rstrip()
+        )
+    return "scheduled event"
+
+
+def describe_job(body: str) -> str:
+    """A retry job in SIDs (read loosely: a report must not fail on a job it cannot parse)."""
+    try:
+        job = json.loads(body)
+    except ValueError:
+        return "unparseable job"
+    if not isinstance(job, dict):
+        return "unparseable job"
+    if job.get("kind") == "follow_up":
+        return (
+            f"follow-up of {job.get('message_sid')} "
+            f"(root {job.get('root')}, attempt {job.get('attempt')})"
+        )
+    event = job.get("event") or {}
+    code = event.get("error_code")
+    return f"{event.get('message_sid')} {event.get('status')}{f' {code}' if code else ''}"
 
 
 @contextlib.contextmanager
@@ -266,11 +519,54 @@ class LocalApi:
 # -- Lambda's SQS pollers: the template's SQS events ---------------------------------------------
 
 
+@dataclass
+class Job:
+    """A retry job as the poller saw it: what it is, how often it was received, where it is."""
+
+    summary: str
+    receives: int = 0
+    state: str = "in the handler"  # | "back to the queue" | "done"
+    since: float = 0.0  # time.monotonic() of the last change
+    error: str = ""  # the invocation's error, when it failed as a whole
+
+
+class JobBook:
+    """Every job the pollers received and what became of it: the report's "where is it"."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self.poll_errors: Counter[str] = Counter()
+
+    def received(self, records: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for record in records:
+                job = self._jobs.setdefault(record["messageId"], Job(describe_job(record["body"])))
+                job.receives += 1
+                job.state, job.since, job.error = "in the handler", now, ""
+
+    def finished(self, batch: Batch) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for message_id in batch.handles:
+                job = self._jobs[message_id]
+                job.state, job.since, job.error = "back to the queue", now, batch.error
+            for message_id, job in self._jobs.items():
+                if job.state == "in the handler" and message_id not in batch.handles:
+                    job.state, job.since = "done", now
+
+    def open(self) -> list[Job]:
+        with self._lock:
+            return [job for job in self._jobs.values() if job.state != "done"]
+
+
 class Pollers:
     def __init__(self, runtime: Runtime, stack: DeployedStack) -> None:
         self._runtime = runtime
         self._stack = stack
         self._stop = threading.Event()
+        self.book = JobBook()
         self._threads = [
             threading.Thread(target=self._loop, args=(source,), daemon=True)
             for source in stack.sqs_sources
@@ -287,8 +583,12 @@ class Pollers:
     def _loop(self, source: Any) -> None:
         sqs = boto3.client("sqs")
         url = self._stack.physical_ids[source.queue]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
 
         def handler(event: dict[str, Any], _: Any) -> Any:
+            self.book.received(event["Records"])
             return self._runtime.invoke(source.function, event)
 
         while not self._stop.is_set():
@@ -300,12 +600,48 @@ class Pollers:
                     batch_size=source.batch_size,
                     wait_seconds=0,  # short polls: moto serves one request at a time
                     report_batch_item_failures=source.report_batch_item_failures,
+                    queue_arn=arn,
                 )
-            except Exception:
-                time.sleep(0.5)
+            except Exception as error:  # moto unreachable: said in the report, polled again
+                self.book.poll_errors[type(error).__name__] += 1
+                self._stop.wait(0.5)
                 continue
-            if not batch.received:
+            if batch.received:
+                self.book.finished(batch)
+            else:
                 self._stop.wait(0.1)
+
+
+class Scheduler:
+    """EventBridge Scheduler's `Schedule` event: the sweeper, every `every` seconds."""
+
+    def __init__(self, runtime: Runtime, function: str, every: float) -> None:
+        self._runtime = runtime
+        self._function = function
+        self.every = every
+        self.runs = 0
+        self.swept = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> Scheduler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            event = {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
+            try:
+                answer = self._runtime.invoke(self._function, event)
+            except FunctionError as error:
+                self.errors.append(str(error))
+                continue
+            self.runs += 1
+            self.swept += int((answer or {}).get("swept", 0))
 
 
 # -- the whole stack ------------------------------------------------------------------------------
@@ -320,26 +656,30 @@ class Offline:
     sim: TwilioSimulator
     token: str
     endpoint: str
+    workdir: Path
+    tuning: Tuning = field(default_factory=Tuning)
+    sweeper: Scheduler | None = None
     emitter: WebhookEmitter | None = None
 
 
 @contextlib.contextmanager
-def running(port: int, workdir: Path, seed: int) -> Iterator[Offline]:
+def running(port: int, workdir: Path, seed: int, tuning: Tuning | None = None) -> Iterator[Offline]:
     """The whole stack, up until the block ends."""
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as cleanup:
-        endpoint = cleanup.enter_context(moto_server())
+        endpoint = cleanup.enter_context(moto_server(workdir / "moto-slow.log"))
         cleanup.enter_context(_environment({**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint}))
-        offline = _start(endpoint, port, workdir, seed)
+        offline = _start(endpoint, port, workdir, seed, tuning or Tuning())
         cleanup.callback(offline.sim.stop)
         cleanup.callback(offline.runtime.stop)
         cleanup.callback(offline.api.stop)
         cleanup.callback(offline.pollers.stop)
+        cleanup.callback(lambda: offline.sweeper.stop() if offline.sweeper else None)
         cleanup.callback(lambda: offline.emitter.stop() if offline.emitter else None)
         yield offline
 
 
-def _start(endpoint: str, port: int, workdir: Path, seed: int) -> Offline:
+def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -> Offline:
     sim = TwilioSimulator(seed=seed).start()
     token = secrets.token_hex(16)
     with contextlib.redirect_stderr(io.StringIO()):  # moto's warnings on skipped resources
@@ -354,13 +694,48 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int) -> Offline:
                 "RetryFollowUpSeconds": "2",
             },
         )
-    runtime = Runtime(stack, workdir / "lambda.log")
+    if tuning.visibility_timeout is not None:
+        boto3.client("sqs").set_queue_attributes(
+            QueueUrl=stack.outputs["RetryQueueUrl"],
+            Attributes={"VisibilityTimeout": str(tuning.visibility_timeout)},
+        )
+    (workdir / "moto-slow.log").unlink(missing_ok=True)  # the deploy's slow requests are no news
+    log = workdir / "lambda.log"
+    log.unlink(missing_ok=True)  # this run's lines only: the report reads reasons from it
+    runtime = Runtime(
+        stack, log, environment=tuning.environment, kills=tuning.kills, timeouts=tuning.timeouts
+    )
     api = LocalApi(runtime, port).start()
     pollers = Pollers(runtime, stack).start()
-    return Offline(stack, runtime, api, pollers, sim, token, endpoint)
+    every = tuning.sweep_every or schedule_seconds(_schedule(load_template()))
+    sweeper = Scheduler(runtime, "SweepFunction", every).start() if every else None
+    return Offline(stack, runtime, api, pollers, sim, token, endpoint, workdir, tuning, sweeper)
 
 
 # -- a scenario and its report -------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    """SIGTERM, turned into an exception so the report is still printed."""
+
+
+@dataclass(frozen=True)
+class Settlement:
+    settled: bool
+    why: str = ""  # when not settled: timed out, interrupted, an error
+
+
+@dataclass
+class Check:
+    """One invariant of DESIGN.md, as the run's data shows it."""
+
+    name: str
+    violations: list[str] = field(default_factory=list)
+    evidence: str = ""  # what it was checked over
+
+    @property
+    def held(self) -> bool:
+        return not self.violations
 
 
 @dataclass
@@ -369,22 +744,36 @@ class Report:
     seconds: float
     webhooks: Stats
     api_answers: Counter[int]
-    receipts: Counter[str]
-    retries_sent: int
-    recovered: int
-    gave_up: Counter[str]
-    dlq: int
-    outcomes: Counter[str]
-    violations: list[str] = field(default_factory=list)
+    receipts: Counter[str] = field(default_factory=Counter)
+    retries_sent: int = 0
+    recovered: int = 0
+    gave_up: Counter[str] = field(default_factory=Counter)
+    dlq: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    checks: list[Check] = field(default_factory=list)
+    settlement: Settlement = field(default_factory=lambda: Settlement(True))
+    unsettled: list[str] = field(default_factory=list)  # what is not done, where, and why
+    notes: list[str] = field(default_factory=list)  # departures from the template; moto stalls
+    sections: list[str] = field(default_factory=list)  # more lines (make chaos)
+    error: str = ""  # the report itself could not be completed: why
+
+    @property
+    def violations(self) -> list[str]:
+        return [f"{c.name}: {v}" for c in self.checks for v in c.violations]
+
+    @property
+    def ok(self) -> bool:
+        return self.settlement.settled and not self.violations and not self.error
 
     @property
     def throughput(self) -> float:
         return sum(self.api_answers.values()) / self.seconds if self.seconds else 0.0
 
-    def render(self) -> str:
+    def render(self, title: str = "Redeliver offline") -> str:
         w = self.webhooks
+        state = "" if self.settlement.settled else f"  DID NOT SETTLE: {self.settlement.why}"
         lines = [
-            f"Redeliver offline: {self.messages} messages in {self.seconds:.1f} s",
+            f"{title}: {self.messages} messages in {self.seconds:.1f} s{state}",
             f"  webhooks        {w.sent} sent, answers {dict(sorted(self.api_answers.items()))}, "
             f"p50 {w.p50 * 1e3:.1f} ms, p99 {w.percentile(0.99) * 1e3:.1f} ms",
             f"  throughput      {w.peak_rate():.0f} receipts/s at peak (5 s window); "
@@ -394,15 +783,66 @@ class Report:
             f"  retries sent    {self.retries_sent}, recovered (delivered/read) {self.recovered}",
             f"  given up        {sum(self.gave_up.values())} {dict(sorted(self.gave_up.items()))}",
             f"  DLQ depth       {self.dlq}",
+            *self.sections,
         ]
-        if self.violations:
-            lines.append(f"  INVARIANTS BROKEN ({len(self.violations)}):")
-            lines += [f"    - {v}" for v in self.violations[:20]]
+        if self.notes:
+            lines.append("  notes")
+            lines += [f"    - {note}" for note in self.notes]
+        if self.error:
+            lines.append(f"  REPORT INCOMPLETE: {self.error}")
+        if not self.settlement.settled:
+            lines.append(f"  not settled ({len(self.unsettled)}):")
+            lines += [f"    - {line}" for line in self.unsettled[:30]]
+            if len(self.unsettled) > 30:
+                lines.append(f"    ... and {len(self.unsettled) - 30} more")
+        settled = self.settlement.settled
+        if self.checks:
+            # Unsettled, a check sees work in flight (a message sent, its record not yet
+            # written): what it finds is open, not yet a verdict.
+            lines.append("  invariants" + ("" if settled else " (as things stood: not settled)"))
+            for check in self.checks:
+                verdict = "held  " if check.held else ("BROKEN" if settled else "open  ")
+                evidence = f" ({check.evidence})" if check.evidence else ""
+                lines.append(f"    {verdict} {check.name}{evidence}")
+                lines += [f"             - {v}" for v in check.violations[:10]]
+                if len(check.violations) > 10:
+                    lines.append(f"             ... and {len(check.violations) - 10} more")
+        if self.ok:
+            lines.append("  result          every invariant held")
         else:
+            broken = sum(not c.held for c in self.checks)
+            state = "broken" if settled else "open"
             lines.append(
-                "  invariants      held: one send per attempt, every failure decided, no 5xx"
+                "  result          FAILED: "
+                + "; ".join(
+                    part
+                    for part in (
+                        "" if self.settlement.settled else "did not settle",
+                        f"{broken} invariant(s) {'broken' if settled else 'open'}"
+                        if broken
+                        else "",
+                        "report incomplete" if self.error else "",
+                    )
+                    if part
+                )
             )
         return "\n".join(lines)
+
+
+def send_messages(offline: Offline, messages: int, mix: Mix, *, seed: int, rate: float) -> None:
+    """The app's own messages, at its own pace."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible scenario
+    started = time.monotonic()
+    for n in range(messages):
+        time.sleep(max(0.0, started + n / rate - time.monotonic()))
+        channel = "whatsapp" if rng.random() < mix.whatsapp_share else "sms"
+        conversation = offline.sim.add_conversation(name=f"scenario-{seed}-{n}", channel=channel)
+        offline.sim.add_message(
+            conversation,
+            body=f"Your code is {rng.randint(0, 999_999):06d}",
+            author="shop",
+            attributes={"order": n},
+        )
 
 
 def run_scenario(
@@ -414,7 +854,11 @@ def run_scenario(
     timeout: float,
     progress: bool,
     rate: float = 50.0,
+    send: Callable[[Offline], None] | None = None,
 ) -> Report:
+    """Messages in, until everything settles; a report whatever happens (a timeout, an error,
+    Ctrl-C): it says what did not settle, where it is and why. `send` replaces the app's
+    messages (make chaos sends its own)."""
     emitter = WebhookEmitter(
         offline.api.url + "/twilio/delivery-receipts",
         offline.token,
@@ -424,44 +868,43 @@ def run_scenario(
     ).start()
     offline.emitter = emitter
     offline.sim.listeners.append(emitter.on_message)
-    rng = random.Random(seed)  # noqa: S311 - a reproducible scenario
     started = time.monotonic()
-    for n in range(messages):
-        time.sleep(max(0.0, started + n / rate - time.monotonic()))  # the app's own pace
-        channel = "whatsapp" if rng.random() < mix.whatsapp_share else "sms"
-        conversation = offline.sim.add_conversation(name=f"scenario-{seed}-{n}", channel=channel)
-        offline.sim.add_message(
-            conversation,
-            body=f"Your code is {rng.randint(0, 999_999):06d}",
-            author="shop",
-            attributes={"order": n},
-        )
-    _settle(offline, emitter, started, timeout, progress)
+    try:
+        if send is None:
+            send_messages(offline, messages, mix, seed=seed, rate=rate)
+        else:
+            send(offline)
+        settlement = _settle(offline, emitter, started, timeout, progress)
+    except (KeyboardInterrupt, Interrupted) as stop:
+        settlement = Settlement(False, f"interrupted ({type(stop).__name__})")
+    except Exception as error:  # a report is still owed: what failed, and what was done
+        traceback.print_exc(file=sys.stderr)
+        settlement = Settlement(False, f"the run failed: {type(error).__name__}: {error}")
     elapsed = time.monotonic() - started
-    return collect(offline, emitter, messages, elapsed)
+    emitter.stop()
+    if progress and sys.stdout.isatty():
+        print()
+    return collect(offline, emitter, messages, elapsed, settlement)
 
 
 def _settle(
     offline: Offline, emitter: WebhookEmitter, started: float, timeout: float, progress: bool
-) -> None:
-    """Until nothing is left to do: no webhook to send, no job queued, delayed or in flight."""
+) -> Settlement:
+    """Until nothing is left to do: no webhook to send, no job queued, delayed or in flight and,
+    when the sweeper runs, no failure waiting for it."""
     sqs = boto3.client("sqs")
     url = offline.stack.outputs["RetryQueueUrl"]
     quiet = 0
     last_line = 0.0
-    while quiet < 3:
+    while True:
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"the scenario did not settle within {timeout:.0f} s")
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        depth = sum(int(v) for v in attributes.values())  # queued, in flight, delayed
+            return Settlement(False, f"not done within --timeout {timeout:.0f} s")
+        depth = sum(_queue_depth(sqs, url).values())  # queued, in flight, delayed
         quiet = quiet + 1 if depth == 0 and emitter.idle else 0
+        if quiet >= 3:
+            if offline.sweeper is None or not pending_failures(offline):
+                return Settlement(True)
+            quiet = 0
         if progress:
             line = (
                 f"  {time.monotonic() - started:5.1f} s  webhooks {emitter.stats.sent:5d}  "
@@ -473,88 +916,316 @@ def _settle(
             elif time.monotonic() - last_line >= 5:
                 print(line, flush=True)
                 last_line = time.monotonic()
-        time.sleep(0.3)
-    if progress and sys.stdout.isatty():
-        print()
+        time.sleep(0.3 if quiet else 1.0)
 
 
-def collect(offline: Offline, emitter: WebhookEmitter, messages: int, elapsed: float) -> Report:
+def _queue_depth(sqs: Any, url: str) -> dict[str, int]:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return {name: int(value) for name, value in attributes.items()}
+
+
+def pending_failures(offline: Offline) -> list[dict[str, Any]]:
+    """Failures still carrying the outbox mark: stored, not yet taken by the worker."""
+    dynamodb = boto3.client("dynamodb")
+    table = offline.stack.outputs["ReceiptsTableName"]
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table, IndexName=PENDING_INDEX)
+    return [item for page in pages for item in page["Items"]]
+
+
+def collect(
+    offline: Offline,
+    emitter: WebhookEmitter,
+    messages: int,
+    elapsed: float,
+    settlement: Settlement | None = None,
+) -> Report:
+    report = Report(
+        messages,
+        elapsed,
+        emitter.stats,
+        offline.api.answers,
+        outcomes=emitter.outcomes,
+        settlement=settlement or Settlement(True),
+        notes=offline.tuning.notes(load_template()) + moto_stalls(offline.workdir),
+    )
+    try:
+        _collect(offline, report)
+    except (KeyboardInterrupt, Exception) as error:  # the report says it
+        report.error = f"{type(error).__name__}: {error}"
+    return report
+
+
+def _collect(offline: Offline, report: Report) -> None:
     dynamodb = boto3.client("dynamodb")
     items = list(_scan(dynamodb, offline.stack.outputs["ReceiptsTableName"]))
     by_key = {(i["pk"]["S"], i["sk"]["S"]): i for i in items}
-    receipts = Counter(i["status"]["S"] for i in items if i["sk"]["S"].startswith("RCPT#"))
+    report.receipts = Counter(i["status"]["S"] for i in items if i["sk"]["S"].startswith("RCPT#"))
     attempts = [i for i in items if i["sk"]["S"].startswith("ATTEMPT#")]
     origins = {i["pk"]["S"]: i for i in items if i["sk"]["S"] == "ORIGIN"}
-    gave_up = Counter(i["reason"]["S"] for i in attempts if i["state"]["S"] == "gave_up")
-    recovered = sum(
+    report.gave_up = Counter(
+        i.get("reason", {}).get("S", "?") for i in attempts if i["state"]["S"] == "gave_up"
+    )
+    report.retries_sent = sum(1 for i in attempts if i["state"]["S"] == "sent")
+    report.recovered = sum(
         1
         for i in items
         if i["sk"]["S"].startswith("RCPT#")
         and i["pk"]["S"] in origins
         and i["status"]["S"] in ("delivered", "read")
     )
+    dead = dead_letters(offline)
+    report.dlq = len(dead)
+    report.checks = check_invariants(offline, items, by_key, dead)
+    if not report.settlement.settled:
+        report.unsettled = whereabouts(offline, items, by_key, dead)
+
+
+def dead_letters(offline: Offline) -> list[str]:
+    """The bodies in the DLQ, looked at without taking them (visibility 0)."""
     sqs = boto3.client("sqs")
-    dlq = int(
-        sqs.get_queue_attributes(
-            QueueUrl=offline.stack.outputs["RetryDLQUrl"],
-            AttributeNames=["ApproximateNumberOfMessages"],
-        )["Attributes"]["ApproximateNumberOfMessages"]
+    url = offline.stack.outputs["RetryDLQUrl"]
+    depth = int(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+            "Attributes"
+        ]["ApproximateNumberOfMessages"]
     )
-    report = Report(
-        messages,
-        elapsed,
-        emitter.stats,
-        offline.api.answers,
-        receipts,
-        sum(1 for i in attempts if i["state"]["S"] == "sent"),
-        recovered,
-        gave_up,
-        dlq,
-        emitter.outcomes,
-    )
-    report.violations = check_invariants(offline, items, by_key, origins, dlq)
-    return report
+    bodies: dict[str, str] = {}
+    for _ in range(depth // 10 + 3):
+        if len(bodies) >= depth:
+            break
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        bodies.update({m["MessageId"]: m["Body"] for m in answer.get("Messages", [])})
+    return list(bodies.values()) + [""] * max(0, depth - len(bodies))
+
+
+def chains(
+    items: list[dict[str, Any]], created: list[dict[str, Any]]
+) -> dict[str, tuple[str, int]]:
+    """Message key → (root, which attempt it is) for every retry: from its ORIGIN link, else from
+    the marker Twilio holds in its attributes (a worker can die between create and record)."""
+    known: dict[str, tuple[str, int]] = {}
+    for message in created:
+        with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
+            marker = json.loads(message.get("attributes") or "{}")["redeliver"]
+            known[f"MSG#{message['sid']}"] = (str(marker["root"]), int(marker["attempt"]))
+    for item in items:
+        if item["sk"]["S"] == "ORIGIN":
+            known[item["pk"]["S"]] = (item["root"]["S"], int(item["attempt"]["N"]))
+    return known
+
+
+def _failure_decision(
+    item: dict[str, Any],
+    by_key: dict[tuple[str, str], dict[str, Any]],
+    links: dict[str, tuple[str, int]],
+) -> tuple[str, int, str | None]:
+    """(root, attempt, its state) of the attempt that decides a failure receipt (state None: no
+    attempt item)."""
+    message = item["pk"]["S"]
+    root, number = links.get(message, (message.removeprefix("MSG#"), 0))
+    attempt = by_key.get((f"MSG#{root}", f"ATTEMPT#{number + 1:03d}"))
+    return root, number + 1, attempt["state"]["S"] if attempt else None
+
+
+def _failures(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        i
+        for i in items
+        if i["sk"]["S"].startswith("RCPT#") and i["status"]["S"] in ("undelivered", "failed")
+    ]
 
 
 def check_invariants(
     offline: Offline,
     items: list[dict[str, Any]],
     by_key: dict[tuple[str, str], dict[str, Any]],
-    origins: dict[str, dict[str, Any]],
-    dlq: int,
-) -> list[str]:
-    violations = []
-    sends: Counter[tuple[str | None, int | None]] = Counter()
-    for message in offline.sim.created:
-        marker = json.loads(message["attributes"]).get("redeliver", {})
-        sends[(marker.get("root"), marker.get("attempt"))] += 1
-    violations += [
-        f"{count} messages sent for {root} attempt {attempt}"
-        for (root, attempt), count in sends.items()
-        if count > 1
+    dead: list[str],
+) -> list[Check]:
+    links = chains(items, offline.sim.created)
+    return [
+        one_message_per_attempt(offline.sim.created, items),
+        failures_decided(items, by_key, links, dead),
+        no_server_errors(offline),
     ]
-    for item in items:
-        if not item["sk"]["S"].startswith("RCPT#") or item["status"]["S"] not in (
-            "undelivered",
-            "failed",
-        ):
+
+
+def one_message_per_attempt(created: list[dict[str, Any]], items: list[dict[str, Any]]) -> Check:
+    """Exactly one new message per (root, attempt): none doubled, and every message Twilio stored
+    is the one its attempt records as sent (a message out for an attempt recorded given up, or
+    still claimed, is a send nobody knows of)."""
+    check = Check("exactly one new message per attempt")
+    sends: dict[tuple[str | None, int | None], list[str]] = {}
+    for message in created:
+        try:
+            marker = json.loads(message.get("attributes") or "{}").get("redeliver", {})
+        except ValueError:
+            marker = {}
+        sends.setdefault((marker.get("root"), marker.get("attempt")), []).append(message["sid"])
+    attempts = {
+        (i["pk"]["S"].removeprefix("MSG#"), int(i["sk"]["S"].removeprefix("ATTEMPT#"))): i
+        for i in items
+        if i["sk"]["S"].startswith("ATTEMPT#")
+    }
+    for (root, number), sids in sorted(sends.items(), key=str):
+        if len(sids) > 1:
+            check.violations.append(f"{len(sids)} messages sent for {root} attempt {number}")
+            continue
+        attempt = attempts.get((str(root), int(number or 0)))
+        state = attempt["state"]["S"] if attempt else "no attempt item"
+        recorded = attempt.get("new_message_sid", {}).get("S") if attempt else None
+        if state != "sent" or recorded != sids[0]:
+            check.violations.append(
+                f"{sids[0]} went out for {root} attempt {number}, recorded as {state}"
+                + (f" with {recorded}" if recorded and recorded != sids[0] else "")
+            )
+    for (root, number), attempt in sorted(attempts.items()):
+        if attempt["state"]["S"] == "sent" and (root, number) not in sends:
+            check.violations.append(f"{root} attempt {number} recorded sent, no message went out")
+    check.evidence = f"{len(created)} messages created, {len(attempts)} attempts recorded"
+    return check
+
+
+def failures_decided(
+    items: list[dict[str, Any]],
+    by_key: dict[tuple[str, str], dict[str, Any]],
+    links: dict[str, tuple[str, int]],
+    dead: list[str],
+) -> Check:
+    """Every stored failure is decided (retried or given up) in its own chain, or its job is in
+    the DLQ, where the DLQ alarm makes it visible."""
+    check = Check("every failure decided or visible in the DLQ")
+    in_dlq = {describe_job(body).split(" ", 1)[0] for body in dead}
+    failures = _failures(items)
+    for item in failures:
+        root, number, state = _failure_decision(item, by_key, links)
+        message = item["pk"]["S"].removeprefix("MSG#")
+        if state in ("sent", "gave_up") or message in in_dlq:
+            continue
+        elsewhere = by_key.get((item["pk"]["S"], "ATTEMPT#001")) if root != message else None
+        check.violations.append(
+            f"failure of {message} left without a decision: {root} attempt {number} is "
+            f"{state or 'not recorded'}"
+            + (
+                f" (an attempt was recorded under {message} itself, as a root: "
+                f"{elsewhere['state']['S']})"
+                if elsewhere
+                else ""
+            )
+        )
+    check.evidence = f"{len(failures)} failures stored, {len(dead)} job(s) in the DLQ"
+    return check
+
+
+def no_server_errors(offline: Offline, killed: int = 0) -> Check:
+    """Ingest never answers 5xx for valid input: the only 5xx allowed are the `killed` ingest
+    invocations (make chaos kills containers: API Gateway then answers 500)."""
+    check = Check("no 5xx for valid input" + (" but the injected kills" if killed else ""))
+    server_errors = {s: n for s, n in offline.api.answers.items() if s >= 500}
+    if sum(server_errors.values()) > killed:
+        check.violations.append(
+            f"ingest answered 5xx {sum(server_errors.values())} times {server_errors}"
+            + (f", {killed} of them injected kills" if killed else "")
+        )
+    if offline.emitter and offline.emitter.stats.errors:
+        check.violations.append(f"{offline.emitter.stats.errors} webhook(s) got no answer")
+    answered = sum(offline.api.answers.values())
+    check.evidence = f"{answered} answers" + (f", {killed} kills" if killed else "")
+    return check
+
+
+def whereabouts(
+    offline: Offline,
+    items: list[dict[str, Any]],
+    by_key: dict[tuple[str, str], dict[str, Any]],
+    dead: list[str],
+) -> list[str]:
+    """What did not settle, where it is, and why (from the functions' own log lines)."""
+    lines = []
+    emitter = offline.emitter
+    if emitter is not None and not emitter.idle:
+        lines.append("webhooks still to send (the emitter's queue is not empty)")
+    depth = _queue_depth(boto3.client("sqs"), offline.stack.outputs["RetryQueueUrl"])
+    visible = depth.get("ApproximateNumberOfMessages", 0)
+    delayed = depth.get("ApproximateNumberOfMessagesDelayed", 0)
+    if visible:
+        lines.append(f"{visible} job(s) queued, not yet received")
+    if delayed:
+        lines.append(f"{delayed} job(s) delayed (a policy delay, or a re-enqueued wait)")
+    reasons = log_reasons(offline.runtime.log)
+    visibility = offline.tuning.visibility_timeout or int(
+        load_template()["Resources"]["RetryQueue"]["Properties"]["VisibilityTimeout"]
+    )
+    now = time.monotonic()
+    for job in offline.pollers.book.open():
+        if job.state == "in the handler":
+            where = f"in the handler for {now - job.since:.0f} s"
+        else:
+            where = (
+                f"back to the queue {now - job.since:.0f} s ago, invisible until its visibility "
+                f"timeout ({visibility} s, or what the handler set) runs out"
+            )
+        why = job.error or reasons.get(job.summary.split(" ", 1)[0], "")
+        lines.append(
+            f"job {job.summary}: {where}; received {job.receives}x"
+            + (f"; why: {why}" if why else "")
+        )
+    for body in dead:
+        lines.append(f"job {describe_job(body)}: in the DLQ")
+    pending = {i["pk"]["S"] for i in pending_failures(offline)} if offline.sweeper else set()
+    links = chains(items, offline.sim.created)
+    for item in _failures(items):
+        if _failure_decision(item, by_key, links)[2] in ("sent", "gave_up", "claimed"):
             continue
         message = item["pk"]["S"]
-        origin = origins.get(message)
-        root = origin["root"]["S"] if origin else message.removeprefix("MSG#")
-        number = int(origin["attempt"]["N"]) + 1 if origin else 1
-        attempt = by_key.get((f"MSG#{root}", f"ATTEMPT#{number:03d}"))
-        if attempt is None or attempt["state"]["S"] not in ("sent", "gave_up"):
-            state = attempt["state"]["S"] if attempt else "nothing"
-            violations.append(f"failure of {message} left without a decision ({state})")
-    if dlq:
-        violations.append(f"{dlq} retry job(s) in the DLQ")
-    server_errors = {s: n for s, n in offline.api.answers.items() if s >= 500}
-    if server_errors:
-        violations.append(f"ingest answered 5xx: {server_errors}")
-    if offline.emitter and offline.emitter.stats.errors:
-        violations.append(f"{offline.emitter.stats.errors} webhook(s) got no answer")
-    return violations
+        if message in pending:
+            lines.append(
+                f"failure of {message.removeprefix('MSG#')}: stored, its job not yet taken "
+                f"(outbox mark set: the sweeper re-queues it after its grace period)"
+            )
+    return lines
+
+
+def log_reasons(log: Path) -> dict[str, str]:
+    """message SID → the last warning or error the functions logged about it."""
+    reasons: dict[str, str] = {}
+    with contextlib.suppress(OSError), log.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if '"level":"WARNING"' not in line and '"level":"ERROR"' not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            text = entry.get("message", "")
+            if entry.get("reason"):
+                text += f": {entry['reason']}"
+            for key in ("message_sid", "root"):
+                if isinstance(entry.get(key), str):
+                    reasons[entry[key]] = text
+    return reasons
+
+
+def moto_stalls(workdir: Path) -> list[str]:
+    """moto's requests that took over a second (tools/moto_server --slow-log), summarised."""
+    path = workdir / "moto-slow.log"
+    try:
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line]
+    except (OSError, ValueError):
+        return []
+    if not entries:
+        return []
+    worst = max(entries, key=lambda e: e["waited"] + e["served"])
+    return [
+        f"moto was slow: {len(entries)} request(s) took over 1 s; the slowest "
+        f"{worst['operation']} waited {worst['waited']} s and took {worst['served']} s"
+    ]
 
 
 def _scan(dynamodb: Any, table: str) -> Iterator[dict[str, Any]]:
@@ -678,8 +1349,9 @@ def main(argv: list[str] | None = None) -> int:
             args.target, token, args.messages, rate=args.rate or 20.0, mix=mix, seed=args.seed
         )
 
-    # `kill` as well as Ctrl-C stops everything this started (moto is a separate process).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # `kill` as well as Ctrl-C stops everything this started (moto is a separate process), after
+    # the report.
+    signal.signal(signal.SIGTERM, _terminated)
     if not _port_free(args.port):
         parser.error(
             f"port {args.port} is in use (another offline stack?): choose another with "
@@ -696,12 +1368,23 @@ def main(argv: list[str] | None = None) -> int:
             progress=True,
             rate=args.rate or 50.0,
         )
-        print(report.render())
+        print(report.render(), flush=True)
         if args.serve:
             print("\n" + serve_instructions(offline))
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.suppress(KeyboardInterrupt, Interrupted):
                 threading.Event().wait()
-        return 1 if report.violations else 0
+        return exit_code(report)
+
+
+def exit_code(report: Report) -> int:
+    """0: settled, every invariant held; 130: interrupted; 1: anything else."""
+    if report.settlement.why.startswith("interrupted"):
+        return 130
+    return 0 if report.ok else 1
+
+
+def _terminated(*_: object) -> None:
+    raise Interrupted("SIGTERM")
 
 
 if __name__ == "__main__":

@@ -61,12 +61,21 @@ def poll_once(
     wait_seconds: int = 0,
     report_batch_item_failures: bool = True,
     crash_types: tuple[type[BaseException], ...] = (),
+    queue_arn: str | None = None,
 ) -> Batch:
     """One receive + invoke + delete cycle. `crash_types`: exceptions that stand for a dead
-    runtime (the batch stays on the queue and the exception is swallowed)."""
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    runtime (the batch stays on the queue and the exception is swallowed). `queue_arn` saves a
+    request per poll when the caller knows it.
+
+    A failed record is left as the handler left it: if the handler changed its visibility
+    (ChangeMessageVisibility, to come back sooner than the queue's visibility timeout), that
+    holds, as it does under Lambda's poller."""
+    arn = (
+        queue_arn
+        or sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+    )
     answer = sqs.receive_message(
         QueueUrl=queue_url,
         MaxNumberOfMessages=batch_size,

@@ -10,6 +10,11 @@ with a configurable failure mix, duplicated webhooks, webhooks arriving out of o
 `DateUpdated` stays truthful), and a chance that a retry is delivered. Sends are bounded in
 count and rate, and go only where `url` points (loopback for the offline stack, or a deployed
 stack's own URL with `--target`).
+
+Twilio does not resend a webhook: one answered 5xx, or not answered, is lost. The emitter keeps
+those (`lost`), so a report can account for them. `push_forged` sends webhooks that Twilio did
+not sign (unsigned, signed with another token, or altered after signing), counted apart
+(`forged`): each must be refused, and nothing of them stored.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ FAILURES = {
 }
 
 
+FORGERIES = ("unsigned", "other-token", "altered")
+
+
 @dataclass
 class Mix:
     failure_rate: float = 0.2  # share of original messages that fail
@@ -54,6 +62,10 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     answered_at: list[float] = field(default_factory=list)  # monotonic seconds
     errors: int = 0
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for status, n in self.answers.items() if status >= 500)
 
     def peak_rate(self, window: float = 5.0) -> float:
         """The most answers in any `window` seconds, per second: what ingest sustained."""
@@ -97,7 +109,9 @@ class WebhookEmitter:
         self._seed = seed
         self._max = max_webhooks
         self._interval = 1.0 / max_rate
-        self._queue: list[tuple[float, int, dict[str, str]]] = []
+        self._queue: list[tuple[float, int, dict[str, str], str]] = []
+        self.forged = Stats()
+        self.lost: list[dict[str, str]] = []  # genuine webhooks answered 5xx or not answered
         self._order = itertools.count()
         self._lock = threading.Condition()
         self._in_flight = 0
@@ -163,10 +177,16 @@ class WebhookEmitter:
             if rng.random() < mix.duplicate_rate:
                 self._push(time.monotonic() + mix.spacing * (n + 1.5), fields)
 
-    def _push(self, at: float, fields: dict[str, str]) -> None:
+    def _push(self, at: float, fields: dict[str, str], forgery: str = "") -> None:
         with self._lock:
-            heapq.heappush(self._queue, (at, next(self._order), fields))
+            heapq.heappush(self._queue, (at, next(self._order), fields, forgery))
             self._lock.notify()
+
+    def push_forged(self, fields: dict[str, str], forgery: str, delay: float = 0.0) -> None:
+        """Send `fields` without Twilio's signature: `forgery` is one of FORGERIES."""
+        if forgery not in FORGERIES:
+            raise ValueError(f"forgery must be one of {FORGERIES}")
+        self._push(time.monotonic() + delay, fields, forgery)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -183,19 +203,22 @@ class WebhookEmitter:
                     self._lock.wait(timeout=max(0.001, timeout) if timeout else 0.5)
                 if self._stopping:
                     return
-                _, _, fields = heapq.heappop(self._queue)
+                _, _, fields, forgery = heapq.heappop(self._queue)
                 self._in_flight += 1
-                self.stats.sent += 1
+                (self.forged if forgery else self.stats).sent += 1
                 slot = max(time.monotonic(), self._next_slot)
                 self._next_slot = slot + self._interval
             time.sleep(max(0.0, slot - time.monotonic()))  # the rate bound
-            connection = self._post(connection, fields)
+            connection = self._post(connection, fields, forgery)
             with self._lock:
                 self._in_flight -= 1
                 self._lock.notify_all()
 
     def _post(
-        self, connection: http.client.HTTPConnection | None, fields: dict[str, str]
+        self,
+        connection: http.client.HTTPConnection | None,
+        fields: dict[str, str],
+        forgery: str = "",
     ) -> http.client.HTTPConnection | None:
         body = urlencode(fields)
         # Twilio signs the URL it was given; offline, https is what API Gateway would show.
@@ -209,6 +232,15 @@ class WebhookEmitter:
             "X-Twilio-Signature": sign(signed, fields, self.token),
             "User-Agent": "TwilioProxy/1.1",
         }
+        if forgery == "unsigned":
+            del headers["X-Twilio-Signature"]
+        elif forgery == "other-token":
+            headers["X-Twilio-Signature"] = sign(signed, fields, self.token + "-not")
+        elif forgery == "altered":  # signed, then a field changed on the way
+            body = urlencode({**fields, "Status": "failed", "ErrorCode": "30003"})
+            if body == urlencode(fields):
+                body = urlencode({**fields, "Status": "undelivered"})
+        stats = self.forged if forgery else self.stats
         started = time.perf_counter()
         try:
             if connection is None:
@@ -223,12 +255,16 @@ class WebhookEmitter:
             response.read()
         except (OSError, http.client.HTTPException):
             with self._lock:
-                self.stats.errors += 1
+                stats.errors += 1
+                if not forgery:
+                    self.lost.append(fields)
             return None
         with self._lock:
-            self.stats.latencies.append(time.perf_counter() - started)
-            self.stats.answered_at.append(time.monotonic())
-            self.stats.answers[response.status] += 1
+            stats.latencies.append(time.perf_counter() - started)
+            stats.answered_at.append(time.monotonic())
+            stats.answers[response.status] += 1
+            if response.status >= 500 and not forgery:
+                self.lost.append(fields)  # Twilio does not resend
         return connection
 
 

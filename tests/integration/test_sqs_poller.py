@@ -97,3 +97,43 @@ def test_a_record_failing_every_time_moves_to_the_dlq(queues: tuple[Any, str, st
     assert poll_once(sqs, queue, handler).received == 0
     [dead] = sqs.receive_message(QueueUrl=dlq)["Messages"]
     assert dead["Body"] == "poison"
+
+
+def test_a_visibility_the_handler_set_on_a_failed_record_holds(
+    queues: tuple[Any, str, str],
+) -> None:
+    """Item 12's mechanism as Lambda's poller honours it: the handler sets a failed record's
+    visibility (ChangeMessageVisibility, with the record's own receipt handle) and reports it
+    failed; the poller leaves it so, and the record is back long before the queue's 30 s."""
+    sqs, queue, _ = queues
+    sqs.send_message(QueueUrl=queue, MessageBody="soon")
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+    def handler(event: dict[str, Any], _: Any) -> dict[str, Any]:
+        for record in event["Records"]:
+            sqs.change_message_visibility(
+                QueueUrl=queue, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+            )
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    first = poll_once(sqs, queue, handler, queue_arn=arn)
+    assert first.received == 1
+    assert first.failed
+    again = poll_once(sqs, queue, handler, queue_arn=arn)  # at once: not after 30 s
+    assert again.received == 1
+    assert again.failed == first.failed
+
+
+def test_a_failed_record_left_alone_waits_the_queues_visibility_timeout(
+    queues: tuple[Any, str, str],
+) -> None:
+    sqs, queue, _ = queues
+    sqs.send_message(QueueUrl=queue, MessageBody="later")
+
+    def handler(event: dict[str, Any], _: Any) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    assert poll_once(sqs, queue, handler).received == 1
+    assert poll_once(sqs, queue, handler).received == 0
