@@ -19,6 +19,7 @@ from redeliver.jobs import FollowUp, parse_job
 from redeliver.retry import THROTTLED_SECONDS
 from tests.integration.retry_system import T0, RetrySystem
 from tests.lambdas import metric_names
+from tools.lambdas import emitted_metrics
 from tools.samples import sid
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -60,7 +61,9 @@ def test_a_failed_retry_whose_webhook_never_comes_is_retried_as_the_next_attempt
     system.poll()  # the follow-up asks Twilio
     emitted = metric_names(capsys.readouterr().out)
     assert "RetryNotRecovered" in emitted
-    assert {"NewFailures", "ReconciledReceipts"} <= set(emitted)  # the webhook's path
+    assert {"NewFailures", "FollowUpReceipts", "FollowUpFailures"} <= set(emitted)
+    # The follow-up doing its job is not a lost webhook: ReconciledFailuresAlarm stays quiet.
+    assert not {"ReconciledReceipts", "ReconciledFailures"} & set(emitted)
     assert len(lookups(sim)) == 1
     item = retry_receipt(system, retry)
     assert (item["status"], item["error_code"]) == ("undelivered", "30003")
@@ -192,3 +195,24 @@ def test_a_follow_up_keeps_its_lookup_fields_across_a_hop() -> None:
     assert parse_job(job.due(2000).to_json()) == FollowUp(
         sid("IM", 1), sid("IM", 0), 2, 2000, sid("CH", 1), sid("IS", 1)
     )
+
+
+def test_a_failure_a_follow_up_finds_is_counted_as_its_own_not_as_a_lost_webhook(
+    system: RetrySystem, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ReconciledFailures means webhook delivery is broken (ReconciledFailuresAlarm); a failed
+    retry found by its follow-up is just the follow-up working, counted FollowUpFailures, and
+    its receipts FollowUpReceipts by status. It is queued all the same."""
+    _, _, retry = send_retry(system)
+    sim.set_receipt(retry, "failed", 30008, updated=T0 + timedelta(seconds=30))
+    capsys.readouterr()
+    system.poll()
+    counted = [
+        (name, dimensions.get("status"))
+        for name, dimensions, _ in emitted_metrics(capsys.readouterr().out)
+    ]
+    assert ("FollowUpFailures", None) in counted
+    assert ("FollowUpReceipts", "failed") in counted
+    assert not [name for name, _ in counted if name.startswith("Reconcile")]
+    [job] = system.queued()
+    assert job["event"]["message_sid"] == retry  # queued exactly as a webhook's failure

@@ -17,7 +17,9 @@ The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds
 records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
 webhooks, so a failed retry whose webhook never came is queued all the same and continues its
 chain (its ORIGIN link is written before the follow-up is queued). The verdict, RetryRecovered /
-RetryNotRecovered / RetryUnconfirmed, is Twilio's answer.
+RetryNotRecovered / RetryUnconfirmed, is Twilio's answer. It records as `Source.FOLLOW_UP`: a
+failure found so is counted FollowUpFailures, not ReconciledFailures (that alarm means webhooks
+are lost; a REST-created retry may get no webhook at all).
 
 Where a crash or a redelivered record can land, and why it sends at most once:
 - after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A worker that
@@ -63,7 +65,7 @@ from redeliver.chain import (
     new_message,
 )
 from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
-from redeliver.ingest import Recorder
+from redeliver.ingest import Recorder, Source
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -210,7 +212,7 @@ class RetryWorker:
         else:
             target = Target(job.message_sid, job.conversation_sid, job.chat_service_sid)
             try:
-                found = record_reported(self._twilio, self._recorder, target)
+                found = record_reported(self._twilio, self._recorder, target, Source.FOLLOW_UP)
             except TwilioError as error:
                 if error.kind in ("transient", "ambiguous"):
                     raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
