@@ -45,7 +45,7 @@ def run_every_path(
     system.poll()
     [again] = system.created(other)
     system.sim.set_receipt(again["sid"], "undelivered", 30008)
-    system.poll()  # RetryNotRecovered, and the retry's own failure job
+    system.poll()  # RetryNotRecovered, FollowUpFailures, and the retry's own failure job
     third, unconfirmed = system.message()
     system.fail(third, unconfirmed, 30001)
     system.poll()

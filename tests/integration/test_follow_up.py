@@ -17,13 +17,24 @@ import pytest
 
 from redeliver.jobs import FollowUp, parse_job
 from redeliver.retry import THROTTLED_SECONDS
-from tests.integration.retry_system import T0, RetrySystem
+from tests.integration.retry_system import T0, Crash, RetrySystem
 from tests.lambdas import metric_names
+from tools.lambdas import emitted_metrics
 from tools.samples import sid
 from tools.twilio_sim import Fault, TwilioSimulator
 
 VERDICTS = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"}
 SLACK = 5  # moto's visibility is a wall-clock deadline: seconds pass on a loaded machine
+
+
+def after(original: Any) -> Any:
+    """Run the step, then die: the step's effect happened, nothing after it did."""
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise Crash
+
+    return dying
 
 
 def lookups(sim: TwilioSimulator) -> list[str]:
@@ -60,7 +71,9 @@ def test_a_failed_retry_whose_webhook_never_comes_is_retried_as_the_next_attempt
     system.poll()  # the follow-up asks Twilio
     emitted = metric_names(capsys.readouterr().out)
     assert "RetryNotRecovered" in emitted
-    assert {"NewFailures", "ReconciledReceipts"} <= set(emitted)  # the webhook's path
+    assert {"NewFailures", "FollowUpReceipts", "FollowUpFailures"} <= set(emitted)
+    # The follow-up doing its job is not a lost webhook: ReconciledFailuresAlarm stays quiet.
+    assert not {"ReconciledReceipts", "ReconciledFailures"} & set(emitted)
     assert len(lookups(sim)) == 1
     item = retry_receipt(system, retry)
     assert (item["status"], item["error_code"]) == ("undelivered", "30003")
@@ -183,7 +196,8 @@ def test_a_follow_up_queued_before_the_deploy_is_read_and_judged_from_our_table(
     batch = system.poll()
     assert batch.failed == []
     emitted = set(metric_names(capsys.readouterr().out))
-    assert "RetryRecovered" in emitted
+    assert "RetryRecovered" in emitted  # no attempt to mark it against: counted, not dropped
+    assert system.attempts(sid("IM", "root")) == {}  # and no stray attempt item made
     assert lookups(sim) == []
 
 
@@ -192,3 +206,79 @@ def test_a_follow_up_keeps_its_lookup_fields_across_a_hop() -> None:
     assert parse_job(job.due(2000).to_json()) == FollowUp(
         sid("IM", 1), sid("IM", 0), 2, 2000, sid("CH", 1), sid("IS", 1)
     )
+
+
+def test_a_failure_a_follow_up_finds_is_counted_as_its_own_not_as_a_lost_webhook(
+    system: RetrySystem, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ReconciledFailures means webhook delivery is broken (ReconciledFailuresAlarm); a failed
+    retry found by its follow-up is just the follow-up working, counted FollowUpFailures, and
+    its receipts FollowUpReceipts by status. It is queued all the same."""
+    _, _, retry = send_retry(system)
+    sim.set_receipt(retry, "failed", 30008, updated=T0 + timedelta(seconds=30))
+    capsys.readouterr()
+    system.poll()
+    counted = [
+        (name, dimensions.get("status"))
+        for name, dimensions, _ in emitted_metrics(capsys.readouterr().out)
+    ]
+    assert ("FollowUpFailures", None) in counted
+    assert ("FollowUpReceipts", "failed") in counted
+    assert not [name for name, _ in counted if name.startswith("Reconcile")]
+    [job] = system.queued()
+    assert job["event"]["message_sid"] == retry  # queued exactly as a webhook's failure
+
+
+# The simulated crash unwinds through Powertools' log_metrics, which flushes an empty set and
+# warns; a real dead runtime flushes nothing.
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_follow_up_lost_after_the_record_is_queued_again_and_the_chain_goes_on(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The worker dies after record_sent, before its follow-up is queued. The record comes back,
+    finds the attempt `sent` and queues the follow-up again. No webhook ever comes for the retry;
+    Twilio's receipts say it failed: the chain's next attempt is made, once."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    store = system.retry.worker._store
+    real = store.record_sent
+    system.monkeypatch.setattr(store, "record_sent", after(real))
+    assert system.poll(crash=True).crashed
+    system.monkeypatch.setattr(store, "record_sent", real)
+    [retry] = system.created(conversation)
+    assert system.queued() == []  # the follow-up was never queued
+    sim.set_receipt(retry["sid"], "undelivered", 30003, updated=T0 + timedelta(seconds=90))
+
+    system.redeliver_now()
+    system.advance(30)
+    system.poll()  # the attempt is `sent`: a duplicate, and the follow-up queued again
+    [follow_up] = system.queued()
+    assert (follow_up["kind"], follow_up["message_sid"]) == ("follow_up", retry["sid"])
+    system.poll()  # the follow-up asks Twilio, records the failure, queues its job
+    [job] = system.queued()
+    assert job["event"]["message_sid"] == retry["sid"]
+    system.advance(900)  # attempt 2's delay (default policy)
+    system.drain()
+    created = system.created(conversation)
+    assert len(created) == 2  # exactly one attempt-2 message
+    marker = json.loads(created[1]["attributes"])["redeliver"]
+    assert marker == {"retry_of": retry["sid"], "root": original, "attempt": 2}
+    assert system.attempts(original)[2]["state"] == "sent"
+
+
+def test_a_follow_up_delivered_twice_counts_its_verdict_once(
+    system: RetrySystem, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQS delivers at least once, and a redelivered retry record queues its follow-up again:
+    each copy asks Twilio and records (idempotent), but the verdict is the attempt's, once."""
+    _, original, retry = send_retry(system)
+    [body] = system.queued()
+    sim.set_receipt(retry, "delivered", updated=T0 + timedelta(seconds=30))
+    capsys.readouterr()
+    system.poll()
+    system.sqs.send_message(QueueUrl=system.queue_url, MessageBody=json.dumps(body))
+    system.poll()
+    emitted = metric_names(capsys.readouterr().out)
+    assert [name for name in emitted if name in VERDICTS] == ["RetryRecovered"]
+    assert len(lookups(sim)) == 2  # each copy asked: Twilio's truth, recorded idempotently
+    assert "followed_up_at" in system.attempts(original)[1]

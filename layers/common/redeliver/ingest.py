@@ -24,7 +24,9 @@ the spill queue and Twilio gets its 200: a consumer (functions/spill) replays it
 resend, so that receipt is lost unless the reconciler (redeliver/reconcile.py) finds it later.
 
 `Recorder` is steps 2 and 3, the one copy of "record, then queue a new failure": ingest, the spill
-consumer and the reconciler all record through it.
+consumer, the reconciler and the retry follow-up all record through it. Its `Source` decides only
+the metrics: a receipt the reconciler had to ask for means a webhook was lost (alarmed), one a
+retry's follow-up asked for does not (Twilio may send no webhook for a REST-created message).
 
 Nothing Twilio signs can hold a lone surrogate (the signature is over UTF-8 bytes), so a body
 that cannot be encoded is refused as unverifiable (403) before it reaches the HMAC, which raised.
@@ -92,7 +94,17 @@ class IngestResult:
 
 class Source(StrEnum):
     WEBHOOK = "webhook"  # a webhook Twilio sent (answered now, or replayed from the spill queue)
-    RECONCILE = "reconcile"  # what Twilio's Receipts API reported when asked
+    RECONCILE = "reconcile"  # what Twilio's Receipts API reported when the reconciler asked
+    # What it reported when a sent retry's follow-up asked: not a lost webhook (Twilio may send
+    # none for a REST-created message), so counted apart from RECONCILE and not alarmed.
+    FOLLOW_UP = "follow_up"
+
+
+# Receipts Twilio told us only when asked, by who asked: (by status, failures among them).
+_ASKED_METRICS = {
+    Source.RECONCILE: ("ReconciledReceipts", "ReconciledFailures"),
+    Source.FOLLOW_UP: ("FollowUpReceipts", "FollowUpFailures"),
+}
 
 
 class Recorder:
@@ -128,10 +140,11 @@ class Recorder:
             },
         )
         changed = transition.change in (Change.NEW, Change.LATEST)
-        if source is Source.WEBHOOK:
+        asked = _ASKED_METRICS.get(source)
+        if asked is None:
             count("Receipts")  # webhooks that reached us: NoReceiptsAlarm watches it
-        elif changed:  # Twilio knew what no webhook told us
-            count_by("ReconciledReceipts", "status", status_value(event.status))
+        elif changed:  # Twilio knew what no webhook told us (yet)
+            count_by(asked[0], "status", status_value(event.status))
         if transition.change in _CHANGE_METRICS:
             count(_CHANGE_METRICS[transition.change])
         if changed:
@@ -141,9 +154,12 @@ class Recorder:
 
         count("NewFailures")
         count_by("NewFailuresByClass", "error_class", error_class(event.error_code))
-        if source is Source.RECONCILE:
+        if source is Source.RECONCILE:  # ReconciledFailuresAlarm: webhook delivery is broken
             logger.warning("a failure found only by asking Twilio: webhooks are lost", extra=log)
-            count("ReconciledFailures")
+        elif source is Source.FOLLOW_UP:  # the follow-up doing its job: queued all the same
+            logger.info("a failed retry found by its follow-up", extra=log)
+        if asked is not None:
+            count(asked[1])
         try:
             self._queue.send(RetryJob(event))
         except (ClientError, BotoCoreError):

@@ -110,14 +110,18 @@ def reported(twilio: ConversationsGateway, target: Target) -> list[DeliveryEvent
 
 
 def record_reported(
-    twilio: ConversationsGateway, recorder: Recorder, target: Target
+    twilio: ConversationsGateway,
+    recorder: Recorder,
+    target: Target,
+    source: Source = Source.RECONCILE,
 ) -> list[Found]:
     """Ask Twilio for a message's receipts and record each through the webhook's path: a new
-    failure is queued for a retry. The reconciler and the retry worker's follow-up both ask this
-    way. Raises TwilioError, and what the write raises."""
+    failure is queued for a retry. The reconciler and the retry worker's follow-up
+    (`Source.FOLLOW_UP`: counted apart, not a lost webhook) both ask this way. Raises
+    TwilioError, and what the write raises."""
     found = []
     for event in reported(twilio, target):
-        result = recorder.record(event, Source.RECONCILE)
+        result = recorder.record(event, source)
         if result.transition is not None:
             found.append(Found(event, result.transition))
     return found

@@ -17,7 +17,9 @@ The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds
 records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
 webhooks, so a failed retry whose webhook never came is queued all the same and continues its
 chain (its ORIGIN link is written before the follow-up is queued). The verdict, RetryRecovered /
-RetryNotRecovered / RetryUnconfirmed, is Twilio's answer.
+RetryNotRecovered / RetryUnconfirmed, is Twilio's answer. It records as `Source.FOLLOW_UP`: a
+failure found so is counted FollowUpFailures, not ReconciledFailures (that alarm means webhooks
+are lost; a REST-created retry may get no webhook at all).
 
 Where a crash or a redelivered record can land, and why it sends at most once:
 - after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A worker that
@@ -29,6 +31,10 @@ Where a crash or a redelivered record can land, and why it sends at most once:
   that its limit runs out first proves nothing, and the job goes back (then to the DLQ).
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
   may record a give-up, since a claim may have sent.
+- after 6, after the record, before the follow-up is queued (or SQS refused it): the record
+  comes back, finds the attempt `sent` (a duplicate) and queues the follow-up again. So a
+  follow-up may run more than once: each records Twilio's truth (idempotent), and the verdict is
+  counted once per attempt (`followed_up_at`, one conditional UpdateItem per follow-up).
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
   goes back to SQS; after maxReceiveCount it lands in the DLQ (alarmed), never silence.
 
@@ -63,7 +69,7 @@ from redeliver.chain import (
     new_message,
 )
 from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
-from redeliver.ingest import Recorder
+from redeliver.ingest import Recorder, Source
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -210,7 +216,7 @@ class RetryWorker:
         else:
             target = Target(job.message_sid, job.conversation_sid, job.chat_service_sid)
             try:
-                found = record_reported(self._twilio, self._recorder, target)
+                found = record_reported(self._twilio, self._recorder, target, Source.FOLLOW_UP)
             except TwilioError as error:
                 if error.kind in ("transient", "ambiguous"):
                     raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
@@ -225,7 +231,11 @@ class RetryWorker:
             verdict = "RetryNotRecovered"  # its own failure job decides what comes next
         else:
             verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
-        count(verdict)
+        # Once per attempt: a follow-up may run twice (SQS, or queued again by _resume).
+        if self._store.mark_followed_up(job.root, job.attempt, int(now)):
+            count(verdict)
+        else:
+            log["counted"] = False  # another copy of this follow-up judged it already
         logger.info("retry followed up", extra={**log, "verdict": verdict})
         return Result(Outcome.FOLLOWED_UP, verdict)
 
@@ -378,6 +388,12 @@ class RetryWorker:
         if existing is None:  # released in between (a transient failure): try again later
             raise RetryLater("attempt claim changed under us", self._soon(AWS_FAULT_SECONDS), chain)
         if existing.state is not AttemptState.CLAIMED:
+            if existing.state is AttemptState.SENT and existing.new_message_sid:
+                # Its follow-up may never have been queued (the record died after record_sent,
+                # or SQS refused it): without it a retry that gets no webhook is never judged,
+                # its failure never retried. Queued again; a follow-up is idempotent (it records
+                # Twilio's truth, and counts its verdict once per attempt).
+                self._queue_follow_up(chain, existing.new_message_sid, job.event, int(now))
             return Result(
                 Outcome.DUPLICATE,
                 existing.state.value,
@@ -412,10 +428,15 @@ class RetryWorker:
 
     def _sent(self, chain: Chain, new_sid: str, retry_of: DeliveryEvent) -> None:
         # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
-        # A crash between the record and the queued follow-up loses that ask and its count:
-        # the retry's receipts then reach us only by webhook.
+        # A crash (or an SQS error) between the record and the queued follow-up: the record
+        # comes back, finds the attempt `sent`, and `_resume` queues the follow-up again.
         now = int(self._clock())
         self._store.record_sent(chain, new_sid, retry_of.message_sid, now)
+        self._queue_follow_up(chain, new_sid, retry_of, now)
+
+    def _queue_follow_up(
+        self, chain: Chain, new_sid: str, retry_of: DeliveryEvent, now: int
+    ) -> None:
         due = now + self._follow_up
         follow_up = FollowUp(
             new_sid,

@@ -460,6 +460,29 @@ class ReceiptStore:
             ]
         )
 
+    def mark_followed_up(self, root: str, number: int, now: int) -> bool:
+        """Note that a sent attempt's follow-up has judged it: True the first time only.
+
+        A follow-up may run more than once (SQS delivers at least once, and a redelivered retry
+        record queues it again: RetryWorker._resume); asking Twilio and recording are idempotent,
+        the verdict metric is not. One conditional UpdateItem per follow-up makes it so. An
+        attempt that is not there (its TTL passed) has nothing to count against: True, so a
+        verdict is counted rather than silently dropped."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": message_pk(root)}, "sk": {"S": f"ATTEMPT#{number:03d}"}},
+                UpdateExpression="SET followed_up_at = :now",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(followed_up_at)",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failure(error):
+                raise
+            return "Item" not in error.response  # no attempt: never create a stray one
+        return True
+
     def record_give_up(
         self,
         chain: Chain,
