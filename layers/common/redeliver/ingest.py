@@ -122,14 +122,7 @@ class Recorder:
 
     def record(self, event: DeliveryEvent, source: Source = Source.WEBHOOK) -> IngestResult:
         """Raises what the write raised (ClientError, BotoCoreError); an enqueue error does not."""
-        log = {
-            "message_sid": event.message_sid,
-            "receipt_sid": event.receipt_sid,
-            "conversation_sid": event.conversation_sid,
-            "status": event.status,
-            "error_code": event.error_code,
-            "source": source.value,
-        }
+        log: dict[str, object] = {**_log_fields(event), "source": source.value}
         transition = self._record(event, log)
         logger.info(
             "receipt recorded",
@@ -222,13 +215,7 @@ class Ingest:
             return IngestResult(transition=None)
         parsed = parse_receipt(form)
         event = parsed.event
-        log = {
-            "message_sid": event.message_sid,
-            "receipt_sid": event.receipt_sid,
-            "conversation_sid": event.conversation_sid,
-            "status": event.status,
-            "error_code": event.error_code,
-        }
+        log = _log_fields(event)
         if parsed.dropped:  # optional fields that did not parse: stored without, never a 400
             logger.warning(
                 "optional field(s) dropped", extra={**log, "dropped": list(parsed.dropped)}
@@ -249,3 +236,14 @@ class Ingest:
             logger.exception("receipt write failed; spilled for replay", extra=log)
             count("SpilledReceipts")
             return IngestResult(transition=None, spilled=True)
+
+
+def _log_fields(event: DeliveryEvent) -> dict[str, object]:
+    """What an operator needs of a receipt in a log line: SIDs, status, code; never a number."""
+    return {
+        "message_sid": event.message_sid,
+        "receipt_sid": event.receipt_sid,
+        "conversation_sid": event.conversation_sid,
+        "status": event.status,
+        "error_code": event.error_code,
+    }

@@ -553,35 +553,42 @@ class ReceiptStore:
             raise
         return True
 
-    # -- reconciliation (issue 9) ---------------------------------------------------------------
-
-    def stuck_sent(self, older_than: int) -> Iterator[StuckReceipt]:
-        """Receipts at `sent` since `older_than` or before: one Query per shard of the sparse
-        index, each reading only entries that old (no Scan, no filter)."""
+    def _query_shards(
+        self, index: str, shard_key: str, sort_key: str, older_than: int
+    ) -> Iterator[Item]:
+        """Every entry of a sharded sparse index whose sort key is at most `older_than`: one
+        Query per shard, reading only those entries (no Scan, no filter)."""
         paginator = self._db.get_paginator("query")
         for shard in range(PENDING_SHARDS):
             pages = paginator.paginate(
                 TableName=self._table,
-                IndexName=STUCK_INDEX,
-                KeyConditionExpression="#shard = :shard AND #since <= :cutoff",
-                ExpressionAttributeNames={"#shard": STUCK_SHARD, "#since": STUCK_SINCE},
+                IndexName=index,
+                KeyConditionExpression="#shard = :shard AND #sort <= :cutoff",
+                ExpressionAttributeNames={"#shard": shard_key, "#sort": sort_key},
                 ExpressionAttributeValues={
                     ":shard": {"S": str(shard)},
                     ":cutoff": {"N": str(older_than)},
                 },
             )
             for page in pages:
-                for item in page.get("Items", []):
-                    lookups = item.get(LOOKUPS)
-                    yield StuckReceipt(
-                        message_sid=_string(item, "pk").removeprefix("MSG#"),
-                        receipt_sid=_string(item, "sk").removeprefix("RCPT#"),
-                        conversation_sid=_string(item, "conversation_sid"),
-                        chat_service_sid=_string(item, "chat_service_sid"),
-                        order_key=int(_number(item["order_key"])),
-                        lookups=int(_number(lookups)) if lookups else 0,
-                        since=int(_number(item[STUCK_SINCE])),
-                    )
+                yield from page.get("Items", [])
+
+    # -- reconciliation (issue 9) ---------------------------------------------------------------
+
+    def stuck_sent(self, older_than: int) -> Iterator[StuckReceipt]:
+        """Receipts at `sent` since `older_than` or before: one Query per shard of the sparse
+        index, each reading only entries that old (no Scan, no filter)."""
+        for item in self._query_shards(STUCK_INDEX, STUCK_SHARD, STUCK_SINCE, older_than):
+            lookups = item.get(LOOKUPS)
+            yield StuckReceipt(
+                message_sid=_string(item, "pk").removeprefix("MSG#"),
+                receipt_sid=_string(item, "sk").removeprefix("RCPT#"),
+                conversation_sid=_string(item, "conversation_sid"),
+                chat_service_sid=_string(item, "chat_service_sid"),
+                order_key=int(_number(item["order_key"])),
+                lookups=int(_number(lookups)) if lookups else 0,
+                since=int(_number(item[STUCK_SINCE])),
+            )
 
     def note_lookup(
         self, stuck: StuckReceipt, now: int, *, counted: bool, max_lookups: int
@@ -628,26 +635,13 @@ class ReceiptStore:
 
         A marked item no job can be rebuilt from comes back as an `UnreadableMark`, in its place:
         raising would end the Query, and every mark after it would never be swept again."""
-        paginator = self._db.get_paginator("query")
-        for shard in range(PENDING_SHARDS):
-            pages = paginator.paginate(
-                TableName=self._table,
-                IndexName=PENDING_INDEX,
-                KeyConditionExpression="#shard = :shard AND #at <= :cutoff",
-                ExpressionAttributeNames={"#shard": PENDING_SHARD, "#at": PENDING_AT},
-                ExpressionAttributeValues={
-                    ":shard": {"S": str(shard)},
-                    ":cutoff": {"N": str(older_than)},
-                },
-            )
-            for page in pages:
-                for item in page.get("Items", []):
-                    try:
-                        event = event_from_item(item)
-                    except (MalformedEvent, KeyError, TypeError, ValueError) as error:
-                        yield UnreadableMark(_string(item, "pk"), _string(item, "sk"), repr(error))
-                        continue
-                    yield PendingFailure(event, int(_number(item[PENDING_AT])))
+        for item in self._query_shards(PENDING_INDEX, PENDING_SHARD, PENDING_AT, older_than):
+            try:
+                event = event_from_item(item)
+            except (MalformedEvent, KeyError, TypeError, ValueError) as error:
+                yield UnreadableMark(_string(item, "pk"), _string(item, "sk"), repr(error))
+                continue
+            yield PendingFailure(event, int(_number(item[PENDING_AT])))
 
     def clear_pending(self, event: DeliveryEvent) -> bool:
         """Mark `event`'s failure as taken; False if the receipt has moved on since."""
