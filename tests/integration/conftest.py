@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 from moto import mock_aws
 
+from redeliver import observability
 from tests.integration.resources import Resources
 from tests.integration.retry_system import RetrySystem
 from tests.lambdas import load_function
@@ -49,3 +52,31 @@ def system(
     stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> RetrySystem:
     return RetrySystem(stack, sim, monkeypatch)
+
+
+class WorkerLog(logging.Handler):
+    """The handlers' log records, caught on their own Powertools logger at INFO. Not caplog: it
+    sees only what propagates to the root, and the CLI, run in-process by its tests, quiets that
+    logger to ERROR."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self, message: str) -> list[dict[str, Any]]:
+        return [vars(r) for r in self.records if r.getMessage() == message]
+
+
+@pytest.fixture
+def worker_log() -> Iterator[WorkerLog]:
+    caught = WorkerLog()
+    target = logging.getLogger(observability.logger.name)
+    level = target.level
+    target.setLevel(logging.INFO)
+    target.addHandler(caught)
+    yield caught
+    target.removeHandler(caught)
+    target.setLevel(level)

@@ -17,6 +17,7 @@ import pytest
 
 from redeliver.jobs import FollowUp, parse_job
 from redeliver.retry import THROTTLED_SECONDS
+from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import T0, Crash, RetrySystem
 from tests.lambdas import metric_names
 from tools.lambdas import emitted_metrics
@@ -159,15 +160,15 @@ def test_a_throttled_lookup_comes_back_in_a_few_seconds_then_decides(
 
 
 def test_a_retry_twilio_no_longer_knows_is_counted_unconfirmed_not_lost(
-    system: RetrySystem, sim: TwilioSimulator, caplog: pytest.LogCaptureFixture
+    system: RetrySystem, sim: TwilioSimulator, worker_log: WorkerLog
 ) -> None:
     conversation, _, retry = send_retry(system)
     with sim._lock:  # the conversation was deleted since: Twilio answers 404
         sim.conversations[conversation].messages.clear()
-    caplog.clear()
+    worker_log.records.clear()
     batch = system.poll()
     assert batch.failed == []  # decided, not sent back
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "retry followed up"]
+    [line] = worker_log.lines("retry followed up")
     assert (line["verdict"], line["twilio_error"]) == ("RetryUnconfirmed", "not_found")
     assert line["message_sid"] == retry
     assert len(lookups(sim)) == 1

@@ -5,18 +5,16 @@ twilio-python over HTTP to the simulator. The count that matters: created messag
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver import observability
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from redeliver.retry import AWS_FAULT_SECONDS, THROTTLED_SECONDS, record_budget_seconds
+from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import Crash, RetrySystem
 from tests.lambdas import invoke, load_function
 from tools.lambdas import FakeContext
@@ -598,40 +596,9 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
 SLACK = 5
 
 
-class Lines(logging.Handler):
-    """The worker's log records, caught on its own logger (not caplog, which sees only what
-    propagates to the root)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def back_to_the_queue(self) -> list[dict[str, Any]]:
-        return [
-            vars(record)
-            for record in self.records
-            if record.getMessage() == "retry job back to the queue"
-        ]
-
-
-@pytest.fixture
-def worker_log() -> Iterator[Lines]:
-    lines = Lines()
-    target = logging.getLogger(observability.logger.name)
-    level = target.level  # the CLI, run in-process by its tests, quiets the handlers' logger
-    target.setLevel(logging.INFO)
-    target.addHandler(lines)
-    yield lines
-    target.removeHandler(lines)
-    target.setLevel(level)
-
-
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
-    system: RetrySystem, worker_log: Lines
+    system: RetrySystem, worker_log: WorkerLog
 ) -> None:
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
@@ -646,7 +613,7 @@ def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
     [failed] = system.poll().failed
     stale = system.retry.settings.claim_stale_seconds
     assert stale - 30 - SLACK <= system.visible_in(failed) <= stale - 30 + 2  # not 360 s
-    [line] = worker_log.back_to_the_queue()
+    [line] = worker_log.lines("retry job back to the queue")
     assert line["message_sid"] == original
     assert (line["root"], line["attempt"]) == (original, 1)
     assert line["reason"] == "another worker holds the claim"
