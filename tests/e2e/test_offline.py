@@ -73,7 +73,7 @@ def _stored_status(stack: offline.Offline, message: str, receipt: str) -> str | 
 def test_lost_webhooks_are_recovered_by_the_reconciler_and_every_failure_decided(
     stack: offline.Offline,
 ) -> None:
-    mix = Mix(failure_rate=0.6, retry_success=1.0, duplicate_rate=0.1, lose_rate=0.3)
+    mix = Mix(failure_rate=1.0, retry_success=1.0, duplicate_rate=0.1, lose_rate=0.4)
     report = offline.run_scenario(stack, 20, mix, seed=31, timeout=90, progress=False, rate=100)
     assert report.settlement.settled, report.unsettled
     assert report.violations == []
