@@ -9,16 +9,20 @@ format (tools.offline) while things go wrong as they do in production:
 - ingest and retry containers are killed mid-invocation (SIGKILL right before one of the
   invocation's AWS calls, as a runtime dying between two steps): SQS redelivers the batch, API
   Gateway answers the webhook 500, and Twilio, which never resends, has lost that webhook;
-- webhooks are duplicated and reordered; messages live in two Conversation Services; forged
+- webhooks are lost on the way (--lose-webhooks), duplicated and reordered; messages live in two
+  Conversation Services; forged
   webhooks (unsigned, signed with another token, altered after signing) arrive among the real
-  ones; the outbox sweeper runs on a short schedule, so a kill between ingest's write and its
-  enqueue is recovered as in production.
+  ones; the outbox sweeper and the reconciler run on short schedules, so a kill between ingest's
+  write and its enqueue, and a failure whose webhook was lost, are recovered as in production.
 
-How a lost webhook is accounted for: the emitter keeps every genuine webhook answered 5xx (or not
-answered); the report lists them next to the kills that caused them, and the invariants are
-checked over what was stored — a receipt never stored is invisible to Redeliver, as it would be
-in production (where reconciliation looks for receipts stuck at `sent`). So ingest may answer 5xx
-exactly as many times as ingest was killed, and not once more.
+How a lost webhook is accounted for: a webhook is lost for two causes, both counted — lost on the
+way (never sent: the emitter's `dropped`, by status) and answered 5xx or not at all (the emitter's
+`lost`, listed next to the ingest kills that caused them: ingest may answer 5xx exactly as many
+times as it was killed, and not once more). Twilio's truth (the simulator's Receipts) is the
+reference for both: every failure Twilio holds must be stored — by its webhook, or by the
+reconciler asking Twilio about a receipt stuck at `sent` — and decided. A receipt none of whose
+webhooks arrived is invisible to Redeliver (nothing stored, nothing at `sent` to ask about), as it
+would be in production: counted in the report, not a violation.
 
 The run exits 0 only when it settled and every invariant held: exactly one new message per
 attempt, every failure decided or visible in the DLQ, no 5xx for valid input but the injected
@@ -73,6 +77,10 @@ VISIBILITY_TIMEOUT = 60  # a killed retry batch is back after this: 2x the Timeo
 # A stored failure with no job is re-queued after this (template: 120). Longer than a job waits in
 # the queue's backlog under these faults, or the sweeper re-queues jobs that were never lost.
 SWEEP_GRACE_SECONDS = 60
+# A receipt at `sent` is looked up after this (template: ReconcileAfterMinutes=30): longer than a
+# webhook waits in the emitter's queue behind a slow ingest, so the reconciler asks about lost
+# webhooks, not late ones.
+RECONCILE_AFTER_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,11 @@ class ChaosConfig:
     timeout: float = 540.0  # seconds to settle: the whole run stays under ten minutes
     mix: Mix = field(
         default_factory=lambda: Mix(
-            failure_rate=0.35, retry_success=0.6, duplicate_rate=0.2, reorder_rate=0.2
+            failure_rate=0.35,
+            retry_success=0.6,
+            duplicate_rate=0.2,
+            reorder_rate=0.2,
+            lose_rate=0.03,
         )
     )
     faults: TwilioFaults = field(default_factory=TwilioFaults)
@@ -107,6 +119,7 @@ class ChaosConfig:
     forged: int = 30
     second_service: float = 0.5  # share of conversations in the second Conversation Service
     sweep_every: float = 5.0
+    reconcile_every: float = 5.0
     kill_points: dict[str, tuple[KillPoint, ...]] | None = None  # default: ChaosKills.POINTS
 
 
@@ -225,6 +238,8 @@ def tuning(config: ChaosConfig) -> Tuning:
         visibility_timeout=VISIBILITY_TIMEOUT,
         timeouts={"RetryFunction": RETRY_TIMEOUT_SECONDS},
         sweep_every=config.sweep_every,
+        reconcile_after=RECONCILE_AFTER_SECONDS,
+        reconcile_every=config.reconcile_every,
         kills=ChaosKills(
             config.seed,
             {
@@ -353,8 +368,8 @@ def _judge(offline: Offline, chaos: Chaos, report: Report) -> None:
     )
     lost = emitter.lost
     lines.append(
-        f"  lost webhooks   {len(lost)} answered 5xx or not at all (Twilio does not resend)"
-        + (f", against {ingest_kills} ingest kill(s)" if lost or ingest_kills else "")
+        f"  5xx webhooks    {len(lost)} answered 5xx or not at all (Twilio does not resend), "
+        f"against {ingest_kills} ingest kill(s); lost on the way: {len(emitter.dropped)}"
     )
     lines += [
         f"                  {f.get('MessageSid')} {f.get('Status')} {f.get('ErrorCode')}".rstrip()
@@ -414,6 +429,8 @@ def injected_check(offline: Offline, chaos: Chaos) -> Check:
     emitter = offline.emitter
     if emitter is None or emitter.forged.sent < chaos.config.forged:
         check.violations.append("not every forged webhook was sent")
+    if emitter is not None and chaos.config.mix.lose_rate and not emitter.dropped:
+        check.violations.append("no webhook was lost on the way")
     check.evidence = (
         f"{len(offline.runtime.kills)} kills, {sum(faults.values())} Twilio faults, "
         f"{len(chaos.services)} service(s)"
@@ -450,6 +467,13 @@ def main(argv: list[str] | None = None) -> int:
     add("--retry-success", type=float, default=defaults.mix.retry_success, help="(0.6)")
     add("--duplicates", type=float, default=defaults.mix.duplicate_rate, help="(0.2)")
     add("--reorder", type=float, default=defaults.mix.reorder_rate, help="(0.2)")
+    add(
+        "--lose-webhooks",
+        type=float,
+        default=defaults.mix.lose_rate,
+        metavar="RATE",
+        help="share of webhooks lost on the way, never sent (0.03)",
+    )
     for name in ("throttled", "error_before", "error_after", "timeout_after", "refused"):
         add(
             f"--{name.replace('_', '-')}",
@@ -467,16 +491,30 @@ def main(argv: list[str] | None = None) -> int:
         help="share of conversations in a second Conversation Service (0.5)",
     )
     add("--sweep-every", type=float, default=defaults.sweep_every, help="sweeper period, s (5)")
+    add(
+        "--reconcile-every",
+        type=float,
+        default=defaults.reconcile_every,
+        help=f"reconciler period, s (5); a receipt at sent is looked up after "
+        f"{RECONCILE_AFTER_SECONDS} s",
+    )
     args = parser.parse_args(argv)
-    shares = ("failure_rate", "retry_success", "duplicates", "reorder", "second_service")
+    shares = (
+        "failure_rate",
+        "retry_success",
+        "duplicates",
+        "reorder",
+        "lose_webhooks",
+        "second_service",
+    )
     for name in (*shares, *dataclasses.asdict(TwilioFaults())):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     for name in ("messages", "kill_ingest", "kill_retry", "forged"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
-    if args.sweep_every <= 0 or args.rate <= 0:
-        parser.error("--sweep-every and --rate must be > 0")
+    if args.sweep_every <= 0 or args.reconcile_every <= 0 or args.rate <= 0:
+        parser.error("--sweep-every, --reconcile-every and --rate must be > 0")
     if not _port_free(args.port):
         parser.error(f"port {args.port} is in use: choose another with --port")
     config = ChaosConfig(
@@ -489,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             retry_success=args.retry_success,
             duplicate_rate=args.duplicates,
             reorder_rate=args.reorder,
+            lose_rate=args.lose_webhooks,
         ),
         faults=TwilioFaults(
             args.throttled, args.error_before, args.error_after, args.timeout_after, args.refused
@@ -498,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         forged=args.forged,
         second_service=args.second_service,
         sweep_every=args.sweep_every,
+        reconcile_every=args.reconcile_every,
     )
     signal.signal(signal.SIGTERM, _terminated)
     print(f"Chaos: moto, template.yaml, Twilio simulator with faults, API on :{args.port} ...")

@@ -3,13 +3,18 @@
     moto server (own process) ← the real template.yaml, deployed by tools.stack
     local HTTP API :3000      ← the template's HttpApi events → the real ingest handler
     Lambda SQS pollers        ← the template's SQS events → the real retry handler
-    Twilio simulator          ← the retry worker's REST calls (TwilioConversationsUrl)
-    webhook emitter           → signed onDeliveryUpdated webhooks for every message, to :3000
+    schedules                 → SweepFunction and ReconcileFunction, time compressed
+    Twilio simulator          ← the retry worker's and the reconciler's REST calls
+    webhook emitter           → signed onDeliveryUpdated webhooks for every message, to :3000;
+                                some lost on the way (--lose-webhooks), as Twilio never resends
 
 The handlers are the deployed ones, each in its own process (a Lambda container: one invocation at
 a time, its own environment and Powertools singletons): the only difference from AWS is where the
 endpoints point. A scenario sends messages "from the app", waits until every failure
-is decided, and checks DESIGN.md's invariants; the exit code says whether they held.
+is decided, and checks DESIGN.md's invariants; the exit code says whether they held. Twilio's
+truth (the simulator's Receipts) is the reference: every failure Twilio holds, its webhook lost or
+not, must be decided, unless no webhook of its receipt ever arrived (nothing stored: invisible to
+Redeliver, as in production).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from urllib.parse import parse_qs, urlparse
 import boto3
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT
-from redeliver.store import PENDING_INDEX
+from redeliver.receipts import FAILURE_STATUSES
+from redeliver.store import PENDING_INDEX, STUCK_INDEX
 from tools.apigw import request_event, sign
 from tools.lambdas import FakeContext, import_function
 from tools.moto_server import FAKE_CREDENTIALS, moto_server
@@ -87,6 +93,18 @@ class Tuning:
     # function → its Timeout, in seconds, enforced as Lambda does (the invocation is stopped).
     # Elsewhere the context runs down from the deployed Timeout but nothing stops a late one.
     timeouts: dict[str, float] = field(default_factory=dict)
+    # Seconds a receipt may stay at `sent` before ReconcileFunction asks Twilio (None: deployed
+    # with ReconcileAfterMinutes=0, no reconciliation). Deployed as 1 minute, the least above 0,
+    # with the function's clock this much less than a minute ahead; and how often it runs.
+    reconcile_after: float | None = 3.0
+    reconcile_every: float = 2.0
+
+    @property
+    def clocks(self) -> dict[str, float]:
+        """function → seconds its clock runs ahead of the machine's."""
+        if self.reconcile_after is None:
+            return {}
+        return {"ReconcileFunction": 60.0 - self.reconcile_after}
 
     def notes(self, template: dict[str, Any]) -> list[str]:
         lines = [
@@ -108,6 +126,21 @@ class Tuning:
         if self.sweep_every is not None:
             lines.append(
                 f"SweepFunction every {self.sweep_every:g} s (template: {_schedule(template)})"
+            )
+        defaults = {name: p.get("Default") for name, p in template["Parameters"].items()}
+        if self.reconcile_after is None:
+            lines.append(
+                "ReconcileAfterMinutes=0: no reconciliation (template default "
+                f"{defaults['ReconcileAfterMinutes']})"
+            )
+        else:
+            lines.append(
+                f"ReconcileFunction every {self.reconcile_every:g} s (template: every "
+                f"ReconcileEveryMinutes={defaults['ReconcileEveryMinutes']} minutes); "
+                f"ReconcileAfterMinutes=1 (template default {defaults['ReconcileAfterMinutes']}) "
+                f"with its clock {60 - self.reconcile_after:g} s ahead: a receipt at sent is "
+                f"looked up after {self.reconcile_after:g} s (one Twilio still reports sent, a "
+                "minute after that)"
             )
         return lines
 
@@ -177,7 +210,8 @@ class ContainerGone(FunctionError):
 class Container:
     """One Lambda container: its own process, environment and Powertools singletons, running one
     invocation at a time, with the context of a function whose Timeout is `timeout` (`enforced`:
-    an invocation still running a second after it is stopped, as Lambda stops it)."""
+    an invocation still running a second after it is stopped, as Lambda stops it), its clock
+    (`time.time`) `clock_ahead` seconds ahead of the machine's (a compressed threshold)."""
 
     def __init__(
         self,
@@ -186,6 +220,8 @@ class Container:
         log: Path,
         timeout: float = 3.0,
         enforced: bool = False,
+        *,
+        clock_ahead: float = 0.0,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
@@ -193,7 +229,9 @@ class Container:
         self.timeout = timeout
         self.enforced = enforced
         self.process = context.Process(
-            target=_container_main, args=(directory, environment, str(log), child), daemon=True
+            target=_container_main,
+            args=(directory, environment, str(log), child, clock_ahead),
+            daemon=True,
         )
         self.process.start()
         child.close()
@@ -239,10 +277,13 @@ class Container:
 
 
 def _container_main(
-    directory: str, environment: dict[str, str], log: str, conn: Connection
+    directory: str, environment: dict[str, str], log: str, conn: Connection, clock_ahead: float
 ) -> None:
     # Ctrl-C reaches the whole process group: the parent decides when containers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if clock_ahead:  # before the handler's module binds time.time (a default argument, say)
+        machine = time.time
+        time.time = lambda: machine() + clock_ahead
     os.environ.clear()
     os.environ.update(environment)
     sys.stdout = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long
@@ -303,6 +344,7 @@ class Runtime:
         environment: dict[str, dict[str, str]] | None = None,
         kills: KillPlan | None = None,
         timeouts: dict[str, float] | None = None,
+        clocks: dict[str, float] | None = None,
     ) -> None:
         self.log = log
         self.started = time.monotonic()
@@ -313,7 +355,7 @@ class Runtime:
         self._plan = kills or KillPlan()
         self._idle: dict[str, queue.Queue[Container]] = {}
         self._all: list[Container] = []
-        self._specs: dict[str, tuple[str, dict[str, str], float, bool]] = {}
+        self._specs: dict[str, tuple[str, dict[str, str], float, bool, float]] = {}
         self._guard = threading.Lock()
         overrides = environment or {}
         for logical, resource in load_template()["Resources"].items():
@@ -326,7 +368,8 @@ class Runtime:
             env = {**os.environ, **stack.environment(logical), **overrides.get(logical, {})}
             enforced = logical in (timeouts or {})
             timeout = (timeouts or {}).get(logical) or _deployed_timeout(stack, logical)
-            self._specs[logical] = (directory, env, timeout, enforced)
+            ahead = (clocks or {}).get(logical, 0.0)
+            self._specs[logical] = (directory, env, timeout, enforced, ahead)
             events = (properties.get("Events") or {}).values()
             count = http_containers if any(e["Type"] == "HttpApi" for e in events) else 1
             self._idle[logical] = queue.Queue()
@@ -337,8 +380,10 @@ class Runtime:
             container.wait_ready()
 
     def _new(self, function: str) -> Container:
-        directory, environment, timeout, enforced = self._specs[function]
-        container = Container(directory, environment, self.log, timeout, enforced)
+        directory, environment, timeout, enforced, ahead = self._specs[function]
+        container = Container(
+            directory, environment, self.log, timeout, enforced, clock_ahead=ahead
+        )
         with self._guard:
             self._all.append(container)
         return container
@@ -613,14 +658,15 @@ class Pollers:
 
 
 class Scheduler:
-    """EventBridge Scheduler's `Schedule` event: the sweeper, every `every` seconds."""
+    """EventBridge Scheduler's `Schedule` event: the sweeper or the reconciler, every `every`
+    seconds; `totals` sums the numbers its answers carry (swept; recorded, failures, ...)."""
 
     def __init__(self, runtime: Runtime, function: str, every: float) -> None:
         self._runtime = runtime
         self._function = function
         self.every = every
         self.runs = 0
-        self.swept = 0
+        self.totals: Counter[str] = Counter()
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -632,6 +678,10 @@ class Scheduler:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             event = {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
@@ -641,7 +691,13 @@ class Scheduler:
                 self.errors.append(str(error))
                 continue
             self.runs += 1
-            self.swept += int((answer or {}).get("swept", 0))
+            for name, value in (answer or {}).items():
+                if isinstance(value, int):
+                    self.totals[name] += value
+
+    @property
+    def swept(self) -> int:
+        return self.totals["swept"]
 
 
 # -- the whole stack ------------------------------------------------------------------------------
@@ -660,6 +716,7 @@ class Offline:
     tuning: Tuning = field(default_factory=Tuning)
     sweeper: Scheduler | None = None
     emitter: WebhookEmitter | None = None
+    reconciler: Scheduler | None = None
 
 
 @contextlib.contextmanager
@@ -675,6 +732,7 @@ def running(port: int, workdir: Path, seed: int, tuning: Tuning | None = None) -
         cleanup.callback(offline.api.stop)
         cleanup.callback(offline.pollers.stop)
         cleanup.callback(lambda: offline.sweeper.stop() if offline.sweeper else None)
+        cleanup.callback(lambda: offline.reconciler.stop() if offline.reconciler else None)
         cleanup.callback(lambda: offline.emitter.stop() if offline.emitter else None)
         yield offline
 
@@ -692,6 +750,9 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
                 "RetryPolicy": json.dumps(OFFLINE_POLICY),
                 "TwilioConversationsUrl": sim.url,
                 "RetryFollowUpSeconds": "2",
+                # 1 minute, the least that is on; the function's clock runs ahead (Tuning)
+                "ReconcileAfterMinutes": "0" if tuning.reconcile_after is None else "1",
+                "ReconcileEveryMinutes": "1",
             },
         )
     if tuning.visibility_timeout is not None:
@@ -703,13 +764,35 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
     log = workdir / "lambda.log"
     log.unlink(missing_ok=True)  # this run's lines only: the report reads reasons from it
     runtime = Runtime(
-        stack, log, environment=tuning.environment, kills=tuning.kills, timeouts=tuning.timeouts
+        stack,
+        log,
+        environment=tuning.environment,
+        kills=tuning.kills,
+        timeouts=tuning.timeouts,
+        clocks=tuning.clocks,
     )
     api = LocalApi(runtime, port).start()
     pollers = Pollers(runtime, stack).start()
     every = tuning.sweep_every or schedule_seconds(_schedule(load_template()))
     sweeper = Scheduler(runtime, "SweepFunction", every).start() if every else None
-    return Offline(stack, runtime, api, pollers, sim, token, endpoint, workdir, tuning, sweeper)
+    reconciler = (
+        Scheduler(runtime, "ReconcileFunction", tuning.reconcile_every).start()
+        if tuning.reconcile_after is not None
+        else None
+    )
+    return Offline(
+        stack,
+        runtime,
+        api,
+        pollers,
+        sim,
+        token,
+        endpoint,
+        workdir,
+        tuning,
+        sweeper,
+        reconciler=reconciler,
+    )
 
 
 # -- a scenario and its report -------------------------------------------------------------------
@@ -754,6 +837,7 @@ class Report:
     settlement: Settlement = field(default_factory=lambda: Settlement(True))
     unsettled: list[str] = field(default_factory=list)  # what is not done, where, and why
     notes: list[str] = field(default_factory=list)  # departures from the template; moto stalls
+    lost: list[str] = field(default_factory=list)  # lost webhooks and what became of them
     sections: list[str] = field(default_factory=list)  # more lines (make chaos)
     error: str = ""  # the report itself could not be completed: why
 
@@ -783,6 +867,7 @@ class Report:
             f"  retries sent    {self.retries_sent}, recovered (delivered/read) {self.recovered}",
             f"  given up        {sum(self.gave_up.values())} {dict(sorted(self.gave_up.items()))}",
             f"  DLQ depth       {self.dlq}",
+            *self.lost,
             *self.sections,
         ]
         if self.notes:
@@ -864,7 +949,8 @@ def run_scenario(
         offline.token,
         mix,
         seed=seed,
-        max_webhooks=messages * 20,
+        max_webhooks=max(messages, 50) * 20,  # a bound, with room for retries' receipts
+        twilio=offline.sim,  # Twilio's truth for its Receipts API, lost webhook or not
     ).start()
     offline.emitter = emitter
     offline.sim.listeners.append(emitter.on_message)
@@ -902,7 +988,9 @@ def _settle(
         depth = sum(_queue_depth(sqs, url).values())  # queued, in flight, delayed
         quiet = quiet + 1 if depth == 0 and emitter.idle else 0
         if quiet >= 3:
-            if offline.sweeper is None or not pending_failures(offline):
+            if (offline.sweeper is None or not pending_failures(offline)) and (
+                not reconciling(offline) or not stuck_receipts(offline)
+            ):
                 return Settlement(True)
             quiet = 0
         if progress:
@@ -936,6 +1024,19 @@ def pending_failures(offline: Offline) -> list[dict[str, Any]]:
     dynamodb = boto3.client("dynamodb")
     table = offline.stack.outputs["ReceiptsTableName"]
     pages = dynamodb.get_paginator("scan").paginate(TableName=table, IndexName=PENDING_INDEX)
+    return [item for page in pages for item in page["Items"]]
+
+
+def reconciling(offline: Offline) -> bool:
+    return offline.reconciler is not None and not offline.reconciler.stopped
+
+
+def stuck_receipts(offline: Offline) -> list[dict[str, Any]]:
+    """Receipts whose latest status is `sent` (the reconciler's index): each is looked up once
+    it is older than the threshold, and leaves the index when Twilio reports it further."""
+    dynamodb = boto3.client("dynamodb")
+    table = offline.stack.outputs["ReceiptsTableName"]
+    pages = dynamodb.get_paginator("scan").paginate(TableName=table, IndexName=STUCK_INDEX)
     return [item for page in pages for item in page["Items"]]
 
 
@@ -982,6 +1083,7 @@ def _collect(offline: Offline, report: Report) -> None:
     )
     dead = dead_letters(offline)
     report.dlq = len(dead)
+    report.lost = lost_lines(offline, by_key)
     report.checks = check_invariants(offline, items, by_key, dead)
     if not report.settlement.settled:
         report.unsettled = whereabouts(offline, items, by_key, dead)
@@ -1049,11 +1151,88 @@ def check_invariants(
     dead: list[str],
 ) -> list[Check]:
     links = chains(items, offline.sim.created)
+    emitter = offline.emitter
     return [
         one_message_per_attempt(offline.sim.created, items),
-        failures_decided(items, by_key, links, dead),
+        failures_decided(
+            items,
+            by_key,
+            links,
+            dead,
+            truth=twilio_truth(offline),
+            reached=set(emitter.reached) if emitter else set(),
+            lost=lost_statuses(emitter) if emitter else set(),
+        ),
         no_server_errors(offline),
     ]
+
+
+Receipt = tuple[str, str]  # (message SID, receipt SID)
+
+
+def twilio_truth(offline: Offline) -> dict[Receipt, dict[str, Any]]:
+    """Every receipt as Twilio's Receipts API reports it now (the simulator's)."""
+    return {
+        (message, receipt["sid"]): dict(receipt)
+        for message, receipts in list(offline.sim.receipts.items())
+        for receipt in list(receipts)
+    }
+
+
+def lost_statuses(emitter: WebhookEmitter) -> set[tuple[str, str, str]]:
+    """(message, receipt, status) of every genuine webhook that never reached ingest: lost on the
+    way, answered 5xx, or not answered."""
+    webhooks = [*emitter.dropped, *emitter.lost]
+    return {(f["MessageSid"], f["DeliveryReceiptSid"], f["Status"]) for f in webhooks}
+
+
+def lost_lines(offline: Offline, by_key: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """What was lost, and what became of it: the report's lost-webhook and reconciler lines."""
+    emitter = offline.emitter
+    if emitter is None:
+        return []
+    dropped = emitter.dropped_by_status
+    lines = [
+        f"  lost webhooks   {sum(dropped.values()) + len(emitter.lost)}: "
+        f"{sum(dropped.values())} lost on the way (rate {emitter.mix.lose_rate:g}) "
+        f"{dict(sorted(dropped.items()))}, {len(emitter.lost)} answered 5xx or not at all"
+    ]
+    truth = twilio_truth(offline)
+    lost = lost_statuses(emitter)
+    # Receipts whose last status (Twilio's now) never reached ingest by webhook.
+    last_lost = {
+        key: receipt for key, receipt in truth.items() if (*key, receipt["status"]) in lost
+    }
+    learned = failures = invisible = unlearned_failures = 0
+    for (message, sid), receipt in last_lost.items():
+        item = by_key.get((f"MSG#{message}", f"RCPT#{sid}"))
+        if item is None:
+            invisible += 1
+        elif item["status"]["S"] == receipt["status"]:
+            learned += 1
+            failures += receipt["status"] in FAILURE_STATUSES
+        else:
+            unlearned_failures += receipt["status"] in FAILURE_STATUSES
+    lines.append(
+        f"  lost last status {len(last_lost)} receipt(s): {learned} learned all the same "
+        f"({failures} failures; asked of Twilio, or stored before ingest died), "
+        f"{invisible} invisible (no webhook of theirs arrived: nothing stored), "
+        f"{len(last_lost) - learned - invisible} not learned ({unlearned_failures} failures; "
+        "the others a read after a delivered: not at sent, never asked about)"
+    )
+    reconciler = offline.reconciler
+    if reconciler is not None:
+        totals = reconciler.totals
+        lines.append(
+            f"  reconciler      every {reconciler.every:g} s: {reconciler.runs} runs, asked "
+            f"Twilio about {totals['messages']} message(s), recorded {totals['recorded']} "
+            f"receipt(s) (ReconciledReceipts), {totals['failures']} failure(s) "
+            f"(ReconciledFailures), left alone {totals['left_alone']}, errors {totals['errors']}"
+            + (f", {len(reconciler.errors)} run(s) failed" if reconciler.errors else "")
+        )
+    else:
+        lines.append("  reconciler      off (ReconcileAfterMinutes=0)")
+    return lines
 
 
 def one_message_per_attempt(created: list[dict[str, Any]], items: list[dict[str, Any]]) -> Check:
@@ -1097,11 +1276,34 @@ def failures_decided(
     by_key: dict[tuple[str, str], dict[str, Any]],
     links: dict[str, tuple[str, int]],
     dead: list[str],
+    *,
+    truth: dict[Receipt, dict[str, Any]] | None = None,
+    reached: set[str] | None = None,
+    lost: set[tuple[str, str, str]] | None = None,
 ) -> Check:
-    """Every stored failure is decided (retried or given up) in its own chain, or its job is in
-    the DLQ, where the DLQ alarm makes it visible."""
+    """Every failure Twilio holds (`truth`), its webhook lost or not, is stored, and every stored
+    failure is decided (retried or given up) in its own chain, or its job is in the DLQ, where
+    the DLQ alarm makes it visible. A failure of a receipt no webhook of which reached ingest
+    (none in `reached`) is invisible to Redeliver, as in production: counted, not a violation."""
     check = Check("every failure decided or visible in the DLQ")
     in_dlq = {describe_job(body).split(" ", 1)[0] for body in dead}
+    invisible = unlearned = 0
+    for (message, sid), receipt in sorted((truth or {}).items()):
+        if receipt["status"] not in FAILURE_STATUSES:
+            continue
+        item = by_key.get((f"MSG#{message}", f"RCPT#{sid}"))
+        stored = item["status"]["S"] if item else None
+        if stored == receipt["status"]:
+            continue
+        if item is None and sid not in (reached or set()):
+            invisible += 1
+            continue
+        unlearned += 1
+        how = "its webhook lost" if (message, sid, receipt["status"]) in (lost or set()) else ""
+        check.violations.append(
+            f"failure of {message} (Twilio: {receipt['status']} {receipt['error_code']}"
+            f"{', ' + how if how else ''}) is stored as {stored or 'nothing'}: never learned"
+        )
     failures = _failures(items)
     for item in failures:
         root, number, state = _failure_decision(item, by_key, links)
@@ -1120,6 +1322,12 @@ def failures_decided(
             )
         )
     check.evidence = f"{len(failures)} failures stored, {len(dead)} job(s) in the DLQ"
+    if truth is not None:
+        held = sum(1 for r in truth.values() if r["status"] in FAILURE_STATUSES)
+        check.evidence += (
+            f"; {held} failures at Twilio, {unlearned} never learned, {invisible} invisible "
+            "(no webhook of theirs arrived)"
+        )
     return check
 
 
@@ -1178,6 +1386,11 @@ def whereabouts(
         )
     for body in dead:
         lines.append(f"job {describe_job(body)}: in the DLQ")
+    if reconciling(offline) and (stuck := stuck_receipts(offline)):
+        lines.append(
+            f"{len(stuck)} receipt(s) at sent: the reconciler asks Twilio about each once it is "
+            f"{offline.tuning.reconcile_after:g} s old"
+        )
     pending = {i["pk"]["S"] for i in pending_failures(offline)} if offline.sweeper else set()
     links = chains(items, offline.sim.created)
     for item in _failures(items):
@@ -1307,6 +1520,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--duplicates", type=float, default=0.05, help="duplicated webhooks")
     parser.add_argument("--reorder", type=float, default=0.1, help="receipts out of order")
+    parser.add_argument(
+        "--lose-webhooks",
+        type=float,
+        default=0.03,
+        metavar="RATE",
+        help="share of webhooks lost on the way, never sent: the reconciler must recover the "
+        "failures among them from Twilio's Receipts API (0.03)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="the scenario's random seed (7)")
     parser.add_argument("--port", type=int, default=3000, help="the local API's port (3000)")
     parser.add_argument(
@@ -1327,7 +1548,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=20.0, help="with --target: most webhooks per second (20)"
     )
     args = parser.parse_args(argv)
-    for name in ("failure_rate", "retry_success", "duplicates", "reorder"):
+    for name in ("failure_rate", "retry_success", "duplicates", "reorder", "lose_webhooks"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.messages < 0:
@@ -1337,6 +1558,7 @@ def main(argv: list[str] | None = None) -> int:
         retry_success=args.retry_success,
         duplicate_rate=args.duplicates,
         reorder_rate=args.reorder,
+        lose_rate=args.lose_webhooks,
     )
 
     if args.target:

@@ -12,9 +12,19 @@ count and rate, and go only where `url` points (loopback for the offline stack, 
 stack's own URL with `--target`).
 
 Twilio does not resend a webhook: one answered 5xx, or not answered, is lost. The emitter keeps
-those (`lost`), so a report can account for them. `push_forged` sends webhooks that Twilio did
-not sign (unsigned, signed with another token, or altered after signing), counted apart
-(`forged`): each must be refused, and nothing of them stored.
+those (`lost`), so a report can account for them. `Mix.lose_rate` loses webhooks on the way, as a
+network drop, throttling or a redeploy does: never sent, kept apart (`dropped`, by status).
+
+Twilio's truth: given the simulator (`twilio`), the emitter sets each receipt there (`set_receipt`,
+the same receipt SID and DateUpdated the webhook carries) when its DateUpdated comes, whatever
+then happens to the webhook (delivered, duplicated, reordered or lost). The Receipts API then
+answers what Twilio knows, so a lost webhook can be recovered by asking, as in production.
+DateUpdated is whole seconds, as Twilio's REST dates are (and as twilio-python parses them): a
+webhook and the Receipts API then order a receipt's statuses alike.
+
+`push_forged` sends webhooks that Twilio did not sign (unsigned, signed with another token, or
+altered after signing), counted apart (`forged`): each must be refused, and nothing of them
+stored.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlparse
 
 from tools.apigw import sign
@@ -45,6 +55,20 @@ FAILURES = {
 FORGERIES = ("unsigned", "other-token", "altered")
 
 
+class ReceiptBook(Protocol):
+    """Where Twilio's truth about a receipt is kept: tools.twilio_sim.TwilioSimulator."""
+
+    def set_receipt(
+        self,
+        message: str,
+        status: str,
+        error_code: int | None = None,
+        *,
+        receipt: int | str = 0,
+        updated: datetime | None = None,
+    ) -> dict[str, Any]: ...
+
+
 @dataclass
 class Mix:
     failure_rate: float = 0.2  # share of original messages that fail
@@ -53,6 +77,7 @@ class Mix:
     reorder_rate: float = 0.1  # share of receipts whose webhooks arrive in the wrong order
     whatsapp_share: float = 0.3
     spacing: float = 0.05  # seconds between a receipt's status changes
+    lose_rate: float = 0.0  # share of webhooks lost on the way (never sent; Twilio's truth stays)
 
 
 @dataclass
@@ -99,6 +124,7 @@ class WebhookEmitter:
         max_webhooks: int = 100_000,
         max_rate: float = 500.0,
         senders: int = 4,
+        twilio: ReceiptBook | None = None,
     ) -> None:
         self.url = url
         self._parsed = urlparse(url)
@@ -112,6 +138,12 @@ class WebhookEmitter:
         self._queue: list[tuple[float, int, dict[str, str], str]] = []
         self.forged = Stats()
         self.lost: list[dict[str, str]] = []  # genuine webhooks answered 5xx or not answered
+        self.dropped: list[dict[str, str]] = []  # lost on the way (Mix.lose_rate): never sent
+        self.reached: set[str] = set()  # receipt SIDs with a genuine webhook answered 2xx
+        self._twilio = twilio
+        # Twilio's truth, due at each status's DateUpdated: (monotonic due, order, fields).
+        self._truths: list[tuple[float, int, dict[str, str]]] = []
+        self._truth_thread = threading.Thread(target=self._truth_loop, daemon=True)
         self._order = itertools.count()
         self._lock = threading.Condition()
         self._in_flight = 0
@@ -124,6 +156,7 @@ class WebhookEmitter:
     def start(self) -> WebhookEmitter:
         for thread in self._senders:
             thread.start()
+        self._truth_thread.start()
         return self
 
     def stop(self) -> None:
@@ -134,7 +167,12 @@ class WebhookEmitter:
     @property
     def idle(self) -> bool:
         with self._lock:
-            return not self._queue and self._in_flight == 0
+            return not self._queue and not self._truths and self._in_flight == 0
+
+    @property
+    def dropped_by_status(self) -> Counter[str]:
+        with self._lock:
+            return Counter(_label(f) for f in self.dropped)
 
     # -- what Twilio would report for one message ----------------------------------------------
 
@@ -165,28 +203,68 @@ class WebhookEmitter:
             if channel == "whatsapp":
                 steps.append(("read", None))
             self.outcomes["delivered"] += 1
+        # Whole seconds, as Twilio's REST dates (the Receipts API) are.
         start = datetime.now(UTC)
-        events = []
+        now = time.monotonic()
+        events, due = [], []
         for n, (step_status, step_code) in enumerate(steps):
-            updated = start + timedelta(seconds=mix.spacing * (n + 1))
-            events.append(_fields(message, receipt, step_status, step_code, updated))
+            moment = start + timedelta(seconds=mix.spacing * (n + 1))
+            events.append(_fields(message, receipt, step_status, step_code, moment))
+            due.append(now + mix.spacing * (n + 1))
+        if self._twilio is not None:
+            with self._lock:
+                for at, fields in zip(due, events, strict=True):
+                    heapq.heappush(self._truths, (at, next(self._order), fields))
+                self._lock.notify_all()
         if len(events) > 1 and rng.random() < mix.reorder_rate:
             events.reverse()  # the later status arrives first
+        # Its own draws: a scenario without losses is the one it was before they existed.
+        losing = random.Random(f"{self._seed}-{message['sid']}-{receipt}-lost")  # noqa: S311
         for n, fields in enumerate(events):
-            self._push(time.monotonic() + mix.spacing * (n + 1), fields)
+            if losing.random() < mix.lose_rate:  # Twilio sent it; it never arrives
+                with self._lock:
+                    self.dropped.append(fields)
+                continue
+            self._push(now + mix.spacing * (n + 1), fields)
             if rng.random() < mix.duplicate_rate:
-                self._push(time.monotonic() + mix.spacing * (n + 1.5), fields)
+                self._push(now + mix.spacing * (n + 1.5), fields)
 
     def _push(self, at: float, fields: dict[str, str], forgery: str = "") -> None:
         with self._lock:
             heapq.heappush(self._queue, (at, next(self._order), fields, forgery))
-            self._lock.notify()
+            self._lock.notify_all()  # the truth thread waits on the same condition
 
     def push_forged(self, fields: dict[str, str], forgery: str, delay: float = 0.0) -> None:
         """Send `fields` without Twilio's signature: `forgery` is one of FORGERIES."""
         if forgery not in FORGERIES:
             raise ValueError(f"forgery must be one of {FORGERIES}")
         self._push(time.monotonic() + delay, fields, forgery)
+
+    # -- Twilio's truth ------------------------------------------------------------------------
+
+    def _truth_loop(self) -> None:
+        """Each status becomes what the Receipts API reports when its DateUpdated comes."""
+        while True:
+            with self._lock:
+                while not self._stopping and (
+                    not self._truths or self._truths[0][0] > time.monotonic()
+                ):
+                    wait = (self._truths[0][0] - time.monotonic()) if self._truths else 0.5
+                    self._lock.wait(timeout=max(0.001, wait))
+                if self._stopping:
+                    return
+                _, _, fields = heapq.heappop(self._truths)
+            assert self._twilio is not None
+            code = fields["ErrorCode"]
+            self._twilio.set_receipt(
+                fields["MessageSid"],
+                fields["Status"],
+                int(code) if code else None,
+                receipt=fields["DeliveryReceiptSid"],
+                updated=datetime.fromisoformat(fields["DateUpdated"]),
+            )
+            with self._lock:
+                self._lock.notify_all()  # `idle` may have become true
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -265,13 +343,21 @@ class WebhookEmitter:
             stats.answers[response.status] += 1
             if response.status >= 500 and not forgery:
                 self.lost.append(fields)  # Twilio does not resend
+            elif response.status < 300 and not forgery:
+                self.reached.add(fields["DeliveryReceiptSid"])
         return connection
+
+
+def _label(fields: dict[str, str]) -> str:
+    """A webhook's status as the report counts it: `sent`, `undelivered 30003`."""
+    return f"{fields['Status']} {fields['ErrorCode']}".rstrip()
 
 
 def _fields(
     message: dict[str, Any], receipt: int, status: str, code: int | None, updated: datetime
 ) -> dict[str, str]:
     created = message["date_created"]
+    updated = updated.replace(microsecond=0)
     return {
         "AccountSid": message["account_sid"],
         "ChatServiceSid": message["chat_service_sid"],
@@ -284,6 +370,7 @@ def _fields(
         "Status": status,
         "ErrorCode": "" if code is None else str(code),
         "DateCreated": created,
+        # Twilio's webhooks write milliseconds (`2025-01-01T00:00:01.000Z`): here always .000.
         "DateUpdated": updated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "Source": "API",
         "ClientIdentity": "",

@@ -22,7 +22,9 @@ CONFIG = chaos.ChaosConfig(
     seed=11,
     rate=40,
     timeout=300,
-    mix=Mix(failure_rate=0.5, retry_success=0.5, duplicate_rate=0.3, reorder_rate=0.3),
+    mix=Mix(
+        failure_rate=0.5, retry_success=0.5, duplicate_rate=0.3, reorder_rate=0.3, lose_rate=0.1
+    ),
     faults=chaos.TwilioFaults(
         throttled=0.1, error_before=0.1, error_after=0.1, timeout_after=0.1, refused=0.05
     ),
@@ -31,6 +33,7 @@ CONFIG = chaos.ChaosConfig(
     forged=9,
     second_service=0.5,
     sweep_every=2,
+    reconcile_every=2,
     # Ingest: once before its write (the webhook is lost), twice after it and before the enqueue
     # (stored, no job: the sweeper's case). The retry worker: before its first call, and later.
     kill_points={
@@ -106,7 +109,24 @@ def test_a_killed_ingest_is_a_lost_webhook_and_a_kill_after_the_write_is_swept(
     assert after_write  # stored with its outbox mark, never enqueued by ingest ...
     assert run.stack.sweeper is not None
     assert run.stack.sweeper.swept >= len(after_write)  # ... so the sweeper queued it
-    assert "lost webhooks   3 answered 5xx" in run.report.render()
+    assert "5xx webhooks    3 answered 5xx or not at all" in run.report.render()
+
+
+@pytest.mark.slow
+def test_webhooks_lost_on_the_way_are_counted_apart_and_their_failures_decided(run: Run) -> None:
+    """Both causes of a lost webhook: the ingest kills (above) and losses on the way. Every
+    failure Twilio holds is stored (its webhook, or the reconciler asking) and decided."""
+    emitter = run.stack.emitter
+    assert emitter is not None
+    assert emitter.dropped  # lose_rate 0.1: some never sent
+    assert not {id(f) for f in emitter.dropped} & {id(f) for f in emitter.lost}
+    [check] = [c for c in run.report.checks if c.name.startswith("every failure decided")]
+    assert check.held
+    assert " 0 never learned" in check.evidence
+    text = run.report.render("Redeliver chaos")
+    assert "lost on the way (rate 0.1) " in text
+    assert f", {len(emitter.lost)} answered 5xx or not at all" in text
+    assert "reconciler      every 2 s:" in text
 
 
 @pytest.mark.slow
@@ -209,5 +229,5 @@ def test_the_makefile_and_readme_explain_make_chaos() -> None:
     root = Path(offline.ROOT)
     assert "chaos: setup ## " in (root / "Makefile").read_text()
     readme = (root / "README.md").read_text()
-    for flag in ("--throttled", "--kill-ingest", "--forged", "--second-service"):
+    for flag in ("--throttled", "--kill-ingest", "--forged", "--second-service", "--lose-webhooks"):
         assert flag in readme

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+import boto3
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
@@ -40,6 +41,84 @@ def test_a_seeded_scenario_keeps_every_invariant(stack: offline.Offline) -> None
     assert len({(m["root"], m["attempt"]) for m in markers}) == len(markers) == report.retries_sent
     assert "held   exactly one new message per attempt" in report.render()
     assert "every invariant held" in report.render()
+
+
+# -- issue 9 item 7: lost webhooks, recovered by asking Twilio -----------------------------------
+
+
+def _lost_failures(stack: offline.Offline) -> list[tuple[str, str]]:
+    """(message, receipt) of failures whose own webhook was lost while their `sent` was stored:
+    the ones only the reconciler (or a retry's follow-up) can learn."""
+    assert stack.emitter is not None
+    truth = offline.twilio_truth(stack)
+    return [
+        (f["MessageSid"], f["DeliveryReceiptSid"])
+        for f in stack.emitter.dropped
+        if f["Status"] in ("undelivered", "failed")
+        and truth[(f["MessageSid"], f["DeliveryReceiptSid"])]["status"] == f["Status"]
+        and f["DeliveryReceiptSid"] in stack.emitter.reached
+    ]
+
+
+def _stored_status(stack: offline.Offline, message: str, receipt: str) -> str | None:
+    item = boto3.client("dynamodb").get_item(
+        TableName=stack.stack.outputs["ReceiptsTableName"],
+        Key={"pk": {"S": f"MSG#{message}"}, "sk": {"S": f"RCPT#{receipt}"}},
+        ConsistentRead=True,
+    )
+    return item.get("Item", {}).get("status", {}).get("S")
+
+
+@pytest.mark.slow
+def test_lost_webhooks_are_recovered_by_the_reconciler_and_every_failure_decided(
+    stack: offline.Offline,
+) -> None:
+    mix = Mix(failure_rate=1.0, retry_success=1.0, duplicate_rate=0.1, lose_rate=0.4)
+    report = offline.run_scenario(stack, 20, mix, seed=31, timeout=90, progress=False, rate=100)
+    assert report.settlement.settled, report.unsettled
+    assert report.violations == []
+    lost = _lost_failures(stack)
+    assert lost  # the seed loses failures whose `sent` was stored: only asking finds them
+    assert stack.reconciler is not None
+    assert stack.reconciler.totals["failures"] >= 1  # ReconciledFailures
+    for message, receipt in lost:
+        assert _stored_status(stack, message, receipt) in ("undelivered", "failed")
+    text = report.render()
+    assert "lost webhooks" in text
+    assert "0 never learned" in text
+    assert "reconciler      every 2 s:" in text
+    assert "ReconcileAfterMinutes=1 (template default 30) with its clock 57 s ahead" in text
+
+
+@pytest.mark.slow
+def test_a_lost_failure_not_recovered_breaks_the_run(stack: offline.Offline) -> None:
+    """The reconciler stopped: a failure whose webhook was lost stays at `sent`, and the check
+    over Twilio's truth says so; started again, it recovers it and the run holds."""
+    assert stack.reconciler is not None
+    stack.reconciler.stop()
+    mix = Mix(failure_rate=1.0, retry_success=1.0, duplicate_rate=0.0, lose_rate=0.5)
+    try:
+        report = offline.run_scenario(stack, 20, mix, seed=32, timeout=90, progress=False)
+        lost = _lost_failures(stack)
+        assert lost
+        assert report.settlement.settled
+        [check] = [c for c in report.checks if c.name.startswith("every failure decided")]
+        for message, _ in lost:
+            assert any(
+                v.startswith(f"failure of {message} (Twilio: ")
+                and "its webhook lost) is stored as sent: never learned" in v
+                for v in check.violations
+            ), check.violations
+        assert offline.exit_code(report) == 1
+        assert "BROKEN every failure decided or visible in the DLQ" in report.render()
+    finally:
+        stack.reconciler = offline.Scheduler(stack.runtime, "ReconcileFunction", 2.0).start()
+    # Settles once nothing is at `sent`: the reconciler has asked, the failures are retried.
+    again = offline.run_scenario(stack, 0, Mix(), seed=33, timeout=90, progress=False)
+    assert again.settlement.settled, again.unsettled
+    assert again.violations == []
+    for message, receipt in lost:
+        assert _stored_status(stack, message, receipt) in ("undelivered", "failed")
 
 
 @pytest.mark.slow
@@ -106,6 +185,7 @@ def test_a_report_with_a_broken_invariant_says_so() -> None:
 def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (
         ["--failure-rate", "2"],
+        ["--lose-webhooks", "1.5"],
         ["--messages", "-1"],
         ["--target", "https://example.invalid/x"],
     ):
@@ -154,7 +234,9 @@ def test_a_run_that_does_not_settle_reports_what_is_left_and_where(
     assert report.settlement.why == "not done within --timeout 0 s"
     assert report.unsettled  # webhooks still to send, jobs queued or in the handler ...
     assert all(
-        line.startswith(("webhooks still to send", "job", "failure of")) or " job(s) " in line
+        line.startswith(("webhooks still to send", "job", "failure of"))
+        or " job(s) " in line
+        or " receipt(s) at sent: the reconciler asks " in line
         for line in report.unsettled
     )
     text = report.render()
