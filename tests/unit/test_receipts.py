@@ -138,14 +138,26 @@ def test_the_edges_of_the_range_are_dates_like_any_other(value: str) -> None:
     assert DeliveryEvent.from_dict(parsed.to_dict()) == parsed
 
 
-def test_the_order_key_is_exact_milliseconds_at_every_date() -> None:
-    # A float timestamp puts 3075-01-05T17:18:24.269 one millisecond early (…268.99999): the
-    # order key and the stored `at` text would then disagree about the same event.
+def test_the_order_key_is_exact_whole_seconds_at_every_date() -> None:
+    # A float timestamp puts 3075-01-05T17:18:24.269 one millisecond early (…268.99999), and at
+    # a second boundary that would be another second.
     late = event("sent", "3075-01-05T17:18:24.269Z")
     millis = (late.date_updated - EARLIEST_DATE) // timedelta(milliseconds=1)
     assert millis % 1000 == 269
-    assert late.order_key == millis * 10 + 1
-    assert event("sent", "1970-01-01T00:00:00.001Z").order_key == 11
+    assert late.order_key == (millis - 269) * 10 + 1
+    assert event("sent", "1970-01-01T00:00:00.001Z").order_key == 1
+    assert event("sent", "1970-01-01T00:00:01.000Z").order_key == 10_001
+
+
+def test_twilios_whole_second_answer_and_a_millisecond_webhook_agree() -> None:
+    # The Receipts API (reconciliation, follow-ups) says "2026-11-27T10:00:00Z"; the webhook for
+    # the same change may say "…10:00:00.734Z". A failure learned from the API in the second of
+    # a stored `sent` must be newer than it, and the same event from both paths one event.
+    sent_by_webhook = event("sent", "2026-11-27T10:00:00.734Z")
+    failed_by_api = event("failed", "2026-11-27T10:00:00Z", 30003)
+    assert failed_by_api.order_key > sent_by_webhook.order_key
+    failed_by_webhook = event("failed", "2026-11-27T10:00:00.912Z", 30003)
+    assert failed_by_api.order_key == failed_by_webhook.order_key
 
 
 def test_dates_keep_the_milliseconds_that_are_stored() -> None:

@@ -7,7 +7,14 @@ below are the only copy of them.
 Ordering (DESIGN invariant 2): the latest Twilio `DateUpdated` wins; at equal times the
 status further along wins (`ORDER_RANK`). Both fold into one integer, `DeliveryEvent.order_key`,
 which DynamoDB can compare in a condition expression; the status name breaks the last tie (two
-unknown statuses in the same millisecond), so any order of the same events ends the same.
+unknown statuses in the same second), so any order of the same events ends the same.
+
+Times are compared to the whole second. Twilio's REST answers (the Receipts list that
+reconciliation and follow-ups read) carry whole seconds, while a webhook's `DateUpdated` may carry
+milliseconds: compared to the millisecond, a failure learned from the Receipts API in the same
+second as a stored `sent` webhook would look older than it and be ignored, and the same event from
+both paths would not be one event. Within a second the rank decides, which is the rule for ties
+anyway (a delivery outranks a failure: SMS statuses are tentative).
 
 Which webhook fields a receipt needs (TWILIO.md lists them; DESIGN.md says what each is for).
 Twilio does not resend a webhook, so a 400 loses the receipt for good: only a field without
@@ -51,8 +58,8 @@ ORDER_RANK: Mapping[str, int] = {
     "delivered": 4,
     "read": 5,
 }
-_RANK_SLOTS = 10  # order_key = epoch milliseconds * 10 + rank
-_MILLISECOND = timedelta(milliseconds=1)
+_RANK_SLOTS = 10  # order_key = epoch milliseconds (whole seconds) * 10 + rank
+_SECOND = timedelta(seconds=1)
 
 # The dates a receipt may carry: [EARLIEST_DATE, LATEST_DATE), checked in `parse_time`, so that
 # nothing after parsing can overflow. Twilio dates are recent; these bounds are about what the
@@ -117,8 +124,9 @@ class DeliveryEvent:
 
     @property
     def order_key(self) -> int:
-        # Integer arithmetic: a float timestamp rounds late dates to another millisecond.
-        millis = (self.date_updated - EARLIEST_DATE) // _MILLISECOND
+        # Integer arithmetic: a float timestamp rounds late dates to another millisecond. Whole
+        # seconds (see the module docstring), kept on the millisecond scale that stored items use.
+        millis = (self.date_updated - EARLIEST_DATE) // _SECOND * 1000
         return millis * _RANK_SLOTS + ORDER_RANK.get(self.status, 0)
 
     def history_entry(self) -> HistoryEntry:
