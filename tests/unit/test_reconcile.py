@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from redeliver.conversations import ReceiptSnapshot
-from redeliver.receipts import MalformedEvent, parse_delivery_event
-from redeliver.reconcile import Target, event_from_snapshot
+from redeliver.receipts import Change, DeliveryEvent, MalformedEvent, apply, parse_delivery_event
+from redeliver.reconcile import Target, aligned, event_from_snapshot
 from redeliver.settings import Settings
 from redeliver.spill import parse_spilled, spilled_body
 from tools.samples import receipt_fields, sid
@@ -66,3 +66,23 @@ def test_reconcile_settings_default_on_and_zero_is_off() -> None:
     assert settings.spill_queue_url == ""
     off = Settings.from_env({**required, "RECONCILE_AFTER_MINUTES": "0", "SPILL_QUEUE_URL": "u"})
     assert (off.reconcile_after_minutes, off.spill_queue_url) == (0, "u")
+
+
+def test_twilios_whole_second_is_compared_at_its_own_precision() -> None:
+    """A webhook's DateUpdated has milliseconds, Twilio's REST dates are whole seconds."""
+
+    def webhook(status: str, updated: str) -> DeliveryEvent:
+        return parse_delivery_event(receipt_fields(status, error_code=None, updated=updated))
+
+    stored, _ = apply(None, webhook("sent", "2026-11-27T10:00:05.300Z"))
+    failed = event_from_snapshot(TARGET, snapshot(date_updated=AT.replace(microsecond=0)))
+    assert apply(stored, aligned(failed, stored))[1].change is Change.LATEST  # rank decides
+    delivered, _ = apply(None, webhook("delivered", "2026-11-27T10:00:05.900Z"))
+    assert apply(delivered, aligned(failed, delivered))[1].change is Change.OLDER
+    same, _ = apply(None, webhook("undelivered", "2026-11-27T10:00:05.700Z"))
+    assert apply(same, aligned(failed, same))[1].change is Change.DUPLICATE
+    earlier, _ = apply(None, webhook("sent", "2026-11-27T10:00:04.300Z"))
+    assert aligned(failed, earlier) == failed  # another second: the second decides
+    assert aligned(failed, None) == failed
+    finer = event_from_snapshot(TARGET, snapshot())  # milliseconds: nothing to align
+    assert aligned(finer, stored) == finer
