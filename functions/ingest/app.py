@@ -11,7 +11,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import dynamodb_client, sqs_client
+from redeliver.aws import WEBHOOK, dynamodb_client, sqs_client
 from redeliver.credentials import CredentialSource
 from redeliver.ingest import Ingest, SignatureRejected, WebhookRequest
 from redeliver.observability import count, logger, metrics
@@ -23,13 +23,13 @@ from redeliver.spill import SpillQueue
 from redeliver.store import ReceiptStore
 
 settings = Settings.from_env()
-sqs = sqs_client()
+sqs = sqs_client(WEBHOOK)
 ingest = Ingest(
     verifier=SignatureVerifier(
         CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds)
     ),
     store=ReceiptStore(
-        dynamodb_client(),
+        dynamodb_client(WEBHOOK),
         settings.table_name,
         settings.receipt_ttl_days,
         track_sent=settings.reconcile_after_minutes > 0,

@@ -185,37 +185,6 @@ def test_a_late_webhook_for_a_failure_the_reconciler_found_does_not_queue_it_aga
     assert len(rec.created(conversation)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same failure from Twilio (whole second, recorded first) and from a late webhook "
-    "(milliseconds) has two order keys: the webhook's reads as newer, so it is queued and counted "
-    "NewFailures again. One retry is sent all the same (the claim supersedes the first job). "
-    "Deduping needs classify and ReceiptStore.record to compare a same-status event within the "
-    "same whole second as the same event (receipts.py, store.record: outside this review's scope)",
-)
-def test_a_late_webhook_for_a_failure_already_found_is_not_a_new_failure(
-    rec: Reconciling,
-) -> None:
-    conversation, message = rec.message()
-    webhook(rec, conversation, message, "sent", T0 + timedelta(seconds=5, milliseconds=300))
-    failed_at = T0 + timedelta(seconds=20, milliseconds=700)
-    rec.sim.set_receipt(message, "undelivered", 30003, updated=failed_at)
-    rec.now = T0 + timedelta(seconds=AFTER + 60)
-    assert rec.run()["failures"] == 1
-    webhook(rec, conversation, message, "undelivered", failed_at, code=30003)
-    assert len(rec.queued()) == 1
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a DynamoDB that hangs (not one that refuses fast) uses up IngestFunction's 4 s on the "
-    "write's own retries (redeliver.aws.FAST: max_attempts=3 counts botocore's retries, so 4 "
-    "attempts of up to 1 s connect + 2 s read) before "
-    "the spill is tried: Lambda times out and Twilio gets a 5xx where the receipt could have been "
-    "spilled. Fix outside this review's files: give ingest's DynamoDB client a budget that leaves "
-    "room for the spill (e.g. 1 attempt, 1 s read: the spill queue is the retry), in "
-    "functions/ingest/app.py or redeliver/aws.py",
-)
 def test_a_hung_write_leaves_ingest_time_to_spill(ingest: Any) -> None:
     from tools.stack import load_template
 

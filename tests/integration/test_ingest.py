@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -14,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 
-from redeliver.observability import logger
 from redeliver.store import HISTORY_PREFIX
+from tests.integration.conftest import WorkerLog
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
 from tests.unit.dates import date_texts
@@ -25,18 +24,9 @@ from tools.stack import TEST_AUTH_TOKEN, DeployedStack, create_twilio_secret, de
 
 
 @pytest.fixture
-def logged() -> Iterator[list[logging.LogRecord]]:
-    """The package logger's records (its handler writes to the stdout of the first import)."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Keep()
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
+def logged(worker_log: WorkerLog) -> list[logging.LogRecord]:
+    """The package logger's records, at INFO whatever ran before (tests.integration.conftest)."""
+    return worker_log.records
 
 
 def post(ingest: ModuleType, fields: dict[str, str], **options: Any) -> dict[str, Any]:

@@ -22,11 +22,20 @@ FAST = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
+# IngestFunction's: a DynamoDB that hangs (rather than refusing fast) must leave time, inside the
+# function's 4 s, for the spill queue, which is then the retry: two tries of the write at most
+# (2 x 1.3 s), then one spill send (1.3 s). A write normally answers in milliseconds.
+WEBHOOK = Config(
+    connect_timeout=0.5,
+    read_timeout=0.8,
+    retries={"mode": "standard", "total_max_attempts": 2},
+    tcp_keepalive=True,
+)
 
 
-def dynamodb_client() -> DynamoDBClient:
-    return boto3.client("dynamodb", config=FAST)
+def dynamodb_client(config: Config = FAST) -> DynamoDBClient:
+    return boto3.client("dynamodb", config=config)
 
 
-def sqs_client() -> SQSClient:
-    return boto3.client("sqs", config=FAST)
+def sqs_client(config: Config = FAST) -> SQSClient:
+    return boto3.client("sqs", config=config)

@@ -57,7 +57,7 @@ from redeliver.spill import SpillQueue
 from redeliver.store import ReceiptStore
 
 if TYPE_CHECKING:
-    from redeliver.receipts import DeliveryEvent, ReceiptState
+    from redeliver.receipts import DeliveryEvent
 
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
 WRITE_ATTEMPTS = 3  # for a write that meets a transaction; each wait is 50 ms more
@@ -119,11 +119,6 @@ class Recorder:
         self._store = store
         self._queue = queue
         self._pause = pause
-
-    def stored(self, event: DeliveryEvent) -> ReceiptState | None:
-        """What is stored for `event`'s receipt now (a consistent read): the reconciler compares
-        Twilio's whole-second dates with it (redeliver/reconcile.py `aligned`)."""
-        return self._store.get_receipt(event.message_sid, event.receipt_sid)
 
     def record(self, event: DeliveryEvent, source: Source = Source.WEBHOOK) -> IngestResult:
         """Raises what the write raised (ClientError, BotoCoreError); an enqueue error does not."""

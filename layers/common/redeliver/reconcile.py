@@ -10,12 +10,9 @@ call per message and run, plus paging), and records every receipt Twilio reports
 A failure found this way is retried exactly as a webhook's would be, and counted
 `ReconciledFailures`: it means webhook delivery is broken.
 
-Twilio's REST dates are whole seconds (twilio-python parses `%Y-%m-%dT%H:%M:%SZ` only), while a
-webhook's `DateUpdated` carries milliseconds: a `failed` Twilio reports at 10:00:05 would read as
-older than the `sent` a webhook stored at 10:00:05.300, and be lost. So each receipt Twilio
-reports is compared at Twilio's precision (`aligned`): within the stored event's own second, it
-is taken at the stored instant and the status rank decides, as at equal DateUpdated; the same
-event from both paths is then one event (a duplicate). It costs one read per reported receipt.
+Twilio's REST dates are whole seconds while a webhook's `DateUpdated` may carry milliseconds:
+receipts are ordered to the whole second (redeliver/receipts.py), so a `failed` Twilio reports in
+the second of a stored `sent` is newer than it, and the same event from both paths is one event.
 
 The oldest stuck receipts are asked about first, whatever their shard: a run that the function's
 timeout cuts short leaves the youngest for the next one, and a backlog cannot starve a shard.
@@ -27,7 +24,6 @@ never reports further (a carrier that sends no delivery report) is not asked abo
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,11 +35,9 @@ from redeliver.receipts import (
     Change,
     DeliveryEvent,
     MalformedEvent,
-    ReceiptState,
     Transition,
     classify,
     iso,
-    parse_time,
 )
 from redeliver.store import ReceiptStore, StuckReceipt
 
@@ -104,22 +98,6 @@ def event_from_snapshot(target: Target, snapshot: ReceiptSnapshot) -> DeliveryEv
     )
 
 
-def aligned(event: DeliveryEvent, stored: ReceiptState | None) -> DeliveryEvent:
-    """`event`, as Twilio's Receipts API reported it (whole seconds), compared with the stored
-    latest event (a webhook's, milliseconds) at Twilio's precision: if the stored one falls in
-    the same second, `event` is taken at the stored instant, so the status rank decides (a
-    `failed` after a `sent`) and the very same event is a duplicate, never a newer one."""
-    if stored is None or event.date_updated.microsecond:
-        return event
-    latest = stored.history.get(stored.status)
-    if latest is None:
-        return event
-    stored_at = parse_time(latest.at, "history")
-    if stored_at.replace(microsecond=0) != event.date_updated:
-        return event
-    return dataclasses.replace(event, date_updated=stored_at)
-
-
 def reported(twilio: ConversationsGateway, target: Target) -> list[DeliveryEvent]:
     """Every receipt Twilio reports for a message, as its webhook would have carried it; one that
     cannot be recorded is logged, counted and left out. Raises TwilioError."""
@@ -150,7 +128,7 @@ def record_reported(
     TwilioError, and what the write raises."""
     found = []
     for event in reported(twilio, target):
-        result = recorder.record(aligned(event, recorder.stored(event)), source)
+        result = recorder.record(event, source)
         if result.transition is not None:
             found.append(Found(event, result.transition))
     return found
@@ -192,8 +170,7 @@ class Reconciler:
         found = []
         for event in reported(self._twilio, target):
             state = self._store.get_receipt(event.message_sid, event.receipt_sid)
-            compared = aligned(event, state)
-            found.append(Found(compared, classify(state, compared)))
+            found.append(Found(event, classify(state, event)))
         return found
 
     def run(self, time_left: Callable[[], float] | None = None, margin: float = 5.0) -> Report:
