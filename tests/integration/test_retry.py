@@ -589,7 +589,7 @@ def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySyste
     system._in_flight.pop(dead)  # its record stays invisible for the rest of the test
     assert system.webhook(conversation, original, "failed", 30007, after=6, receipt="b") == 200
     assert system.poll().failed  # the claim is young
-    system.advance(180)  # past the claim's stale age (135 s)
+    system.advance(180)  # past the claim's stale age (150 s)
     system.redeliver_now()
     system.drain()
     assert system.created() == []
