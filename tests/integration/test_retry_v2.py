@@ -264,6 +264,10 @@ def test_every_wait_is_jittered_within_ten_percent(system: RetrySystem) -> None:
     assert len(waits) == 5
     assert all(54 <= w <= 66 for w in waits)
     assert len(set(waits)) > 2
+    # a jittered due is fractional: the job comes back at or after it, never a second early
+    system.now = T0 + timedelta(seconds=70 + max(waits))
+    assert system.poll().received == 5
+    assert len(system.created()) == 5
 
 
 def test_a_code_only_the_star_rule_matched_is_counted_and_logged(

@@ -380,7 +380,7 @@ class RetryWorker:
     ) -> Result:
         if isinstance(decision, GiveUp):
             return self._give_up(chain, job, decision.reason, now)
-        due = int(decision.due_at.timestamp())
+        due = math.ceil(decision.due_at.timestamp())  # a jittered due is fractional: not early
         self._queue.send(job.due(due), delay_seconds=decision.seconds)
         return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
 
