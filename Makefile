@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve chaos
+.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve chaos policy-check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ clean: ## remove the venv and build output
 
 offline: setup ## the whole system offline, one scenario and its report (ARGS="--messages 500 --seed 3")
 	PYTHONPATH=layers/common:. $(PY) -m tools.offline $(ARGS)
+
+policy-check: setup ## validate a RetryPolicy document and show what it does (FILE=policy.json)
+	@test -n "$(FILE)" || { echo "usage: make policy-check FILE=policy.json"; exit 2; }
+	PYTHONPATH=layers/common:. $(PY) -m tools.cli policy check $(FILE) $(ARGS)
 
 serve: setup ## the offline stack, kept running after its scenario (prints how to reach it)
 	PYTHONPATH=layers/common:. $(PY) -m tools.offline --serve $(ARGS)

@@ -10,6 +10,11 @@ parameters), so it works the same against a deployed stack and against the offli
     configure-webhook    point a Conversation Service's post-event webhook at the stack
     reconcile IM… | --stuck-for 2h [--dry-run]
                          ask Twilio's Receipts API now and record what it reports (issue 9)
+    policy check FILE [--to +E164] [--at ISO]
+                         validate a RetryPolicy document (no stack needed) and show, for sample
+                         failures, what it would do (`make policy-check FILE=...`)
+    suppressions check|remove +E164
+                         is a number suppressed (policy v2 `suppress`), and lift it
 """
 
 from __future__ import annotations
@@ -37,9 +42,22 @@ from redeliver.conversations import ConversationsGateway, TwilioError
 from redeliver.credentials import CredentialSource, TwilioCredentials
 from redeliver.ingest import Recorder
 from redeliver.observability import logger
+from redeliver.policy import (
+    Failure,
+    GiveUp,
+    PolicyError,
+    RetryPolicy,
+    Send,
+    Suppress,
+    Wait,
+    decide,
+    no_jitter,
+)
+from redeliver.quiet_hours import e164
 from redeliver.reconcile import Reconciler, Target
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import HISTORY_PREFIX, ReceiptStore
+from redeliver.suppressions import Suppressions, address_hash
 
 DELIVERY_EVENT = "onDeliveryUpdated"
 _MESSAGE_SID = re.compile(r"^IM[0-9a-fA-F]{32}$")
@@ -383,6 +401,84 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# -- policy check (issue 10, item 5) -----------------------------------------------------------
+
+# Sample failures: the codes of the default policy's table (README), and one no rule names.
+SAMPLE_CODES = (30001, 30003, 30005, 30006, 30007, 30008, 30034, 30450, 21610, 63016, 63018, 63024)
+UNMAPPED_SAMPLE = 99999
+
+
+def policy_check(path: str, to: str, at: datetime, retention_days: int | None = None) -> list[str]:
+    """Validate the document at `path` (`-` for stdin) and say what it does with each sample
+    failure: attempt 1, failed at `at`, to `to`, as the worker's last look before a send."""
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        policy = RetryPolicy.parse(text, retention_days=retention_days)
+    except PolicyError as error:
+        raise CommandError(f"invalid RetryPolicy: {error}") from None
+    lines = [
+        f"{path}: valid. max_attempts={policy.max_attempts} "
+        f"max_age_seconds={policy.max_age_seconds} suppress_days={policy.suppress_days} "
+        f"quiet_hours={_quiet(policy)}",
+        f"sample failures, attempt 1, failed at {_iso(at)}, to {to}:",
+    ]
+    for code in (*SAMPLE_CODES, UNMAPPED_SAMPLE):
+        failure = Failure(code, 1, at, at, 1, address=to, address_known=True)
+        unmapped = '  (only "*" matched: UnmappedErrorCode)' if policy.unmapped(code) else ""
+        lines.append(f"  {code:>5}  {_what(decide(policy, failure, at, no_jitter), at)}{unmapped}")
+    return lines
+
+
+def _quiet(policy: RetryPolicy) -> str:
+    quiet = policy.quiet_hours
+    if quiet is None:
+        return "none"
+    zone = "the recipient's zone" if quiet.timezone == "recipient" else quiet.timezone
+    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M} in {zone} (default {quiet.default_timezone})"
+
+
+def _what(decision: Send | Wait | GiveUp | Suppress, at: datetime) -> str:
+    if isinstance(decision, GiveUp):
+        return f"give up ({decision.reason})"
+    if isinstance(decision, Suppress):
+        return f"suppress the recipient for {decision.days} days, no resend"
+    if isinstance(decision, Wait):
+        return f"wait {decision.seconds} s, until {_iso(decision.due_at)}, then look again"
+    if decision.action == "template" and decision.template is not None:
+        return f"send Content template {decision.template.content_sid} now"
+    if decision.action == "fallback_sms":
+        return f"send as SMS from {decision.sms_from} now (a WhatsApp recipient)"
+    return "send the same content again now"
+
+
+# -- suppressions (issue 10, item 7) -------------------------------------------------------------
+
+
+def suppressions(stack: Stack, action: str, number: str, now: datetime) -> list[str]:
+    phone = e164(number)
+    if phone is None or phone != number.strip():
+        raise CommandError(f"{number!r} is not an E.164 number (+ and up to 15 digits)")
+    table = stack.output("ReceiptsTableName")
+    store = Suppressions(boto3.client("dynamodb"), table)
+    key = f"SUPPRESS#{address_hash(phone)[:12]}…"  # the number itself is never stored
+    if action == "remove":
+        if store.remove(phone):
+            return [f"{phone}: suppression lifted ({key})"]
+        return [f"{phone}: was not suppressed"]
+    found = store.get(phone, int(now.timestamp()))
+    if found is None:
+        return [f"{phone}: not suppressed"]
+    since = datetime.fromtimestamp(found.since, UTC)
+    until = datetime.fromtimestamp(found.expires_at, UTC)
+    return [
+        f"{phone}: suppressed since {_iso(since)} until {_iso(until)} "
+        f"(error {found.error_code}; {key})"
+    ]
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -450,6 +546,34 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="say what it would record, change nothing"
     )
     cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
+    cmd = commands.add_parser(
+        "policy",
+        help="validate a RetryPolicy document",
+        description="Validate a RetryPolicy document before a deploy (the field is named when "
+        "it is invalid) and show what it would do with sample failures. Needs no stack.",
+    )
+    cmd.add_argument("policy_action", choices=["check"])
+    cmd.add_argument("file", metavar="FILE", help="the JSON document ('-': standard input)")
+    cmd.add_argument(
+        "--to", default="+12125550100", help="the sample recipient (+12125550100, New York)"
+    )
+    cmd.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        default=None,
+        help="the sample failure's time, ISO 8601 with an offset (default: now)",
+    )
+    cmd.add_argument(
+        "--retention-days", type=int, help="the stack's ReceiptRetentionDays, to check max_age"
+    )
+    cmd = commands.add_parser(
+        "suppressions",
+        help="is a number suppressed; lift it",
+        description="Whether a phone number is suppressed (a `suppress` rule met it), and "
+        "lifting it. The table keeps only a hash of the number.",
+    )
+    cmd.add_argument("suppression_action", choices=["check", "remove"])
+    cmd.add_argument("number", metavar="+E164")
     return top
 
 
@@ -460,8 +584,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     try:
+        if args.command == "policy":
+            at = args.at or datetime.now(UTC)
+            if at.tzinfo is None:
+                raise CommandError("--at needs an offset (Z, +01:00, ...)")
+            print("\n".join(policy_check(args.file, args.to, at, args.retention_days)))
+            return 0
         stack = Stack.find(args.stack)
-        if args.command == "trace":
+        if args.command == "suppressions":
+            lines = suppressions(stack, args.suppression_action, args.number, datetime.now(UTC))
+        elif args.command == "trace":
             lines = trace(stack, args.message_sid)
         elif args.command == "stats":
             lines = stats(stack, args.hours)

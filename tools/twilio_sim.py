@@ -19,6 +19,14 @@ account's default Conversation Service (`chat_service_sid`): a conversation of a
          Attributes, MediaSid, ContentSid, ContentVariables; header X-Twilio-Webhook-Enabled)
     GET  /v1/[Services/{IS}/]Conversations/{CH}/Messages                 list (Order, PageSize)
     GET  /v1/[Services/{IS}/]Conversations/{CH}/Participants             list participants
+    GET  /v1/[Services/{IS}/]Conversations/{CH}/Participants/{MB}        fetch a participant
+    POST /v1/[Services/{IS}/]Conversations/{CH}/Participants             add one (Identity, or
+         MessagingBinding.Address + .ProxyAddress: 409 50416 when that pair already sits in
+         another conversation of the service)
+    POST /v1/[Services/{IS}/]Conversations                               create (UniqueName,
+         FriendlyName, Attributes: 409 50353 when the UniqueName is taken in the service)
+    GET  /v1/[Services/{IS}/]Conversations/{CH or UniqueName}            fetch a conversation
+    GET  /v1/[Services/{IS}/]ParticipantConversations?Address=|Identity= where one takes part
     GET  /v1/[Services/{IS}/]Conversations/{CH}/Messages/{IM}/Receipts   list delivery receipts
     GET  /v1/Services/{IS}/Configuration/Webhooks                        a service's webhooks
     POST /v1/Services/{IS}/Configuration/Webhooks                        update (Filters whole)
@@ -58,6 +66,16 @@ _MESSAGE = re.compile(_SCOPE + r"/Messages/(?P<message>IM\w{32})$")
 _MESSAGES = re.compile(_SCOPE + r"/Messages$")
 _RECEIPTS = re.compile(_SCOPE + r"/Messages/(?P<message>IM\w{32})/Receipts$")
 _PARTICIPANTS = re.compile(_SCOPE + r"/Participants$")
+_PARTICIPANT = re.compile(_SCOPE + r"/Participants/(?P<participant>MB\w{32})$")
+_CONVERSATIONS = re.compile(r"^/v1/(?:Services/(?P<service>IS\w{32})/)?Conversations$")
+_CONVERSATION = re.compile(
+    r"^/v1/(?:Services/(?P<service>IS\w{32})/)?Conversations/(?P<conversation>[^/]+)$"
+)
+_PARTICIPANT_CONVERSATIONS = re.compile(
+    r"^/v1/(?:Services/(?P<service>IS\w{32})/)?ParticipantConversations$"
+)
+UNIQUE_NAME_TAKEN = 50353
+BINDING_TAKEN = 50416
 _SERVICE_WEBHOOKS = re.compile(r"^/v1/Services/(IS\w{32})/Configuration/Webhooks$")
 _TOKEN = re.compile(r"^PT(\d+)$")
 
@@ -118,6 +136,10 @@ class Conversation:
     service: str
     participants: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
+    unique_name: str | None = None
+    friendly_name: str | None = None
+    attributes: str = "{}"
+    created: str = ""
 
 
 @dataclass
@@ -169,18 +191,26 @@ class TwilioSimulator:
         name: object = None,
         channel: str = "sms",
         service: str | None = None,
+        *,
+        address: str | None = None,
     ) -> str:
+        """A conversation with `recipients` participants on `channel` (`sms`, `whatsapp`: their
+        addresses then read `whatsapp:+1...`, as Twilio's do), the first at `address` if given,
+        and `chat_participants` chat identities."""
         conversation = sid("CH", name if name is not None else f"sim-{next(self._ids)}")
         service = service or self.chat_service_sid
         moment = _date(datetime.now(UTC))
+        prefix = "whatsapp:" if channel == "whatsapp" else ""
         participants = [
             {
                 "sid": sid("MB", f"{conversation}-{n}"),
                 "identity": None,
                 "messaging_binding": {
                     "type": channel,
-                    "address": f"+1555000{n:04d}",
-                    "proxy_address": "+15550009999",
+                    "address": f"{prefix}{address}"
+                    if address and n == 0
+                    else f"{prefix}+1555000{n:04d}",
+                    "proxy_address": f"{prefix}+15550009999",
                 },
             }
             for n in range(recipients)
@@ -208,8 +238,14 @@ class TwilioSimulator:
         with self._lock:
             if service not in self.services:
                 raise KeyError(f"no service {service}: add_service() first")
-            self.conversations[conversation] = Conversation(conversation, service, participants)
+            self.conversations[conversation] = Conversation(
+                conversation, service, participants, created=moment
+            )
         return conversation
+
+    def participant_of(self, conversation: str, n: int = 0) -> str:
+        """The SID of a conversation's n-th participant (a receipt's ParticipantSid)."""
+        return str(self.conversations[conversation].participants[n]["sid"])
 
     def service_of(self, conversation: str) -> str:
         return self.conversations[conversation].service
@@ -465,7 +501,20 @@ class TwilioSimulator:
             service, conversation = match["service"], match["conversation"]
             return self._list_receipts(service, conversation, match["message"], query, path)
         if match := _PARTICIPANTS.match(path):
-            return self._list_participants(match["service"], match["conversation"], query, path)
+            service, conversation = match["service"], match["conversation"]
+            if method == "POST":
+                return self._add_participant(service, conversation, form)
+            return self._list_participants(service, conversation, query, path)
+        if match := _PARTICIPANT.match(path):
+            return self._fetch_participant(
+                match["service"], match["conversation"], match["participant"]
+            )
+        if (match := _CONVERSATIONS.match(path)) and method == "POST":
+            return self._create_conversation(match["service"], form)
+        if (match := _CONVERSATION.match(path)) and method == "GET":
+            return self._fetch_conversation(match["service"], match["conversation"])
+        if match := _PARTICIPANT_CONVERSATIONS.match(path):
+            return self._participant_conversations(match["service"], query, path)
         if match := _SERVICE_WEBHOOKS.match(path):
             return self._service_webhooks(match.group(1), method, form)
         return _not_found()
@@ -605,6 +654,164 @@ class TwilioSimulator:
             return _not_found()
         items = [(n, _scoped(p, service)) for n, p in enumerate(chat.participants)]
         return _page("participants", items, path, query)
+
+    def _fetch_participant(
+        self, service: str | None, conversation: str, participant: str
+    ) -> _Answer:
+        chat = self._conversation(service, conversation)
+        found = [p for p in chat.participants if p["sid"] == participant] if chat else []
+        return _Answer(200, _scoped(found[0], service)) if found else _not_found()
+
+    def _add_participant(
+        self, service: str | None, conversation: str, form: dict[str, list[str]]
+    ) -> _Answer:
+        chat = self._conversation(service, conversation)
+        if chat is None:
+            return _not_found()
+        values = {k: v[0] for k, v in form.items()}
+        address = values.get("MessagingBinding.Address")
+        proxy = values.get("MessagingBinding.ProxyAddress")
+        identity = values.get("Identity")
+        if bool(address) == bool(identity) or (address and not proxy):
+            return _Answer(400, _error(400, 50402))  # "Invalid participant binding" family
+        binding = None
+        if address:
+            for other in self.conversations.values():
+                if other.service != chat.service:
+                    continue
+                for p in other.participants:
+                    taken = p["messaging_binding"] or {}
+                    if (taken.get("address"), taken.get("proxy_address")) == (address, proxy):
+                        return _Answer(409, _error(409, BINDING_TAKEN))
+            kind = "whatsapp" if address.startswith("whatsapp:") else "sms"
+            binding = {"type": kind, "address": address, "proxy_address": proxy}
+        moment = _date(datetime.now(UTC))
+        participant_sid = sid("MB", f"{conversation}-added-{len(chat.participants)}")
+        participant = {
+            "account_sid": self.account_sid,
+            "chat_service_sid": chat.service,
+            "conversation_sid": conversation,
+            "sid": participant_sid,
+            "identity": identity,
+            "attributes": values.get("Attributes") or "{}",
+            "messaging_binding": binding,
+            "role_sid": None,
+            "date_created": moment,
+            "date_updated": moment,
+            "url": f"{TWILIO_URL}{_base(chat.service, conversation)}/Participants/"
+            f"{participant_sid}",
+            "last_read_message_index": None,
+            "last_read_timestamp": None,
+        }
+        chat.participants.append(participant)
+        return _Answer(201, _scoped(participant, service))
+
+    def _create_conversation(self, service: str | None, form: dict[str, list[str]]) -> _Answer:
+        service = service or self.chat_service_sid
+        if service not in self.services:
+            return _not_found()
+        values = {k: v[0] for k, v in form.items()}
+        unique = values.get("UniqueName") or None
+        if unique and any(
+            c.service == service and c.unique_name == unique for c in self.conversations.values()
+        ):
+            return _Answer(409, _error(409, UNIQUE_NAME_TAKEN))
+        conversation = sid("CH", f"created-{self._seed}-{next(self._ids)}")
+        self.conversations[conversation] = Conversation(
+            conversation,
+            service,
+            unique_name=unique,
+            friendly_name=values.get("FriendlyName") or None,
+            attributes=values.get("Attributes") or "{}",
+            created=_date(datetime.now(UTC)),
+        )
+        return _Answer(201, self._conversation_resource(self.conversations[conversation]))
+
+    def _fetch_conversation(self, service: str | None, name: str) -> _Answer:
+        chat = self._conversation(service, name)
+        if chat is None:  # the path's Sid may be the UniqueName
+            scope = service or self.chat_service_sid
+            chat = next(
+                (
+                    c
+                    for c in self.conversations.values()
+                    if c.service == scope and c.unique_name == name
+                ),
+                None,
+            )
+        if chat is None:
+            return _not_found()
+        return _Answer(200, _scoped(self._conversation_resource(chat), service))
+
+    def _conversation_resource(self, chat: Conversation) -> dict[str, Any]:
+        url = f"{TWILIO_URL}{_base(chat.service, chat.sid)}"
+        return {
+            "account_sid": self.account_sid,
+            "chat_service_sid": chat.service,
+            "messaging_service_sid": sid("MG", "messaging"),
+            "sid": chat.sid,
+            "friendly_name": chat.friendly_name,
+            "unique_name": chat.unique_name,
+            "attributes": chat.attributes,
+            "state": "active",
+            "date_created": chat.created,
+            "date_updated": chat.created,
+            "timers": {},
+            "url": url,
+            "links": {
+                "participants": f"{url}/Participants",
+                "messages": f"{url}/Messages",
+                "webhooks": f"{url}/Webhooks",
+            },
+            "bindings": None,
+        }
+
+    def _participant_conversations(
+        self, service: str | None, query: dict[str, list[str]], path: str
+    ) -> _Answer:
+        scope = service or self.chat_service_sid
+        first = {k: v[0] for k, v in query.items()}
+        address, identity = first.get("Address"), first.get("Identity")
+        found: list[tuple[int, dict[str, Any]]] = []
+        for chat in self.conversations.values():
+            if chat.service != scope:
+                continue
+            for p in chat.participants:
+                binding = p["messaging_binding"] or {}
+                if (address and binding.get("address") == address) or (
+                    identity and p["identity"] == identity
+                ):
+                    found.append((len(found), self._participant_conversation(chat, p, service)))
+        return _page("conversations", found, path, query)
+
+    def _participant_conversation(
+        self, chat: Conversation, participant: dict[str, Any], service: str | None
+    ) -> dict[str, Any]:
+        resource = {
+            "account_sid": self.account_sid,
+            "chat_service_sid": chat.service,
+            "participant_sid": participant["sid"],
+            "participant_user_sid": None,
+            "participant_identity": participant["identity"],
+            "participant_messaging_binding": participant["messaging_binding"],
+            "conversation_sid": chat.sid,
+            "conversation_unique_name": chat.unique_name,
+            "conversation_friendly_name": chat.friendly_name,
+            "conversation_attributes": chat.attributes,
+            "conversation_date_created": chat.created,
+            "conversation_date_updated": chat.created,
+            "conversation_created_by": "system",
+            "conversation_state": "active",
+            "conversation_timers": {},
+            "links": {
+                "participant": f"{TWILIO_URL}{_base(chat.service, chat.sid)}/Participants/"
+                f"{participant['sid']}",
+                "conversation": f"{TWILIO_URL}{_base(chat.service, chat.sid)}",
+            },
+        }
+        return (
+            resource if service else {k: v for k, v in resource.items() if k != "chat_service_sid"}
+        )
 
 
 def _base(service: str | None, conversation: str) -> str:

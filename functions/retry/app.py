@@ -31,6 +31,7 @@ from redeliver.retry import RetryWorker
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
 from redeliver.store import ReceiptStore
+from redeliver.suppressions import Suppressions
 
 settings = Settings.from_env()
 policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receipt_ttl_days)
@@ -54,6 +55,7 @@ worker = RetryWorker(
         webhook_enabled=settings.twilio_webhook_enabled,
     ),
     policy=policy,
+    suppressions=Suppressions(dynamodb_client(), settings.table_name),
     claim_stale_seconds=settings.claim_stale_seconds,
     twilio_timeout_seconds=settings.twilio_timeout_seconds,
     function_timeout_seconds=settings.retry_timeout_seconds,

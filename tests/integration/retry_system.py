@@ -20,6 +20,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs.models import sqs_backends
 
 from redeliver import retry_queue
+from redeliver.policy import no_jitter
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function
 from tools.apigw import http_api_event
@@ -64,6 +65,9 @@ class RetrySystem(Resources):
             env["RETRY_POLICY"] = json.dumps(policy)
         module = load_function("retry", env, self.monkeypatch)
         module.worker._clock = lambda: self.now.timestamp()  # noqa: PLW0108 - reads self.now late
+        # Waits exactly as the policy reads, so a test can name them; jitter has its own tests
+        # (tests/unit/test_policy_v2.py; test_retry_v2.py puts it back).
+        module.worker._policy_jitter = no_jitter
         self.retry = module
         return module
 
@@ -71,7 +75,7 @@ class RetrySystem(Resources):
         """The AWS operations the retry function's own clients call from now on, in order."""
         calls: list[str] = []
         worker = self.retry.worker
-        for client in (worker._store._db, worker._queue._sqs):
+        for client in {worker._store._db, worker._suppressions._db, worker._queue._sqs}:
             client.meta.events.register(
                 "before-call.*.*", lambda model, **_: calls.append(model.name)
             )
@@ -80,10 +84,19 @@ class RetrySystem(Resources):
     # -- Twilio's side ---------------------------------------------------------------------------
 
     def message(
-        self, recipients: int = 1, service: str | None = None, **options: Any
+        self,
+        recipients: int = 1,
+        service: str | None = None,
+        *,
+        channel: str = "sms",
+        address: str | None = None,
+        **options: Any,
     ) -> tuple[str, str]:
-        """A conversation (in the default Conversation Service unless `service`) and a message."""
-        conversation = self.sim.add_conversation(recipients=recipients, service=service)
+        """A conversation (in the default Conversation Service unless `service`) and a message;
+        its first recipient on `channel` at `address` (default: a +1555 number)."""
+        conversation = self.sim.add_conversation(
+            recipients=recipients, service=service, channel=channel, address=address
+        )
         return conversation, self.sim.add_message(conversation, created=T0, **options)
 
     def webhook(
@@ -107,6 +120,8 @@ class RetrySystem(Resources):
         )
         if conversation in self.sim.conversations:  # its receipts name its own service
             fields["ChatServiceSid"] = self.sim.service_of(conversation)
+            if self.sim.conversations[conversation].participants:  # and its first recipient
+                fields["ParticipantSid"] = self.sim.participant_of(conversation)
         response = invoke(self.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
         status_code: int = response["statusCode"]
         return status_code

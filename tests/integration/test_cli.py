@@ -74,7 +74,7 @@ def test_stats_counts_the_window(
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
     other, lost = system.message()
-    system.fail(other, lost, 30005, status="failed")
+    system.fail(other, lost, 30007, status="failed")
     system.poll()  # one retry sent, one give-up
     [retry] = system.created(conversation)
     system.sim.set_receipt(retry["sid"], "read")  # what its follow-up learns from Twilio
@@ -179,3 +179,76 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             cli.main([command, "--help"])
         assert exit_.value.code == 0
         assert "usage: python -m tools.cli" in capsys.readouterr().out
+
+
+# -- policy v2 (issue 10, items 5 and 7) --------------------------------------------------------
+
+
+def test_policy_check_validates_and_shows_what_each_sample_failure_gets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    document = tmp_path / "policy.json"
+    document.write_text(
+        json.dumps(
+            {
+                "quiet_hours": {"start": "21:00", "end": "08:00"},
+                "rules": [
+                    {"codes": [63016], "action": "template", "content_sid": "HX" + "0" * 32},
+                    {"codes": [63024], "action": "fallback_sms", "from": "+15550100000"},
+                    {"codes": [21610], "action": "suppress"},
+                    {"codes": "*", "action": "retry", "delays": [60]},
+                ],
+            }
+        )
+    )
+    # 15:00 UTC is 11:00 in New York (the default sample recipient): outside quiet hours
+    code = cli.main(["policy", "check", str(document), "--at", "2026-06-02T15:00:00Z"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{document}: valid." in out
+    assert "63016  send Content template HX" in out
+    assert "63024  send as SMS from +15550100000" in out
+    assert "21610  suppress the recipient for 90 days" in out
+    assert '30003  wait 60 s, until 2026-06-02T15:01:00Z, then look again  (only "*" matched' in out
+    # 03:00 UTC is 23:00 in New York: held until 08:00 there
+    cli.main(["policy", "check", str(document), "--at", "2026-06-02T03:00:00Z"])
+    assert "63016  wait 32400 s, until 2026-06-02T12:00:00Z" in capsys.readouterr().out
+
+
+def test_policy_check_names_the_invalid_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    document = tmp_path / "policy.json"
+    document.write_text(json.dumps({"rules": [{"codes": [63016], "action": "template"}]}))
+    assert cli.main(["policy", "check", str(document)]) == 1
+    assert "rules[0].content_sid: must be a Content SID" in capsys.readouterr().err
+    missing = str(tmp_path / "absent.json")
+    assert cli.main(["policy", "check", missing]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_suppressions_check_and_remove(
+    system: RetrySystem, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    number = "+12125550100"
+    conversation, original = system.message(address=number)
+    system.fail(conversation, original, 21610, status="failed")  # the default policy suppresses
+    system.drain()
+    capsys.readouterr()
+    code, out = run(capsys, stack, "suppressions", "check", number)
+    assert code == 0
+    assert f"{number}: suppressed since" in out
+    assert "(error 21610; SUPPRESS#" in out
+    assert (
+        run(capsys, stack, "suppressions", "check", "+12125550199")[1]
+        .strip()
+        .endswith("not suppressed")
+    )
+    removed = run(capsys, stack, "suppressions", "remove", number)[1]
+    assert f"{number}: suppression lifted" in removed
+    assert run(capsys, stack, "suppressions", "check", number)[1].strip() == (
+        f"{number}: not suppressed"
+    )
+    assert "was not suppressed" in run(capsys, stack, "suppressions", "remove", number)[1]
+    code, out = run(capsys, stack, "suppressions", "check", "2125550100")
+    assert (code, "is not an E.164 number" in out) == (1, True)

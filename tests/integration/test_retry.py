@@ -61,7 +61,7 @@ def _receipt(system: RetrySystem, message: str) -> str:
     return str(items[0]["sk"]["S"].removeprefix("RCPT#"))
 
 
-def test_a_retry_waits_for_its_delay_then_sends_with_one_fetch_and_one_create(
+def test_a_retry_waits_for_its_delay_then_sends_with_two_reads_and_one_create(
     system: RetrySystem,
     sim: TwilioSimulator,
 ) -> None:
@@ -77,14 +77,19 @@ def test_a_retry_waits_for_its_delay_then_sends_with_one_fetch_and_one_create(
     aws = system.count_aws()
     system.poll()
     assert len(system.created(conversation)) == 1
-    assert [m for m, _ in sim.requests] == ["GET", "POST"]  # one fetch, one create
-    # the chain read, the claim, the record (both links), the follow-up queued
-    assert aws == ["Query", "TransactWriteItems", "TransactWriteItems", "SendMessage"]
+    # the message, the failed receipt's participant (its address: suppressed?), the create
+    assert [(m, p.split("/")[-2]) for m, p in sim.requests] == [
+        ("GET", "Messages"),
+        ("GET", "Participants"),
+        ("POST", conversation),
+    ]
+    # the chain read, the suppression read, the claim, the record (both links), the follow-up
+    assert aws == ["Query", "GetItem", "TransactWriteItems", "TransactWriteItems", "SendMessage"]
 
 
 def test_a_wait_longer_than_sqs_allows_is_made_of_hops(system: RetrySystem) -> None:
     conversation, original = system.message()
-    system.fail(conversation, original, 63016, after=60)  # "*": 300 s
+    system.fail(conversation, original, 30009, after=60)  # "*": 300 s
     system.now = system.now.replace(minute=1, second=0)
     system.poll()
     system.advance(200)
@@ -103,7 +108,7 @@ def test_a_permanent_error_is_a_recorded_give_up_after_one_fetch(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     conversation, original = system.message()
-    system.fail(conversation, original, 30005, status="failed")
+    system.fail(conversation, original, 30007, status="failed")
     aws = system.count_aws()
     system.drain()
     assert system.attempts(original)[1]["state"] == "gave_up"
@@ -161,11 +166,11 @@ def test_a_message_can_opt_out(system: RetrySystem) -> None:
 def test_a_template_is_resent_only_with_known_variables(system: RetrySystem) -> None:
     template = "HX" + "1" * 32
     conversation, unknown = system.message(content_sid=template)
-    system.fail(conversation, unknown, 63016)
+    system.fail(conversation, unknown, 30009)
     other, known = system.message(
         content_sid=template, attributes={"redeliver": {"content_variables": {"1": "Ada"}}}
     )
-    system.fail(other, known, 63016)
+    system.fail(other, known, 30009)
     system.advance(300)
     system.drain()
     assert system.attempts(unknown)[1]["reason"] == "template_variables_unknown"
@@ -531,7 +536,7 @@ def test_a_give_up_never_overwrites_a_claim_whose_message_went_out(system: Retry
     system.monkeypatch.setattr(gateway, "create_message", after(create))
     assert system.poll(crash=True).crashed  # created, then died before recording
     system.monkeypatch.setattr(gateway, "create_message", create)
-    assert system.webhook(conversation, original, "failed", 30005, after=6, receipt="b") == 200
+    assert system.webhook(conversation, original, "failed", 30007, after=6, receipt="b") == 200
     give_up = system.poll()
     assert give_up.received == 1
     assert give_up.failed  # a young claim: its worker may be sending
@@ -556,9 +561,9 @@ def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySyste
     [dead] = system.poll(crash=True).failed  # claimed, then died before the create
     system.monkeypatch.setattr(store, "claim", claim)
     system._in_flight.pop(dead)  # its record stays invisible for the rest of the test
-    assert system.webhook(conversation, original, "failed", 30005, after=6, receipt="b") == 200
+    assert system.webhook(conversation, original, "failed", 30007, after=6, receipt="b") == 200
     assert system.poll().failed  # the claim is young
-    system.advance(120)
+    system.advance(180)  # past the claim's stale age (150 s)
     system.redeliver_now()
     system.drain()
     assert system.created() == []
@@ -580,7 +585,7 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
         conversation,
         attributes={"redeliver": {"retry_of": original, "root": original, "attempt": 1}},
     )
-    system.fail(conversation, retry, 30005, status="failed")  # permanent: gives up at once
+    system.fail(conversation, retry, 30007, status="failed")  # permanent: gives up at once
     system.drain()
     assert system.attempts(retry) == {}
     attempt = system.attempts(original)[2]
@@ -704,7 +709,8 @@ def test_records_without_time_left_go_back_unstarted(
     # queued again as new messages, visible at once for an invocation with time.
     assert response["batchItemFailures"] == []
     assert len(system.created()) == 1  # the first record only
-    assert [m for m, _ in sim.requests] == ["GET", "POST"]  # none for the deferred ones
+    # the message, its recipient, the create; none for the deferred ones
+    assert [m for m, _ in sim.requests] == ["GET", "GET", "POST"]
     again = sorted(job["event"]["message_sid"] for job in system.queued() if "event" in job)
     deferred = [json.loads(r["body"])["event"]["message_sid"] for r in event["Records"][1:]]
     assert again == sorted(deferred)

@@ -448,3 +448,90 @@ def test_fault_rates_are_drawn_for_creates_and_counted() -> None:
         assert counts["error_before"] > 0
         assert counts["error_after"] > 0
         assert len(sim.created) == kinds.count("ok") + counts["error_after"]
+
+
+# -- policy v2's endpoints (issue 10, item 6) --------------------------------------------------
+
+SERVICES = "/v1/Services/{ChatServiceSid}"
+
+
+def test_participants_conversations_and_lookups_answer_as_the_spec_describes(
+    sim: TwilioSimulator,
+) -> None:
+    service = sim.add_service("v2")
+    whatsapp = sim.add_conversation(channel="whatsapp", service=service, address="+12125550100")
+    participant = sim.participant_of(whatsapp)
+    base = f"/v1/Services/{service}"
+    fetched = get(sim, f"{base}/Conversations/{whatsapp}/Participants/{participant}")
+    route = f"{SERVICE}/Participants/{{Sid}}"
+    assert_conforms(fetched.json(), response_schema(route, "get", "200"))
+    assert fetched.json()["messaging_binding"]["address"] == "whatsapp:+12125550100"
+
+    created = requests.post(
+        f"{sim.url}{base}/Conversations",
+        data={"UniqueName": "redeliver-sms-x-1", "FriendlyName": "SMS fallback"},
+        timeout=5,
+    )
+    assert created.status_code == 201
+    assert_conforms(created.json(), response_schema(f"{SERVICES}/Conversations", "post", "201"))
+    conversation = created.json()["sid"]
+    by_name = get(sim, f"{base}/Conversations/redeliver-sms-x-1")
+    route = f"{SERVICES}/Conversations/{{Sid}}"
+    assert_conforms(by_name.json(), response_schema(route, "get", "200"))
+    assert by_name.json()["sid"] == conversation
+    again = requests.post(
+        f"{sim.url}{base}/Conversations", data={"UniqueName": "redeliver-sms-x-1"}, timeout=5
+    )
+    assert (again.status_code, again.json()["code"]) == (409, 50353)
+
+    pair = {"MessagingBinding.Address": "+12125550100", "MessagingBinding.ProxyAddress": "+1555"}
+    added = requests.post(
+        f"{sim.url}{base}/Conversations/{conversation}/Participants", pair, timeout=5
+    )
+    assert added.status_code == 201
+    assert_conforms(added.json(), response_schema(f"{SERVICE}/Participants", "post", "201"))
+    other = sim.add_conversation(service=service, recipients=0)
+    taken = requests.post(f"{sim.url}{base}/Conversations/{other}/Participants", pair, timeout=5)
+    assert (taken.status_code, taken.json()["code"]) == (409, 50416)
+
+    found = get(sim, f"{base}/ParticipantConversations", Address="+12125550100")
+    route = f"{SERVICES}/ParticipantConversations"
+    assert_conforms(found.json(), response_schema(route, "get", "200"))
+    assert [c["conversation_sid"] for c in found.json()["conversations"]] == [conversation]
+    assert found.json()["conversations"][0]["participant_messaging_binding"] == {
+        "type": "sms",
+        "address": "+12125550100",
+        "proxy_address": "+1555",
+    }
+    short = get(sim, "/v1/ParticipantConversations", Address="+12125550100")  # another service
+    assert_conforms(short.json(), response_schema("/v1/ParticipantConversations", "get", "200"))
+    assert short.json()["conversations"] == []
+
+
+def test_the_gateway_finds_or_builds_an_sms_conversation(sim: TwilioSimulator) -> None:
+    service = sim.add_service("v2-gateway")
+    whatsapp = sim.add_conversation(channel="whatsapp", service=service, address="+12125550100")
+    twilio = gateway(sim)
+    address = twilio.participant_address(service, whatsapp, sim.participant_of(whatsapp))
+    assert address == "whatsapp:+12125550100"
+    assert twilio.conversation_with(service, "+12125550100", "+15550100000") is None
+    built = twilio.create_conversation(service, "redeliver-sms-IMx-1", "SMS fallback")
+    assert twilio.create_conversation(service, "redeliver-sms-IMx-1", "SMS fallback") == built
+    assert twilio.add_sms_participant(service, built, "+12125550100", "+15550100000")
+    assert not twilio.add_sms_participant(
+        service, sim.add_conversation(service=service, recipients=0), "+12125550100", "+15550100000"
+    )  # 50416
+    assert twilio.conversation_with(service, "+12125550100", "+15550100000") == built
+    assert twilio.conversation_with(service, "+12125550100", "+15550109999") is None  # other proxy
+    assert twilio.conversation_with("", "+12125550100", "+15550100000") is None  # other service
+
+
+def test_a_template_create_carries_content_and_no_body(sim: TwilioSimulator) -> None:
+    conversation = sim.add_conversation(channel="whatsapp")
+    content = "HX" + "1" * 32
+    message = NewMessage("system", None, {"redeliver": {}}, None, content, {"1": "hello"})
+    created = gateway(sim).create_message("", conversation, message)
+    stored = sim.created[-1]
+    assert stored["sid"] == created
+    assert (stored["content_sid"], stored["body"]) == (content, None)
+    assert json.loads(stored["content_variables"]) == {"1": "hello"}

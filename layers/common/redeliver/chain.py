@@ -115,6 +115,16 @@ class CannotResend:
     reason: str
 
 
+def marked_attributes(original: MessageSnapshot, chain: Chain) -> dict[str, Any]:
+    """The original's attributes (the app's own data, its `redeliver` settings) with the
+    attempt's marker merged in."""
+    attributes: dict[str, Any] = dict(original.attributes)
+    own: dict[str, Any] = dict(original.marker)
+    own.update({"retry_of": original.sid, "root": chain.root, "attempt": chain.attempt})
+    attributes[MARKER_KEY] = own
+    return attributes
+
+
 def new_message(original: MessageSnapshot, chain: Chain) -> NewMessage | CannotResend:
     """The message to send for `chain.attempt`: the original's content, marked.
 
@@ -125,11 +135,8 @@ def new_message(original: MessageSnapshot, chain: Chain) -> NewMessage | CannotR
     """
     if len(original.media_sids) > 1:
         return CannotResend("multiple_media")  # create takes one MediaSid
-    attributes: dict[str, Any] = dict(original.attributes)
-    own: dict[str, Any] = dict(original.marker)
-    own.update({"retry_of": original.sid, "root": chain.root, "attempt": chain.attempt})
-    attributes[MARKER_KEY] = own
-    variables = own.get("content_variables")
+    attributes = marked_attributes(original, chain)
+    variables = original.marker.get("content_variables")
     if original.content_sid:
         if not isinstance(variables, Mapping):
             return CannotResend("template_variables_unknown")

@@ -21,6 +21,13 @@ Every failure is sorted into what the worker must do about it (`TwilioError.kind
 twilio-python raises `TwilioRestException`, or `TwilioServiceException` for RFC-9457 answers (not a
 subclass): both are caught as `TwilioException`. Its default HTTP timeout is none: set here.
 
+Policy v2's ways of sending (redeliver/sending) add: the failed receipt's participant (its
+address: suppression, quiet hours, the SMS fallback's recipient), the service's
+`ParticipantConversations?Address=` lookup, and creating a conversation (named by `UniqueName`,
+so that a create repeated after a crash meets Twilio's 50353 and finds the first one) and an SMS
+participant (Twilio's 50416: that address and proxy already sit in another conversation). None
+of these sends a message, so a 5xx or a timeout on them is `transient`, never `ambiguous`.
+
 `X-Twilio-Webhook-Enabled: true` on a create (`webhook_enabled`) makes Twilio fire the service's
 post-event webhooks (`onMessageAdded`, ...) for the retry; without it they stay silent for
 REST-created messages. Off by default: the customer's automation may react to the retry.
@@ -47,6 +54,8 @@ from redeliver.credentials import CredentialSource, TwilioCredentials
 
 Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
 TWILIO_URL = "https://conversations.twilio.com"
+UNIQUE_NAME_TAKEN = 50353  # a conversation with that UniqueName exists (HTTP 409)
+BINDING_TAKEN = 50416  # that address and proxy address sit in another conversation (HTTP 409)
 
 
 class TwilioError(Exception):
@@ -97,14 +106,23 @@ class ConversationsGateway:
         self._client: Client | None = None
         self._refresh = False
 
-    def _conversations(self, service_sid: str) -> Any:
+    def _v1(self) -> Any:
         if self._client is None:
             self._client = _make_client(
                 self._credentials.get(refresh=self._refresh), self._timeout, self._base_url
             )
             self._refresh = False
-        v1 = self._client.conversations.v1
+        return self._client.conversations.v1
+
+    def _conversations(self, service_sid: str) -> Any:
+        v1 = self._v1()
         return v1.services(service_sid).conversations if service_sid else v1.conversations
+
+    def _participant_conversations(self, service_sid: str) -> Any:
+        v1 = self._v1()
+        if service_sid:
+            return v1.services(service_sid).participant_conversations
+        return v1.participant_conversations
 
     def fetch_message(
         self, service_sid: str, conversation_sid: str, message_sid: str
@@ -124,6 +142,65 @@ class ConversationsGateway:
         except Exception as error:
             self._raise(error, sent=False)
         return sum(1 for p in participants if p.messaging_binding)
+
+    def participant_address(
+        self, service_sid: str, conversation_sid: str, participant_sid: str
+    ) -> str | None:
+        """A participant's messaging address (`+1555...`, `whatsapp:+1555...`); None for a chat
+        participant (an identity, no binding)."""
+        try:
+            conversation = self._conversations(service_sid)(conversation_sid)
+            participant = conversation.participants(participant_sid).fetch()
+        except Exception as error:
+            self._raise(error, sent=False)
+        binding = participant.messaging_binding
+        address = binding.get("address") if isinstance(binding, Mapping) else None
+        return str(address) if address else None
+
+    def conversation_with(self, service_sid: str, address: str, proxy_address: str) -> str | None:
+        """The service's open conversation where `address` is a participant through
+        `proxy_address` (`ParticipantConversations?Address=`); None when there is none."""
+        try:
+            listing = self._participant_conversations(service_sid)
+            found = listing.list(address=address, limit=200, page_size=50)
+        except Exception as error:
+            self._raise(error, sent=False)
+        for entry in found:
+            binding = entry.participant_messaging_binding
+            proxy = binding.get("proxy_address") if isinstance(binding, Mapping) else None
+            if proxy == proxy_address and entry.conversation_state != "closed":
+                return str(entry.conversation_sid)
+        return None
+
+    def create_conversation(self, service_sid: str, unique_name: str, friendly_name: str) -> str:
+        """A conversation named `unique_name`, or the one that already has that name."""
+        try:
+            created = self._conversations(service_sid).create(
+                unique_name=unique_name, friendly_name=friendly_name
+            )
+        except Exception as error:
+            if getattr(error, "code", None) != UNIQUE_NAME_TAKEN:
+                self._raise(error, sent=False)
+            try:  # the path's Sid accepts the UniqueName
+                created = self._conversations(service_sid)(unique_name).fetch()
+            except Exception as again:
+                self._raise(again, sent=False)
+        return str(created.sid)
+
+    def add_sms_participant(
+        self, service_sid: str, conversation_sid: str, address: str, proxy_address: str
+    ) -> bool:
+        """Add `address` through `proxy_address`; False when Twilio answers 50416 (the pair sits
+        in another conversation already: look it up again)."""
+        try:
+            self._conversations(service_sid)(conversation_sid).participants.create(
+                messaging_binding_address=address, messaging_binding_proxy_address=proxy_address
+            )
+        except Exception as error:
+            if getattr(error, "code", None) == BINDING_TAKEN:
+                return False
+            self._raise(error, sent=False)
+        return True
 
     def create_message(self, service_sid: str, conversation_sid: str, message: NewMessage) -> str:
         def given(value: Any) -> Any:

@@ -1,7 +1,8 @@
-"""The retry policy: which failures get a new message, when, and how many times.
+"""The retry policy: which failures get a new message, when, how, and how many times.
 
-Pure domain: a validated `RetryPolicy` (the `RetryPolicy` template parameter, DESIGN.md format)
-and `decide`, which turns one failure into `Send`, `Wait(seconds)` or `GiveUp(reason)`.
+Pure domain: a validated `RetryPolicy` (the `RetryPolicy` template parameter, DESIGN.md format,
+v2: a superset of v1) and `decide`, which turns one failure into `Send(how)`, `Wait(seconds)`,
+`Suppress(days)` or `GiveUp(reason)`.
 
     {"max_attempts": 3, "max_age_seconds": 86400, "group_conversations": "skip",
      "rules": [{"codes": [30001, 30003], "action": "retry", "delays": [60, 900]},
@@ -12,6 +13,18 @@ and `decide`, which turns one failure into `Send`, `Wait(seconds)` or `GiveUp(re
 first rule whose codes contain the error code decides (`"*"` matches any, and a failure without a
 code). A message's own `attributes.redeliver` may narrow the policy (`enabled: false`, a lower
 `max_attempts`), never widen it.
+
+Policy v2 adds, each checked with the field named:
+- actions `template` (`content_sid` HX..., `content_variables` rendered with `{body}`, the
+  original's body), `fallback_sms` (`from`, an E.164 number) and `suppress` (no resend; the
+  recipient is suppressed for `suppress_days`); `template` and `fallback_sms` take `delays` as
+  `retry` does (default `[0]`), `give_up` and `suppress` none;
+- `quiet_hours` (`start`, `end` as `HH:MM`, `timezone` "recipient" or an IANA zone,
+  `default_timezone`): a send inside the window waits until its end (redeliver.quiet_hours);
+- jitter: every wait is stretched by a factor in [0.9, 1.1] (`Jitter`), drawn per failure from
+  its chain and attempt (`stable_jitter`), so that asking again about the same failure (after a
+  hop, after a fetch) gives the same answer while a burst of failures spreads out. Jitter never
+  carries a wait past `max_age`, and never brings a quiet-hours wait before the window's end.
 
 Bounds, each checked in `RetryPolicy.parse` with the field named:
 - `max_age_seconds` ≤ the receipt retention (`ReceiptRetentionDays`, the table's TTL). An attempt's
@@ -30,27 +43,48 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Literal, cast
 
+from redeliver.quiet_hours import RECIPIENT, QuietHours, UnknownZone, zone
 from redeliver.receipts import MAX_INTERVAL
 
 ANY_CODE = "*"
-ACTIONS = ("retry", "give_up")
+Action = Literal["retry", "give_up", "template", "fallback_sms", "suppress"]
+SendAction = Literal["retry", "template", "fallback_sms"]
+ACTIONS: tuple[Action, ...] = ("retry", "give_up", "template", "fallback_sms", "suppress")
+SENDING: tuple[SendAction, ...] = ("retry", "template", "fallback_sms")
 GROUP_MODES = ("skip", "allow")
+JITTER = 0.10  # every wait is stretched by a factor in [1 - JITTER, 1 + JITTER]
+MAX_SUPPRESS_DAYS = 3650
+CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+BODY = "{body}"  # in a template's variables: the original message's body
 
+# Grounded in Twilio's error pages (README, "The default policy", says why for each code).
 DEFAULT_POLICY_DOCUMENT: Mapping[str, Any] = {
     "max_attempts": 3,
     "max_age_seconds": 86400,
     "group_conversations": "skip",
+    "suppress_days": 90,
     "rules": [
-        {"codes": [30001, 30003, 30008], "action": "retry", "delays": [60, 900, 3600]},
-        {"codes": [30002, 30004, 30005, 30007, 30034, 21610, 63003, 63024], "action": "give_up"},
+        {
+            "codes": [30001, 30003, 30008, 30500, 63018],
+            "action": "retry",
+            "delays": [60, 900, 3600],
+        },
+        {"codes": [30450], "action": "retry", "delays": [1800]},
+        {"codes": [21610, 30005, 30006], "action": "suppress"},
+        {"codes": [30002, 30004, 30007, 30034, 63003, 63016, 63024], "action": "give_up"},
         {"codes": ANY_CODE, "action": "retry", "delays": [300]},
     ],
 }
+DEFAULT_SUPPRESS_DAYS = 90
 
 
 class PolicyError(ValueError):
@@ -58,10 +92,28 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Template:
+    """A Content template to send instead of the original's free-form content."""
+
+    content_sid: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self, body: str | None, own: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Each value with `{body}` replaced by the original's body; the message's own
+        `redeliver.content_variables` (`own`) win, key by key."""
+        rendered = {key: value.replace(BODY, body or "") for key, value in self.variables.items()}
+        for key, value in (own or {}).items():
+            rendered[str(key)] = str(value)
+        return rendered
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     codes: frozenset[int] | None  # None: "*"
-    action: Literal["retry", "give_up"]
+    action: Action
     delays: tuple[int, ...] = ()
+    template: Template | None = None  # action "template"
+    sms_from: str | None = None  # action "fallback_sms": the proxy (sender) number
 
     def matches(self, code: int | None) -> bool:
         return self.codes is None or (code is not None and code in self.codes)
@@ -76,6 +128,8 @@ class RetryPolicy:
     max_age_seconds: int
     group_conversations: Literal["skip", "allow"]
     rules: tuple[Rule, ...]
+    quiet_hours: QuietHours | None = None
+    suppress_days: int = DEFAULT_SUPPRESS_DAYS
 
     @classmethod
     def parse(
@@ -100,6 +154,8 @@ class RetryPolicy:
             "max_age_seconds",
             "group_conversations",
             "rules",
+            "quiet_hours",
+            "suppress_days",
         }
         if unknown:
             raise PolicyError(f"RetryPolicy has unknown field(s): {', '.join(sorted(unknown))}")
@@ -124,10 +180,18 @@ class RetryPolicy:
             max_age_seconds=max_age,
             group_conversations=group,
             rules=tuple(_rule(rule, f"rules[{n}]", max_age) for n, rule in enumerate(rules)),
+            quiet_hours=_quiet_hours(document.get("quiet_hours")),
+            suppress_days=_suppress_days(document.get("suppress_days", DEFAULT_SUPPRESS_DAYS)),
         )
 
     def rule_for(self, code: int | None) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(code)), None)
+
+    def unmapped(self, code: int | None) -> bool:
+        """A code that only a `"*"` rule matched: the policy says nothing about it on purpose
+        (the `UnmappedErrorCode` metric asks for a rule)."""
+        rule = self.rule_for(code)
+        return code is not None and rule is not None and rule.codes is None
 
 
 def _positive(value: Any, name: str, minimum: int = 1) -> int:
@@ -141,36 +205,119 @@ def _at_most(value: int, maximum: int, name: str, why: str) -> None:
         raise PolicyError(f"{name}: must be at most {maximum} ({why}), got {value}")
 
 
+_RULE_FIELDS: Mapping[str, frozenset[str]] = {
+    "retry": frozenset({"delays"}),
+    "give_up": frozenset(),
+    "suppress": frozenset(),
+    "template": frozenset({"delays", "content_sid", "content_variables"}),
+    "fallback_sms": frozenset({"delays", "from"}),
+}
+
+
 def _rule(rule: Any, name: str, max_age: int) -> Rule:
     if not isinstance(rule, Mapping):
         raise PolicyError(f"{name}: must be an object")
-    unknown = set(rule) - {"codes", "action", "delays"}
+    own = set(rule) - {"codes", "action"}
+    everything = set().union(*_RULE_FIELDS.values())
+    unknown = own - everything
     if unknown:
         raise PolicyError(f"{name}: unknown field(s): {', '.join(sorted(unknown))}")
-    codes = rule.get("codes")
-    if codes == ANY_CODE:
-        parsed_codes = None
-    elif isinstance(codes, list) and codes:
-        parsed_codes = frozenset(_positive(c, f"{name}.codes[{i}]") for i, c in enumerate(codes))
-    else:
-        raise PolicyError(f'{name}.codes: must be "*" or a non-empty list of error codes')
+    parsed_codes = _codes(rule.get("codes"), name)
     action = rule.get("action")
     if action not in ACTIONS:
         raise PolicyError(f"{name}.action: must be one of {', '.join(ACTIONS)}, got {action!r}")
-    delays = rule.get("delays", [])
-    if action == "retry":
-        if not isinstance(delays, list) or not delays:
-            raise PolicyError(f"{name}.delays: a retry rule needs a non-empty list of seconds")
-        parsed = tuple(_positive(d, f"{name}.delays[{i}]", 0) for i, d in enumerate(delays))
-        for i, delay in enumerate(parsed):
-            _at_most(
-                delay, max_age, f"{name}.delays[{i}]", "max_age_seconds: it would always give up"
-            )
-    elif delays:
-        raise PolicyError(f"{name}.delays: only a retry rule has delays")
-    else:
-        parsed = ()
-    return Rule(parsed_codes, action, parsed)
+    action = cast("Action", action)
+    misplaced = own - _RULE_FIELDS[action]
+    if "delays" in misplaced:
+        raise PolicyError(f"{name}.delays: only a retry, template or fallback_sms rule has delays")
+    if misplaced:
+        first = sorted(misplaced)[0]
+        raise PolicyError(f"{name}.{first}: not a field of a {action} rule")
+    if action not in SENDING:
+        return Rule(parsed_codes, action)
+    return _sending_rule(rule, name, parsed_codes, action, max_age)
+
+
+def _codes(codes: Any, name: str) -> frozenset[int] | None:
+    if codes == ANY_CODE:
+        return None
+    if isinstance(codes, list) and codes:
+        return frozenset(_positive(c, f"{name}.codes[{i}]") for i, c in enumerate(codes))
+    raise PolicyError(f'{name}.codes: must be "*" or a non-empty list of error codes')
+
+
+def _sending_rule(
+    rule: Mapping[str, Any], name: str, codes: frozenset[int] | None, action: Action, max_age: int
+) -> Rule:
+    delays = rule.get("delays", [0] if action != "retry" else None)
+    if not isinstance(delays, list) or not delays:
+        raise PolicyError(f"{name}.delays: a {action} rule needs a non-empty list of seconds")
+    parsed = tuple(_positive(d, f"{name}.delays[{i}]", 0) for i, d in enumerate(delays))
+    for i, delay in enumerate(parsed):
+        _at_most(delay, max_age, f"{name}.delays[{i}]", "max_age_seconds: it would always give up")
+    if action == "template":
+        return Rule(codes, action, parsed, template=_template(rule, name))
+    if action == "fallback_sms":
+        sender = rule.get("from")
+        if not isinstance(sender, str) or not E164.fullmatch(sender):
+            raise PolicyError(f"{name}.from: must be an E.164 phone number (+15550100000)")
+        return Rule(codes, action, parsed, sms_from=sender)
+    return Rule(codes, action, parsed)
+
+
+def _template(rule: Mapping[str, Any], name: str) -> Template:
+    content_sid = rule.get("content_sid")
+    if not isinstance(content_sid, str) or not CONTENT_SID.fullmatch(content_sid):
+        raise PolicyError(f"{name}.content_sid: must be a Content SID (HX and 32 hex digits)")
+    variables = rule.get("content_variables", {})
+    if not isinstance(variables, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+    ):
+        raise PolicyError(f"{name}.content_variables: must be an object of strings")
+    return Template(content_sid, dict(variables))
+
+
+def _quiet_hours(value: Any) -> QuietHours | None:
+    if value is None:
+        return None
+    name = "quiet_hours"
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{name}: must be an object")
+    unknown = set(value) - {"start", "end", "timezone", "default_timezone"}
+    if unknown:
+        raise PolicyError(f"{name}: unknown field(s): {', '.join(sorted(unknown))}")
+    start = _clock(value.get("start"), f"{name}.start")
+    end = _clock(value.get("end"), f"{name}.end")
+    if start == end:
+        raise PolicyError(f"{name}.end: must differ from start")
+    timezone = value.get("timezone", RECIPIENT)
+    default = value.get("default_timezone", "UTC")
+    for key, zone_name in (("timezone", timezone), ("default_timezone", default)):
+        if key == "timezone" and zone_name == RECIPIENT:
+            continue
+        try:
+            if not isinstance(zone_name, str):
+                raise UnknownZone(zone_name)
+            zone(zone_name)
+        except UnknownZone:
+            either = '"recipient" or ' if key == "timezone" else ""
+            raise PolicyError(
+                f"{name}.{key}: must be {either}an IANA time zone name, got {zone_name!r}"
+            ) from None
+    return QuietHours(start, end, timezone, default)
+
+
+def _clock(value: Any, name: str) -> time:
+    match = CLOCK.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise PolicyError(f"{name}: must be a time of day HH:MM, got {value!r}")
+    return time(int(match[1]), int(match[2]))
+
+
+def _suppress_days(value: Any) -> int:
+    days = _positive(value, "suppress_days")
+    _at_most(days, MAX_SUPPRESS_DAYS, "suppress_days", "ten years")
+    return days
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +345,11 @@ class Overrides:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    pass
+    """Send now, the way the rule says (`retry`: the same content again)."""
+
+    action: SendAction = "retry"
+    template: Template | None = None
+    sms_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +363,14 @@ class GiveUp:
     reason: str
 
 
-Decision = Send | Wait | GiveUp
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    """No resend; suppress the recipient for `days` (then give up as `suppressed`)."""
+
+    days: int
+
+
+Decision = Send | Wait | GiveUp | Suppress
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +383,30 @@ class Failure:
     first_sent_at: datetime  # when the original (root) message was sent
     recipients: int | None = None  # non-chat participants; None while unknown
     overrides: Overrides = Overrides()
+    key: str = ""  # names the failure (root and attempt): the seed of its jitter
+    # The recipient's messaging address (`+1555...`, `whatsapp:+1555...`), once looked at;
+    # `address_known` False: not yet, and quiet hours are left for the last look before a send.
+    address: str | None = None
+    address_known: bool = False
 
 
-def decide(policy: RetryPolicy, failure: Failure, now: datetime) -> Decision:  # noqa: PLR0911
-    """Send, wait or give up. With recipients unknown, Send means: look at the message next."""
+Jitter = Callable[[Failure], float]  # a factor in [1 - JITTER, 1 + JITTER]
+
+
+def stable_jitter(failure: Failure) -> float:
+    """The same factor each time the same failure is asked about, spread across failures."""
+    return random.Random(failure.key).uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - not secret
+
+
+def no_jitter(_: Failure) -> float:
+    return 1.0
+
+
+def decide(  # noqa: PLR0911
+    policy: RetryPolicy, failure: Failure, now: datetime, jitter: Jitter = stable_jitter
+) -> Decision:
+    """Send, wait, suppress or give up. With recipients unknown, Send means: look at the
+    message next; with the address unknown, quiet hours are not looked at yet."""
     if not failure.overrides.enabled:
         return GiveUp("disabled_by_message")
     rule = policy.rule_for(failure.error_code)
@@ -236,6 +414,8 @@ def decide(policy: RetryPolicy, failure: Failure, now: datetime) -> Decision:  #
         return GiveUp("no_matching_rule")
     if rule.action == "give_up":
         return GiveUp("permanent_error")
+    if rule.action == "suppress":
+        return Suppress(policy.suppress_days)
     limit = policy.max_attempts
     if failure.overrides.max_attempts is not None:
         limit = min(limit, failure.overrides.max_attempts)
@@ -244,12 +424,22 @@ def decide(policy: RetryPolicy, failure: Failure, now: datetime) -> Decision:  #
     if (failure.recipients or 0) > 1 and policy.group_conversations == "skip":
         return GiveUp("group_conversation")
     deadline = failure.first_sent_at + timedelta(seconds=policy.max_age_seconds)
-    due = failure.failed_at + timedelta(seconds=rule.delay_before(failure.attempt))
-    if due > deadline or now > deadline:
+    delay = rule.delay_before(failure.attempt)
+    if failure.failed_at + timedelta(seconds=delay) > deadline or now > deadline:
         return GiveUp("max_age")
+    factor = min(max(jitter(failure), 1 - JITTER), 1 + JITTER)
+    due = min(failure.failed_at + timedelta(seconds=delay * factor), deadline)
+    if failure.address_known and policy.quiet_hours is not None:
+        moment = max(due, now)
+        quiet_end = policy.quiet_hours.until(failure.address, moment)
+        if quiet_end is not None:  # spread over the first tenth of the wait after the end
+            spread = (quiet_end - moment) * abs(factor - 1)
+            if quiet_end > deadline:
+                return GiveUp("max_age")
+            due = min(quiet_end + spread, deadline)
     if due > now:
         return Wait(math.ceil((due - now).total_seconds()), due)
-    return Send()
+    return Send(rule.action, rule.template, rule.sms_from)
 
 
 def rules_summary(policy: RetryPolicy) -> Sequence[str]:

@@ -9,9 +9,12 @@ For each job (a receipt that became a failure):
 3. ask the policy with what is known: wait, or give up if the chain is linked (ORIGIN), or go on;
 4. fetch the message from Twilio; its marker names the chain of a retry whose ORIGIN link is not
    written yet; ask the policy again with the recipients and overrides;
+   with policy v2, also the recipient's address (the failed receipt's participant): a suppressed
+   recipient gives up here, a `suppress` rule suppresses it, quiet hours may make it wait;
 5. claim the attempt: one transaction that also checks the receipt is still this failure;
-6. create the new message, marked with its origin; record it, linked both ways; queue its
-   follow-up.
+6. create the new message, marked with its origin, the way the rule says (redeliver/sending:
+   the same content, a Content template, SMS in another conversation); record it, linked both
+   ways. Every way goes through the same claim, marker, record and stale-claim search.
 
 The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds` have passed, and
 records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
@@ -66,7 +69,6 @@ from redeliver.chain import (
     MessageSnapshot,
     NewMessage,
     marker_chain,
-    new_message,
 )
 from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
 from redeliver.ingest import Recorder, Source
@@ -76,17 +78,24 @@ from redeliver.policy import (
     Decision,
     Failure,
     GiveUp,
+    Jitter,
     Overrides,
     RetryPolicy,
     Send,
+    Suppress,
     Wait,
     decide,
+    stable_jitter,
 )
 from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
-from redeliver.reconcile import Target, record_reported
+from redeliver.reconcile import Target as Lookup
+from redeliver.reconcile import record_reported
 from redeliver.retry_queue import RetryQueue
+from redeliver.sending import Target, Way, way_for
+from redeliver.sending.same import Same
 from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
+from redeliver.suppressions import Suppressions
 
 
 class Outcome(StrEnum):
@@ -101,9 +110,11 @@ class Outcome(StrEnum):
 # When a record sent back to the queue is seen again, by reason (seconds).
 THROTTLED_SECONDS = (2.0, 8.0)  # a 429, or a Twilio call that did nothing: a few, spread out
 AWS_FAULT_SECONDS = (1.0, 4.0)  # DynamoDB or SQS failed, or a transaction conflicted: soon
-# The worst case of one record: every Twilio call it can make (fetch, participants, the marker
-# search's two pages, create) taking the whole HTTP timeout, and its DynamoDB and SQS calls.
-TWILIO_CALLS_PER_RECORD = 5
+# The worst case of one record: every Twilio call it can make (fetch, participants, the failed
+# receipt's participant, the marker search's two pages, create; an SMS fallback adds a lookup,
+# a conversation, its participant, and the lookup's second round) taking the whole HTTP timeout,
+# and its DynamoDB and SQS calls.
+TWILIO_CALLS_PER_RECORD = 11
 RECORD_MARGIN_SECONDS = 5
 
 
@@ -138,6 +149,7 @@ class RetryWorker:
         twilio: ConversationsGateway,
         policy: RetryPolicy,
         *,
+        suppressions: Suppressions,
         claim_stale_seconds: int,
         twilio_timeout_seconds: float = 10,
         function_timeout_seconds: int | None = None,
@@ -145,6 +157,7 @@ class RetryWorker:
         recorder: Recorder | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
+        policy_jitter: Jitter = stable_jitter,
     ) -> None:
         self._store = store
         self._queue = queue
@@ -164,6 +177,8 @@ class RetryWorker:
         self._recorder = recorder or Recorder(store, queue)
         self._clock = clock
         self._jitter = jitter
+        self._policy_jitter = policy_jitter
+        self._suppressions = suppressions
 
     def process_record(
         self, body: str, receipt_handle: str = "", seconds_left: float = math.inf
@@ -214,7 +229,7 @@ class RetryWorker:
             statuses = {r.status for r in record.receipts.values()}
             log["source"] = "table"
         else:
-            target = Target(job.message_sid, job.conversation_sid, job.chat_service_sid)
+            target = Lookup(job.message_sid, job.conversation_sid, job.chat_service_sid)
             try:
                 found = record_reported(self._twilio, self._recorder, target, Source.FOLLOW_UP)
             except TwilioError as error:
@@ -254,6 +269,12 @@ class RetryWorker:
             # delay, another worker's claim, a 429) is not re-queued by the sweeper, and
             # OutboxSwept means only that an enqueue was lost.
             self._store.clear_pending(event)
+            if self._policy.unmapped(event.error_code):  # once per failure, not per hop
+                count("UnmappedErrorCode")
+                logger.warning(
+                    "error code matched only the '*' rule: give it a rule of its own",
+                    extra={**log, "rule": "*"},
+                )
         elif job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return self._report(Result(Outcome.WAITING, "hop"), log)
@@ -296,30 +317,80 @@ class RetryWorker:
         if marked != chain:  # a retry without its ORIGIN link: its marker is the truth
             chain = marked
             decision = self._ask_policy(job, chain, now)
+        if isinstance(decision, Suppress):
+            return self._suppress(job, chain, decision, now)
         if not isinstance(decision, Send):
             return self._wait_or_give_up(job, chain, decision, now)
+        return self._decide_with_message(job, chain, message, now)
 
+    def _decide_with_message(
+        self, job: RetryJob, chain: Chain, message: MessageSnapshot, now: float
+    ) -> Result:
+        """The last look before a send: recipients, overrides, the recipient's address."""
+        event = job.event
         recipients = message.recipients
         if recipients is None:
             recipients = self._twilio.recipients(event.chat_service_sid, event.conversation_sid)
         overrides = Overrides.from_attributes(message.attributes)
-        decision = self._ask_policy(job, chain, now, recipients, overrides)
+        address = self._address(job)
+        if address is not None and self._suppressions.get(address, int(now)) is not None:
+            return self._give_up(chain, job, "recipient_suppressed", now)
+        decision = self._ask_policy(
+            job, chain, now, recipients=recipients, overrides=overrides, address=address, known=True
+        )
+        if isinstance(decision, Suppress):
+            return self._suppress(job, chain, decision, now, address)
         if not isinstance(decision, Send):
             return self._wait_or_give_up(job, chain, decision, now)
 
-        outgoing = new_message(message, chain)
+        way = way_for(decision, address)
+        outgoing = way.prepare(message, chain)
         if isinstance(outgoing, CannotResend):
             return self._give_up(chain, job, outgoing.reason, now)
-        return self._send(job, chain, outgoing, now)
+        target = Target(event.chat_service_sid, event.conversation_sid, address)
+        return self._send(job, chain, outgoing, now, way=way, target=target)
+
+    def _address(self, job: RetryJob) -> str | None:
+        """The failed receipt's recipient: its participant's messaging address."""
+        event = job.event
+        if not event.participant_sid:
+            return None
+        try:
+            return self._twilio.participant_address(
+                event.chat_service_sid, event.conversation_sid, event.participant_sid
+            )
+        except TwilioError as error:
+            if error.kind == "not_found":  # removed since: nobody to suppress or to wait for
+                return None
+            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+
+    def _suppress(
+        self,
+        job: RetryJob,
+        chain: Chain,
+        decision: Suppress,
+        now: float,
+        address: str | None = None,
+    ) -> Result:
+        """No resend; the recipient is suppressed (a hash of its number) for `decision.days`."""
+        address = address or self._address(job)
+        if address is None:  # a chat participant, or one removed since: nothing to suppress
+            return self._give_up(chain, job, "suppress_no_address", now)
+        self._suppressions.suppress(address, decision.days, job.event.error_code, int(now))
+        return self._give_up(chain, job, "suppressed", now)
 
     def _ask_policy(
         self,
         job: RetryJob,
         chain: Chain,
         now: float,
+        *,
         recipients: int | None = None,
         overrides: Overrides | None = None,
+        address: str | None = None,
+        known: bool = False,
     ) -> Decision:
+        """`known`: the recipient's address has been looked at (quiet hours apply)."""
         event = job.event
         failure = Failure(
             event.error_code,
@@ -328,8 +399,12 @@ class RetryWorker:
             chain.first_sent_at,
             recipients,
             overrides or Overrides(),
+            key=f"{chain.root}#{chain.attempt}",
+            address=address,
+            address_known=known,
         )
-        return decide(self._policy, failure, datetime.fromtimestamp(now, UTC))
+        moment = datetime.fromtimestamp(now, UTC)
+        return decide(self._policy, failure, moment, self._policy_jitter)
 
     def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
         """The chain the message's marker names, when it differs from `chain`."""
@@ -345,13 +420,22 @@ class RetryWorker:
     ) -> Result:
         if isinstance(decision, GiveUp):
             return self._give_up(chain, job, decision.reason, now)
-        due = int(decision.due_at.timestamp())
+        due = math.ceil(decision.due_at.timestamp())  # a jittered due is fractional: not early
         self._queue.send(job.due(due), delay_seconds=decision.seconds)
         return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
 
     # -- claim, send, record -------------------------------------------------------------------
 
-    def _send(self, job: RetryJob, chain: Chain, outgoing: NewMessage, now: float) -> Result:
+    def _send(
+        self,
+        job: RetryJob,
+        chain: Chain,
+        outgoing: NewMessage,
+        now: float,
+        *,
+        way: Way,
+        target: Target,
+    ) -> Result:
         event = job.event
         claimed_at = int(now)
         claim = self._store.claim(chain, event, claimed_at)
@@ -359,13 +443,11 @@ class RetryWorker:
             return Result(Outcome.SKIPPED, "superseded", chain=chain)
         if claim is Claim.TAKEN:
             existing = self._store.get_attempt(chain.root, chain.attempt)
-            resumed = self._resume(job, chain, existing, now)
+            resumed = self._resume(job, chain, existing, now, way=way, target=target)
             if resumed is not None:
                 return resumed
         try:
-            new_sid = self._twilio.create_message(
-                event.chat_service_sid, event.conversation_sid, outgoing
-            )
+            new_sid = way.create(self._twilio, target, outgoing, chain)
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)
@@ -379,12 +461,21 @@ class RetryWorker:
             )
             return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
         self._sent(chain, new_sid, event)
-        return Result(Outcome.SENT, new_message_sid=new_sid, chain=chain)
+        return Result(Outcome.SENT, way.name, new_message_sid=new_sid, chain=chain)
 
     def _resume(
-        self, job: RetryJob, chain: Chain, existing: Attempt | None, now: float
+        self,
+        job: RetryJob,
+        chain: Chain,
+        existing: Attempt | None,
+        now: float,
+        *,
+        way: Way | None = None,
+        target: Target | None = None,
     ) -> Result | None:
-        """Another record got to this attempt first. None: this worker may send after all."""
+        """Another record got to this attempt first. None: this worker may send after all.
+        `way`: how this worker would send, and so where the claimant's message would be; a
+        give-up does not know, and asks the policy's rule for the code (`_way_of_claimant`)."""
         if existing is None:  # released in between (a transient failure): try again later
             raise RetryLater("attempt claim changed under us", self._soon(AWS_FAULT_SECONDS), chain)
         if existing.state is not AttemptState.CLAIMED:
@@ -406,13 +497,9 @@ class RetryWorker:
         # A stale claim: its worker died, or its create timed out. Did the message go out?
         event = job.event
         try:
-            found = self._twilio.find_retry(
-                event.chat_service_sid,
-                event.conversation_sid,
-                chain.root,
-                chain.attempt,
-                retry_of=event.message_sid,  # the search reads back to it, no further
-            )
+            if way is None or target is None:
+                way, target = self._way_of_claimant(job)
+            found = way.find(self._twilio, target, chain, event.message_sid)
         except TwilioError as error:
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
         except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
@@ -425,6 +512,18 @@ class RetryWorker:
             seconds = self._until_stale(int(now))
             raise RetryLater("another worker took the stale claim", seconds, chain)
         return None
+
+    def _way_of_claimant(self, job: RetryJob) -> tuple[Way, Target]:
+        """How a claimant sent this failure's attempt: the way the policy's rule for the code
+        gives (an SMS fallback's conversation is found by the recipient's number)."""
+        event = job.event
+        rule = self._policy.rule_for(event.error_code)
+        address: str | None = None
+        way: Way = Same()
+        if rule is not None and rule.action == "fallback_sms":
+            address = self._address(job)
+            way = way_for(Send("fallback_sms", None, rule.sms_from), address)
+        return way, Target(event.chat_service_sid, event.conversation_sid, address)
 
     def _sent(self, chain: Chain, new_sid: str, retry_of: DeliveryEvent) -> None:
         # The ORIGIN link is written first: a failure the follow-up finds continues the chain.

@@ -26,7 +26,7 @@ class Settings:
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
     twilio_timeout_seconds: int = 10
     twilio_webhook_enabled: bool = False  # X-Twilio-Webhook-Enabled on creates (template: off)
-    retry_timeout_seconds: int = 60  # the retry function's Timeout (template.yaml, one place)
+    retry_timeout_seconds: int = 120  # the retry function's Timeout (template.yaml, one place)
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
     reconcile_after_minutes: int = 30  # 0: no reconciliation, and no index write for it
     reconcile_max_lookups: int = 3  # lookups with nothing new before a receipt is left alone

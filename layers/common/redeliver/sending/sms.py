@@ -1,0 +1,81 @@
+"""WhatsApp to SMS (action `fallback_sms`): the same content as SMS from the policy's `from`.
+
+An SMS goes to a conversation where the recipient's phone number is a participant through that
+proxy number, in the same Conversation Service: the one Twilio already has
+(`ParticipantConversations?Address=`), else a new one with that participant. Twilio lets an
+address and proxy pair sit in one conversation only (50416), so the lookup is also how a second
+try finds what a first one built.
+
+Exactly once, under the same crashes as a plain retry, without a second conversation or message:
+- the new conversation's `UniqueName` is `redeliver-sms-<root>-<attempt>`: a create repeated
+  after a crash (or a timeout) meets Twilio's 50353 and fetches the first one instead;
+- a participant added before a crash makes the lookup find the conversation next time; one added
+  by another worker meanwhile answers 50416, and the lookup runs again;
+- the message itself is created under the attempt's claim with the attempt's marker (plus
+  `"channel": "sms"`), and a stale claim's search (`find`) looks in the conversation the lookup
+  names: no conversation there means no message was sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redeliver.chain import MARKER_KEY, CannotResend, Chain, MessageSnapshot, NewMessage
+from redeliver.chain import new_message as same_content
+from redeliver.conversations import ConversationsGateway, TwilioError
+from redeliver.sending import Target
+
+LOOKUPS = 2  # a 50416 means the pair appeared meanwhile: look once more, then leave it to SQS
+
+
+def unique_name(chain: Chain) -> str:
+    return f"redeliver-sms-{chain.root}-{chain.attempt}"
+
+
+class SmsFallback:
+    name = "fallback_sms"
+
+    def __init__(self, sms_from: str, phone: str) -> None:
+        self._from = sms_from
+        self._phone = phone  # the recipient's E.164 number (its WhatsApp address without prefix)
+
+    def prepare(self, original: MessageSnapshot, chain: Chain) -> NewMessage | CannotResend:
+        message = same_content(original, chain)
+        if isinstance(message, CannotResend):
+            return message
+        attributes: dict[str, Any] = dict(message.attributes)
+        attributes[MARKER_KEY] = {**attributes[MARKER_KEY], "channel": "sms"}
+        return NewMessage(
+            author=message.author,
+            body=message.body,
+            attributes=attributes,
+            media_sid=message.media_sid,
+            content_sid=message.content_sid,
+            content_variables=message.content_variables,
+        )
+
+    def create(
+        self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
+    ) -> str:
+        conversation = self._conversation(twilio, target.service_sid, chain)
+        return twilio.create_message(target.service_sid, conversation, message)
+
+    def find(
+        self, twilio: ConversationsGateway, target: Target, chain: Chain, retry_of: str
+    ) -> str | None:
+        conversation = twilio.conversation_with(target.service_sid, self._phone, self._from)
+        if conversation is None:  # no SMS conversation: the message was never created
+            return None
+        return twilio.find_retry(
+            target.service_sid, conversation, chain.root, chain.attempt, retry_of=retry_of
+        )
+
+    def _conversation(self, twilio: ConversationsGateway, service: str, chain: Chain) -> str:
+        for _ in range(LOOKUPS):
+            found = twilio.conversation_with(service, self._phone, self._from)
+            if found is not None:
+                return found
+            created = twilio.create_conversation(service, unique_name(chain), "SMS fallback")
+            if twilio.add_sms_participant(service, created, self._phone, self._from):
+                return created
+        raise TwilioError("transient", "50416: the pair sits in a conversation the lookup missed")
