@@ -11,6 +11,7 @@ import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, stable_jitter
 from redeliver.suppressions import address_hash
+from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import T0, Crash, RetrySystem
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -271,18 +272,18 @@ def test_every_wait_is_jittered_within_ten_percent(system: RetrySystem) -> None:
 
 
 def test_a_code_only_the_star_rule_matched_is_counted_and_logged(
-    system: RetrySystem, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    system: RetrySystem, capsys: pytest.CaptureFixture[str], worker_log: WorkerLog
 ) -> None:
     system.load_retry(POLICY)
     conversation, original = system.message()
     system.fail(conversation, original, 30009)
     system.poll()
     assert '"UnmappedErrorCode":[1.0]' in capsys.readouterr().out  # the EMF metric
-    [line] = [r for r in caplog.records if "matched only the '*' rule" in r.getMessage()]
+    [line] = [r for r in worker_log.records if "matched only the '*' rule" in r.getMessage()]
     assert line.levelname == "WARNING"
-    caplog.clear()
+    worker_log.records.clear()
     mapped, other = system.message()
     system.fail(mapped, other, 30007, status="failed")
     system.poll()
     assert "UnmappedErrorCode" not in capsys.readouterr().out
-    assert not [r for r in caplog.records if "matched only" in r.getMessage()]
+    assert not [r for r in worker_log.records if "matched only" in r.getMessage()]
