@@ -60,16 +60,37 @@ from tools.twilio_sim import TwilioSimulator
 from tools.webhook_emitter import Mix, Stats, WebhookEmitter
 
 STACK = "redeliver-local"
+# The scenario's SMS sender: every SMS conversation's proxy number (send_messages), and the
+# offline `fallback_sms` rule's `from`, so that a fallback lands in the recipient's SMS
+# conversation when it has one.
+SMS_FROM = "+15550009999"
+# Rules only the offline stack has, ahead of the default's: the default gives 63016 and 63024 up
+# (a template needs an approved Content SID, a fallback a sender number, neither of which the
+# default can know), so without them a run never shows `template` or `fallback_sms`. The content
+# SID is a fake one, known to the simulator only. Said in the report's notes.
+OFFLINE_ONLY_RULES: list[dict[str, Any]] = [
+    {
+        "codes": [63016],
+        "action": "template",
+        "content_sid": "HX" + "0ff1" * 8,
+        "content_variables": {"1": "{body}"},
+        "delays": [0],
+    },
+    {"codes": [63024, 63032], "action": "fallback_sms", "from": SMS_FROM, "delays": [0]},
+]
 # The default policy's rules with each delay cut 300-fold (a minute becomes a second), so a
 # scenario ends in seconds; derived, so the two cannot drift apart.
 OFFLINE_POLICY = {
     **DEFAULT_POLICY_DOCUMENT,
     "max_age_seconds": 3600,
     "rules": [
-        {**rule, "delays": [max(1, delay // 300) for delay in rule["delays"]]}
-        if "delays" in rule
-        else dict(rule)
-        for rule in DEFAULT_POLICY_DOCUMENT["rules"]
+        *OFFLINE_ONLY_RULES,
+        *(
+            {**rule, "delays": [max(1, delay // 300) for delay in rule["delays"]]}
+            if "delays" in rule
+            else dict(rule)
+            for rule in DEFAULT_POLICY_DOCUMENT["rules"]
+        ),
     ],
 }
 FAKE_AWS = {
@@ -831,6 +852,7 @@ class Report:
     retries_sent: int = 0
     recovered: int = 0
     gave_up: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)  # failures by the action they took
     dlq: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     checks: list[Check] = field(default_factory=list)
@@ -853,6 +875,17 @@ class Report:
     def throughput(self) -> float:
         return sum(self.api_answers.values()) / self.seconds if self.seconds else 0.0
 
+    def actions_line(self) -> str:
+        """How many failures took each action of the policy (ACTIONS)."""
+        a = self.actions
+        return (
+            f"  actions         retry {a['retry']} (same content), template {a['template']} "
+            f"(ContentSid, no Body), fallback_sms {a['fallback_sms']} (SMS; "
+            f"{a['fallback_sms_new']} in a new conversation), suppress {a['suppress']} (then "
+            f"{a['recipient_suppressed']} later failure(s) given up recipient_suppressed), "
+            f"give_up {a['give_up']}"
+        )
+
     def render(self, title: str = "Redeliver offline") -> str:
         w = self.webhooks
         state = "" if self.settlement.settled else f"  DID NOT SETTLE: {self.settlement.why}"
@@ -866,6 +899,7 @@ class Report:
             f"  Twilio outcomes {dict(sorted(self.outcomes.items()))}",
             f"  retries sent    {self.retries_sent}, recovered (delivered/read) {self.recovered}",
             f"  given up        {sum(self.gave_up.values())} {dict(sorted(self.gave_up.items()))}",
+            self.actions_line(),
             f"  DLQ depth       {self.dlq}",
             *self.lost,
             *self.sections,
@@ -914,14 +948,32 @@ class Report:
         return "\n".join(lines)
 
 
+def recipient(seed: int, person: int) -> str:
+    """A scenario's n-th recipient's phone number (E.164), its own per seed: a stack shared by
+    scenarios (the e2e tests) does not carry one scenario's suppressions into the next."""
+    return f"+1555{seed % 100:02d}{person:05d}"
+
+
 def send_messages(offline: Offline, messages: int, mix: Mix, *, seed: int, rate: float) -> None:
-    """The app's own messages, at its own pace."""
+    """The app's own messages, at its own pace, to a few recipients each written to several times
+    (a suppressed one's later failures then give up `recipient_suppressed`), on WhatsApp or SMS:
+    one conversation per recipient and channel, with the SMS ones through SMS_FROM (where an SMS
+    fallback finds them)."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible scenario
+    people = max(2, messages // 4)
+    conversations: dict[tuple[int, str], str] = {}
     started = time.monotonic()
     for n in range(messages):
         time.sleep(max(0.0, started + n / rate - time.monotonic()))
         channel = "whatsapp" if rng.random() < mix.whatsapp_share else "sms"
-        conversation = offline.sim.add_conversation(name=f"scenario-{seed}-{n}", channel=channel)
+        person = rng.randrange(people)
+        conversation = conversations.get((person, channel))
+        if conversation is None:
+            conversation = conversations[(person, channel)] = offline.sim.add_conversation(
+                name=f"scenario-{seed}-{channel}-{person}",
+                channel=channel,
+                address=recipient(seed, person),
+            )
         offline.sim.add_message(
             conversation,
             body=f"Your code is {rng.randint(0, 999_999):06d}",
@@ -1054,7 +1106,7 @@ def collect(
         offline.api.answers,
         outcomes=emitter.outcomes,
         settlement=settlement or Settlement(True),
-        notes=offline.tuning.notes(load_template()) + moto_stalls(offline.workdir),
+        notes=offline.tuning.notes(load_template()) + policy_notes() + moto_stalls(offline.workdir),
     )
     try:
         _collect(offline, report)
@@ -1074,6 +1126,7 @@ def _collect(offline: Offline, report: Report) -> None:
         i.get("reason", {}).get("S", "?") for i in attempts if i["state"]["S"] == "gave_up"
     )
     report.retries_sent = sum(1 for i in attempts if i["state"]["S"] == "sent")
+    report.actions = actions_taken(offline, report.gave_up)
     report.recovered = sum(
         1
         for i in items
@@ -1164,6 +1217,7 @@ def check_invariants(
             lost=lost_statuses(emitter) if emitter else set(),
         ),
         no_server_errors(offline),
+        actions_as_configured(offline),
     ]
 
 
@@ -1233,6 +1287,97 @@ def lost_lines(offline: Offline, by_key: dict[tuple[str, str], dict[str, Any]]) 
     else:
         lines.append("  reconciler      off (ReconcileAfterMinutes=0)")
     return lines
+
+
+def policy_notes() -> list[str]:
+    """Where the offline policy departs from the default's, beyond its compressed delays."""
+    template, fallback = OFFLINE_ONLY_RULES
+    return [
+        f"offline-only rules, ahead of the default's: {template['codes']} template "
+        f"{template['content_sid']} (a fake Content SID, known to the simulator only), "
+        f"{fallback['codes']} fallback_sms from {fallback['from']}; the default policy gives "
+        "these codes up",
+        "quiet hours not exercised: a window is wall-clock time in the recipient's zone and "
+        "cannot be compressed (a run would wait until the window's end, hours away)",
+    ]
+
+
+def _marker(message: dict[str, Any]) -> dict[str, Any]:
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        marker = json.loads(message.get("attributes") or "{}").get("redeliver")
+        if isinstance(marker, dict):
+            return marker
+    return {}
+
+
+def action_of(message: dict[str, Any]) -> str:
+    """How a message Redeliver created was sent: `fallback_sms`, `template` or `retry`."""
+    if _marker(message).get("channel") == "sms":
+        return "fallback_sms"
+    return "template" if message.get("content_sid") else "retry"
+
+
+def actions_taken(offline: Offline, gave_up: Counter[str]) -> Counter[str]:
+    """Failures by the action they took: the sending ones from the messages Twilio holds (one
+    per attempt: its invariant), the others from the attempts' give-up reasons."""
+    taken: Counter[str] = Counter()
+    for message in list(offline.sim.created):
+        if not _marker(message):
+            continue
+        action = action_of(message)
+        taken[action] += 1
+        chat = offline.sim.conversations.get(message["conversation_sid"])
+        if action == "fallback_sms" and chat and (chat.unique_name or "").startswith("redeliver"):
+            taken["fallback_sms_new"] += 1
+    taken["suppress"] = gave_up["suppressed"] + gave_up["suppress_no_address"]
+    taken["recipient_suppressed"] = gave_up["recipient_suppressed"]
+    taken["give_up"] = gave_up["permanent_error"]
+    return taken
+
+
+def actions_as_configured(offline: Offline) -> Check:
+    """Each message Redeliver created is what its action says: a template carries the rule's
+    ContentSid and no Body; an SMS fallback goes to the original's recipient, by SMS, from the
+    rule's number."""
+    check = Check("each resend as its action says")
+    template, fallback = OFFLINE_ONLY_RULES
+    conversation_of = {
+        message: receipts[0]["conversation_sid"]
+        for message, receipts in list(offline.sim.receipts.items())
+        if receipts
+    }
+    counted = 0
+    for message in list(offline.sim.created):
+        marker = _marker(message)
+        action = action_of(message)
+        if not marker or action == "retry":
+            continue
+        counted += 1
+        if action == "template":
+            if message.get("content_sid") != template["content_sid"] or message.get("body"):
+                check.violations.append(
+                    f"{message['sid']} (template) has ContentSid {message.get('content_sid')} "
+                    f"and Body {message.get('body')!r}"
+                )
+            continue
+        root = offline.sim.conversations.get(conversation_of.get(str(marker.get("root")), ""))
+        chat = offline.sim.conversations.get(message["conversation_sid"])
+        wanted = {
+            str(p["messaging_binding"]["address"]).removeprefix("whatsapp:")
+            for p in (root.participants if root else [])
+            if p["messaging_binding"]
+        }
+        bindings = [p["messaging_binding"] for p in (chat.participants if chat else [])]
+        if not any(
+            b and b["type"] == "sms" and b["address"] in wanted and b["proxy_address"] == SMS_FROM
+            for b in bindings
+        ):
+            check.violations.append(
+                f"{message['sid']} (fallback_sms for {marker.get('root')}, to {sorted(wanted)}) "
+                f"is in a conversation without that SMS recipient from {fallback['from']}"
+            )
+    check.evidence = f"{counted} template and SMS-fallback message(s)"
+    return check
 
 
 def one_message_per_attempt(created: list[dict[str, Any]], items: list[dict[str, Any]]) -> Check:

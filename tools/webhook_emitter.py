@@ -3,8 +3,14 @@
 For each message (the app's originals and Redeliver's retries alike) it picks an outcome and
 sends the receipt's status changes, signed as Twilio signs them, to a webhook URL:
 
-    SMS      sent → delivered                   | sent → undelivered 30003 | failed 30005
-    WhatsApp sent → delivered → read            | failed 63016 (outside the 24 h window)
+    SMS      sent → delivered         | sent → undelivered 30003, 30008 (retry), 30006 (landline),
+                                      |   30007 (filtered) | failed 30005, 21610 (unsubscribed)
+    WhatsApp sent → delivered → read  | failed 63016 (outside the 24 h window), 63024 (not a
+                                      |   WhatsApp user) | sent → undelivered 63032, 30003
+
+each code picked so that every action of the offline policy (tools.offline.OFFLINE_POLICY)
+comes up: retry, template (63016), fallback_sms (63024, 63032), suppress (30005, 30006, 21610),
+give_up (30007). A `failed` is refused before sending: no `sent` comes first.
 
 with a configurable failure mix, duplicated webhooks, webhooks arriving out of order (their
 `DateUpdated` stays truthful), and a chance that a retry is delivered. Sends are bounded in
@@ -47,8 +53,20 @@ from tools.samples import sid
 
 # (status, error code) sequences after `sent`; the first element is the outcome's name.
 FAILURES = {
-    "sms": [("undelivered", 30003), ("failed", 30005), ("undelivered", 30008)],
-    "whatsapp": [("failed", 63016), ("undelivered", 30003)],
+    "sms": [
+        ("undelivered", 30003),
+        ("failed", 30005),
+        ("undelivered", 30008),
+        ("undelivered", 30006),
+        ("failed", 21610),
+        ("undelivered", 30007),
+    ],
+    "whatsapp": [
+        ("failed", 63016),
+        ("failed", 63024),
+        ("undelivered", 63032),
+        ("undelivered", 30003),
+    ],
 }
 
 
@@ -57,6 +75,8 @@ FORGERIES = ("unsigned", "other-token", "altered")
 
 class ReceiptBook(Protocol):
     """Where Twilio's truth about a receipt is kept: tools.twilio_sim.TwilioSimulator."""
+
+    receipts: dict[str, list[dict[str, Any]]]  # message SID → its receipts
 
     def set_receipt(
         self,
@@ -195,8 +215,8 @@ class WebhookEmitter:
         if fails:
             status, code = rng.choice(FAILURES[channel])
             steps = [("sent", None), (status, code)]
-            if status == "failed" and code == 30005:
-                steps = [("failed", 30005)]
+            if status == "failed":  # refused before it was sent
+                steps = [("failed", code)]
             self.outcomes[f"{status} {code}"] += 1
         else:
             steps = [("sent", None), ("delivered", None)]
@@ -206,10 +226,13 @@ class WebhookEmitter:
         # Whole seconds, as Twilio's REST dates (the Receipts API) are.
         start = datetime.now(UTC)
         now = time.monotonic()
+        participant = self._participant(message, receipt)
         events, due = [], []
         for n, (step_status, step_code) in enumerate(steps):
             moment = start + timedelta(seconds=mix.spacing * (n + 1))
-            events.append(_fields(message, receipt, step_status, step_code, moment))
+            events.append(
+                _fields(message, receipt, step_status, step_code, moment, participant=participant)
+            )
             due.append(now + mix.spacing * (n + 1))
         if self._twilio is not None:
             with self._lock:
@@ -228,6 +251,14 @@ class WebhookEmitter:
             self._push(now + mix.spacing * (n + 1), fields)
             if rng.random() < mix.duplicate_rate:
                 self._push(now + mix.spacing * (n + 1.5), fields)
+
+    def _participant(self, message: dict[str, Any], receipt: int) -> str:
+        """The receipt's participant as Twilio holds it (a participant added through the API,
+        as an SMS fallback's, has its own SID); without the simulator, the first ones'."""
+        known = self._twilio.receipts.get(message["sid"]) if self._twilio is not None else None
+        if known and receipt < len(known):
+            return str(known[receipt]["participant_sid"])
+        return sid("MB", f"{message['conversation_sid']}-{receipt}")
 
     def _push(self, at: float, fields: dict[str, str], forgery: str = "") -> None:
         with self._lock:
@@ -354,7 +385,13 @@ def _label(fields: dict[str, str]) -> str:
 
 
 def _fields(
-    message: dict[str, Any], receipt: int, status: str, code: int | None, updated: datetime
+    message: dict[str, Any],
+    receipt: int,
+    status: str,
+    code: int | None,
+    updated: datetime,
+    *,
+    participant: str,
 ) -> dict[str, str]:
     created = message["date_created"]
     updated = updated.replace(microsecond=0)
@@ -365,7 +402,7 @@ def _fields(
         "MessageSid": message["sid"],
         "DeliveryReceiptSid": sid("DY", f"{message['sid']}-{receipt}"),
         "ChannelMessageSid": sid("SM", f"{message['sid']}-{receipt}"),
-        "ParticipantSid": sid("MB", f"{message['conversation_sid']}-{receipt}"),
+        "ParticipantSid": participant,
         "EventType": "onDeliveryUpdated",
         "Status": status,
         "ErrorCode": "" if code is None else str(code),

@@ -210,9 +210,37 @@ def test_a_busy_port_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None
 def test_the_offline_policy_is_valid_and_keeps_the_default_rules() -> None:
     policy = RetryPolicy.parse(offline.OFFLINE_POLICY)
     default = RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
-    assert [(r.codes, r.action) for r in policy.rules] == [
+    extra = len(offline.OFFLINE_ONLY_RULES)
+    assert [(r.codes, r.action) for r in policy.rules[extra:]] == [
         (r.codes, r.action) for r in default.rules
     ]
+    # Only its offline rules (template, fallback_sms) come first, and the report says so.
+    assert [r.action for r in policy.rules[:extra]] == ["template", "fallback_sms"]
+    assert any("offline-only rules" in note for note in offline.policy_notes())
+
+
+@pytest.mark.slow
+def test_a_small_run_takes_every_action_and_keeps_every_invariant(
+    stack: offline.Offline,
+) -> None:
+    """Issue 10 item 6: each action of policy v2 shows in the report, with its invariants."""
+    mix = Mix(failure_rate=0.6, retry_success=0.5, whatsapp_share=0.5)
+    report = offline.run_scenario(stack, 60, mix, seed=41, timeout=120, progress=False, rate=100)
+    assert report.settlement.settled, report.unsettled
+    assert report.violations == []
+    for action in ("retry", "template", "fallback_sms", "suppress", "give_up"):
+        assert report.actions[action] > 0, (action, report.actions)
+    assert report.actions["recipient_suppressed"] > 0, report.actions
+    names = [check.name for check in report.checks]
+    assert "each resend as its action says" in names
+    assert "  actions         retry " in report.render()
+    assert "every invariant held" in report.render()
+    # Every SMS-fallback message went out by SMS, from the scenario's SMS number.
+    fallbacks = [m for m in stack.sim.created if offline.action_of(m) == "fallback_sms"]
+    assert fallbacks
+    for message in fallbacks:
+        chat = stack.sim.conversations[message["conversation_sid"]]
+        assert any((p["messaging_binding"] or {}).get("type") == "sms" for p in chat.participants)
 
 
 def test_workdir_is_ignored_by_git() -> None:
