@@ -154,6 +154,27 @@ def test_fallback_sms_builds_a_conversation_with_the_sms_participant_and_sends_t
     assert (attempt["state"], attempt["new_message_sid"]) == ("sent", sent["sid"])
 
 
+def test_an_sms_fallbacks_follow_up_asks_twilio_in_the_sms_conversation(
+    system: RetrySystem, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The follow-up asked in the failed (WhatsApp) conversation, where the SMS is not: a 404,
+    # counted RetryUnconfirmed whatever happened to the SMS.
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    system.fail(conversation, original, 63024, status="failed")
+    system.poll()  # the SMS goes out; its follow-up is queued (due at once in this harness)
+    [sms] = sms_conversations(sim)
+    [sent] = system.created()
+    assert system.attempts(original)[1]["new_conversation_sid"] == sms
+    sim.set_receipt(sent["sid"], "delivered")
+    capsys.readouterr()
+    system.drain()
+    asked = [path for _, path in sim.requests if path.endswith("/Receipts")]
+    assert asked
+    assert all(f"/Conversations/{sms}/Messages/{sent['sid']}/" in p for p in asked)
+    assert '"RetryRecovered":[1.0]' in capsys.readouterr().out
+
+
 def test_fallback_sms_reuses_the_conversation_that_has_the_pair(
     system: RetrySystem, sim: TwilioSimulator
 ) -> None:

@@ -86,3 +86,25 @@ def test_an_sms_fallback_keeps_the_content_and_marks_the_channel() -> None:
 def test_the_sms_conversation_is_named_by_root_and_attempt() -> None:
     assert unique_name(CHAIN) == "redeliver-sms-IMroot-2"
     assert unique_name(Chain("IMroot", 3, T0)) != unique_name(CHAIN)
+
+
+def test_a_template_resend_can_itself_be_resent_with_the_same_variables() -> None:
+    # Twilio returns no content_variables, and a template resend has no Body: unless the
+    # rendered variables travel in its marker, its own failure gives up (template_variables_
+    # unknown) or renders `{body}` empty.
+    first = Templated(Template(HX, {"1": "{body}"})).prepare(original(), CHAIN)
+    assert isinstance(first, NewMessage)
+    assert first.content_variables == {"1": "Your code is 42"}
+    resent = original(
+        sid="IMtemplated",
+        body=None,
+        content_sid=HX,
+        attributes=dict(first.attributes),
+    )
+    chain = Chain("IMroot", 3, T0)
+    again = Same().prepare(resent, chain)
+    assert isinstance(again, NewMessage)
+    assert (again.content_sid, again.content_variables) == (HX, {"1": "Your code is 42"})
+    templated = Templated(Template(HX, {"1": "{body}"})).prepare(resent, chain)
+    assert isinstance(templated, NewMessage)
+    assert templated.content_variables == {"1": "Your code is 42"}

@@ -72,6 +72,7 @@ class Attempt:
     state: AttemptState
     claimed_at: int = 0
     new_message_sid: str = ""
+    new_conversation_sid: str = ""  # where the new message is (an SMS fallback's own)
     reason: str = ""
     first_sent_at: datetime | None = None
 

@@ -91,7 +91,7 @@ from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
 from redeliver.reconcile import Target as Lookup
 from redeliver.reconcile import record_reported
 from redeliver.retry_queue import RetryQueue
-from redeliver.sending import Target, Way, way_for
+from redeliver.sending import Sent, Target, Way, way_for
 from redeliver.sending.same import Same
 from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
@@ -447,7 +447,7 @@ class RetryWorker:
             if resumed is not None:
                 return resumed
         try:
-            new_sid = way.create(self._twilio, target, outgoing, chain)
+            sent = way.create(self._twilio, target, outgoing, chain)
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)
@@ -460,8 +460,8 @@ class RetryWorker:
                 else (f"twilio_rejected_{error.code or error.status}")
             )
             return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
-        self._sent(chain, new_sid, event)
-        return Result(Outcome.SENT, way.name, new_message_sid=new_sid, chain=chain)
+        self._sent(chain, sent, event)
+        return Result(Outcome.SENT, way.name, new_message_sid=sent.sid, chain=chain)
 
     def _resume(
         self,
@@ -484,7 +484,11 @@ class RetryWorker:
                 # or SQS refused it): without it a retry that gets no webhook is never judged,
                 # its failure never retried. Queued again; a follow-up is idempotent (it records
                 # Twilio's truth, and counts its verdict once per attempt).
-                self._queue_follow_up(chain, existing.new_message_sid, job.event, int(now))
+                sent = Sent(
+                    existing.new_message_sid,
+                    existing.new_conversation_sid or job.event.conversation_sid,
+                )
+                self._queue_follow_up(chain, sent, job.event, int(now))
             return Result(
                 Outcome.DUPLICATE,
                 existing.state.value,
@@ -507,7 +511,7 @@ class RetryWorker:
             raise RetryLater(str(error), self._stale, chain) from error
         if found is not None:
             self._sent(chain, found, job.event)
-            return Result(Outcome.SENT, "found after an interrupted send", found, chain=chain)
+            return Result(Outcome.SENT, "found after an interrupted send", found.sid, chain=chain)
         if not self._store.take_over(chain, existing.claimed_at, int(now)):
             seconds = self._until_stale(int(now))
             raise RetryLater("another worker took the stale claim", seconds, chain)
@@ -525,25 +529,23 @@ class RetryWorker:
             way = way_for(Send("fallback_sms", None, rule.sms_from), address)
         return way, Target(event.chat_service_sid, event.conversation_sid, address)
 
-    def _sent(self, chain: Chain, new_sid: str, retry_of: DeliveryEvent) -> None:
+    def _sent(self, chain: Chain, sent: Sent, retry_of: DeliveryEvent) -> None:
         # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
         # A crash (or an SQS error) between the record and the queued follow-up: the record
         # comes back, finds the attempt `sent`, and `_resume` queues the follow-up again.
         now = int(self._clock())
-        self._store.record_sent(chain, new_sid, retry_of.message_sid, now)
-        self._queue_follow_up(chain, new_sid, retry_of, now)
+        self._store.record_sent(chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid)
+        self._queue_follow_up(chain, sent, retry_of, now)
 
-    def _queue_follow_up(
-        self, chain: Chain, new_sid: str, retry_of: DeliveryEvent, now: int
-    ) -> None:
+    def _queue_follow_up(self, chain: Chain, sent: Sent, retry_of: DeliveryEvent, now: int) -> None:
         due = now + self._follow_up
         follow_up = FollowUp(
-            new_sid,
+            sent.sid,
             chain.root,
             chain.attempt,
             due,
-            retry_of.conversation_sid,  # a retry is created in its failed message's conversation
-            retry_of.chat_service_sid,
+            sent.conversation_sid,  # the failed one's, or an SMS fallback's own
+            retry_of.chat_service_sid,  # every way sends in the failed message's service
         )
         self._queue.send(follow_up, self._follow_up)
 

@@ -423,8 +423,16 @@ class ReceiptStore:
             if not _conditional_failure(error):
                 raise
 
-    def record_sent(self, chain: Chain, new_message_sid: str, retry_of: str, now: int) -> None:
-        """Link attempt and new message both ways, in one transaction (idempotent)."""
+    def record_sent(
+        self,
+        chain: Chain,
+        new_message_sid: str,
+        retry_of: str,
+        now: int,
+        conversation_sid: str = "",
+    ) -> None:
+        """Link attempt and new message both ways, in one transaction (idempotent). The attempt
+        also keeps the new message's conversation (its follow-up asks Twilio there)."""
         self._db.transact_write_items(
             TransactItems=[
                 {
@@ -432,13 +440,14 @@ class ReceiptStore:
                         "TableName": self._table,
                         "Key": _attempt_key(chain),
                         "UpdateExpression": "SET #state = :sent, new_message_sid = :new, "
-                        "updated_at = :now",
+                        "new_conversation_sid = :conversation, updated_at = :now",
                         "ConditionExpression": "#state IN (:claimed, :sent)",
                         "ExpressionAttributeNames": {"#state": "state"},
                         "ExpressionAttributeValues": {
                             ":sent": {"S": AttemptState.SENT.value},
                             ":claimed": {"S": AttemptState.CLAIMED.value},
                             ":new": {"S": new_message_sid},
+                            ":conversation": {"S": conversation_sid},
                             ":now": {"N": str(now)},
                         },
                     }
@@ -712,6 +721,7 @@ def attempt_from_item(item: Item) -> Attempt:
         state=AttemptState(_string(item, "state")),
         claimed_at=int(_number(claimed)) if claimed else 0,
         new_message_sid=_string(item, "new_message_sid"),
+        new_conversation_sid=_string(item, "new_conversation_sid"),
         reason=_string(item, "reason"),
         first_sent_at=parse_time(first_sent, "first_sent_at") if first_sent else None,
     )

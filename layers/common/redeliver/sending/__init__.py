@@ -39,6 +39,15 @@ class Target:
     address: str | None  # the failed receipt's participant's messaging address, if known
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A new message, and the conversation it is in (an SMS fallback's is not the failed one's:
+    its follow-up asks Twilio there)."""
+
+    sid: str
+    conversation_sid: str
+
+
 class Way(Protocol):
     name: str
 
@@ -46,11 +55,11 @@ class Way(Protocol):
 
     def create(
         self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
-    ) -> str: ...
+    ) -> Sent: ...
 
     def find(
         self, twilio: ConversationsGateway, target: Target, chain: Chain, retry_of: str
-    ) -> str | None: ...
+    ) -> Sent | None: ...
 
 
 def way_for(decision: Send, address: str | None) -> Way:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redeliver.chain import CannotResend, Chain, MessageSnapshot, NewMessage, new_message
 from redeliver.conversations import ConversationsGateway
-from redeliver.sending import Target
+from redeliver.sending import Sent, Target
 
 
 class Same:
@@ -15,16 +15,18 @@ class Same:
 
     def create(
         self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
-    ) -> str:
-        return twilio.create_message(target.service_sid, target.conversation_sid, message)
+    ) -> Sent:
+        sid = twilio.create_message(target.service_sid, target.conversation_sid, message)
+        return Sent(sid, target.conversation_sid)
 
     def find(
         self, twilio: ConversationsGateway, target: Target, chain: Chain, retry_of: str
-    ) -> str | None:
-        return twilio.find_retry(
+    ) -> Sent | None:
+        sid = twilio.find_retry(
             target.service_sid,
             target.conversation_sid,
             chain.root,
             chain.attempt,
             retry_of=retry_of,  # the search reads back to it, no further
         )
+        return None if sid is None else Sent(sid, target.conversation_sid)

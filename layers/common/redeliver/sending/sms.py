@@ -23,7 +23,7 @@ from typing import Any
 from redeliver.chain import MARKER_KEY, CannotResend, Chain, MessageSnapshot, NewMessage
 from redeliver.chain import new_message as same_content
 from redeliver.conversations import ConversationsGateway, TwilioError
-from redeliver.sending import Target
+from redeliver.sending import Sent, Target
 
 LOOKUPS = 2  # a 50416 means the pair appeared meanwhile: look once more, then leave it to SQS
 
@@ -56,19 +56,20 @@ class SmsFallback:
 
     def create(
         self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
-    ) -> str:
+    ) -> Sent:
         conversation = self._conversation(twilio, target.service_sid, chain)
-        return twilio.create_message(target.service_sid, conversation, message)
+        return Sent(twilio.create_message(target.service_sid, conversation, message), conversation)
 
     def find(
         self, twilio: ConversationsGateway, target: Target, chain: Chain, retry_of: str
-    ) -> str | None:
+    ) -> Sent | None:
         conversation = twilio.conversation_with(target.service_sid, self._phone, self._from)
         if conversation is None:  # no SMS conversation: the message was never created
             return None
-        return twilio.find_retry(
+        sid = twilio.find_retry(
             target.service_sid, conversation, chain.root, chain.attempt, retry_of=retry_of
         )
+        return None if sid is None else Sent(sid, conversation)
 
     def _conversation(self, twilio: ConversationsGateway, service: str, chain: Chain) -> str:
         for _ in range(LOOKUPS):

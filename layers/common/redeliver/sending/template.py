@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from redeliver.chain import CannotResend, Chain, MessageSnapshot, NewMessage, marked_attributes
+from redeliver.chain import (
+    MARKER_KEY,
+    CannotResend,
+    Chain,
+    MessageSnapshot,
+    NewMessage,
+    marked_attributes,
+)
 from redeliver.policy import Template
 from redeliver.sending.same import Same
 
@@ -24,10 +31,14 @@ class Templated(Same):
     def prepare(self, original: MessageSnapshot, chain: Chain) -> NewMessage | CannotResend:
         own = original.marker.get("content_variables")
         variables = self._template.render(original.body, own if isinstance(own, Mapping) else None)
+        # The rendered variables travel in the marker: Twilio returns no content_variables and
+        # this message has no Body, so a resend of it (any way) reads them from there.
+        attributes = marked_attributes(original, chain)
+        attributes[MARKER_KEY] = {**attributes[MARKER_KEY], "content_variables": variables}
         return NewMessage(
             author=original.author,
             body=None,
-            attributes=marked_attributes(original, chain),
+            attributes=attributes,
             content_sid=self._template.content_sid,
             content_variables=variables,
         )
