@@ -58,6 +58,7 @@ from tools.offline import (
     collect,
     exit_code,
     no_server_errors,
+    recipient,
     run_scenario,
     running,
 )
@@ -154,11 +155,13 @@ def configure_simulator(sim: TwilioSimulator, config: ChaosConfig) -> tuple[list
     return missing, second
 
 
-def add_conversation(sim: TwilioSimulator, name: str, channel: str, service: str | None) -> str:
+def add_conversation(
+    sim: TwilioSimulator, name: str, channel: str, service: str | None, address: str
+) -> str:
     if service is None:
-        return sim.add_conversation(name=name, channel=channel)
+        return sim.add_conversation(name=name, channel=channel, address=address)
     add: Any = sim.add_conversation  # service= is the newer simulator's keyword
-    return str(add(name=name, channel=channel, service=service))
+    return str(add(name=name, channel=channel, service=service, address=address))
 
 
 def fault_counts(sim: TwilioSimulator) -> Counter[str]:
@@ -289,7 +292,11 @@ def send(offline: Offline, chaos: Chaos) -> None:
         time.sleep(max(0.0, started + n / config.rate - time.monotonic()))
         channel = "whatsapp" if rng.random() < config.mix.whatsapp_share else "sms"
         service = second if second and rng.random() < config.second_service else None
-        conversation = add_conversation(offline.sim, f"chaos-{config.seed}-{n}", channel, service)
+        # One recipient per message: a suppression (policy v2) must not silence the others, or
+        # the run would exercise no resend at all.
+        conversation = add_conversation(
+            offline.sim, f"chaos-{config.seed}-{n}", channel, service, recipient(config.seed, n)
+        )
         offline.sim.add_message(
             conversation,
             body=f"Your code is {rng.randint(0, 999_999):06d}",

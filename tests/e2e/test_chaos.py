@@ -70,6 +70,7 @@ def test_a_small_chaos_run_settles_and_keeps_every_invariant(
     assert names == [
         "exactly one new message per attempt",
         "every failure decided or visible in the DLQ",
+        "each resend as its action says",
         "no 5xx for valid input but the injected kills",
         "nothing stored for forged input",
         "every fault asked for was injected",

@@ -67,7 +67,12 @@ def test_template_sends_content_and_rendered_variables_and_no_body(system: Retry
     [sent] = system.created(conversation)
     assert (sent["content_sid"], sent["body"]) == (HX, None)
     assert json.loads(sent["content_variables"]) == {"1": "Your code is 42", "2": "again"}
-    assert marker(sent) == {"retry_of": original, "root": original, "attempt": 1}
+    assert marker(sent) == {
+        "retry_of": original,
+        "root": original,
+        "attempt": 1,
+        "content_variables": {"1": "Your code is 42", "2": "again"},  # for its own resend
+    }
     assert system.attempts(original)[1]["new_message_sid"] == sent["sid"]
 
 
