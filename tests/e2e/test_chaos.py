@@ -21,7 +21,7 @@ CONFIG = chaos.ChaosConfig(
     messages=40,
     seed=11,
     rate=40,
-    timeout=300,
+    timeout=540,  # high fault rates: an ambiguous create waits out a stale claim (52 s) per try
     mix=Mix(
         failure_rate=0.5, retry_success=0.5, duplicate_rate=0.3, reorder_rate=0.3, lose_rate=0.1
     ),
