@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 CLAIM_MARGIN_SECONDS = 20
+RETRY_TIMEOUT_SECONDS = 120  # template.yaml's RetryTiming, when the environment does not say
 
 
 class ConfigurationError(RuntimeError):
@@ -26,7 +27,7 @@ class Settings:
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
     twilio_timeout_seconds: int = 10
     twilio_webhook_enabled: bool = False  # X-Twilio-Webhook-Enabled on creates (template: off)
-    retry_timeout_seconds: int = 120  # the retry function's Timeout (template.yaml, one place)
+    retry_timeout_seconds: int = RETRY_TIMEOUT_SECONDS  # the retry function's Timeout
     follow_up_seconds: int = 900  # when a sent retry's receipts are looked at
     reconcile_after_minutes: int = 30  # 0: no reconciliation, and no index write for it
     reconcile_max_lookups: int = 3  # lookups with nothing new before a receipt is left alone
@@ -74,7 +75,7 @@ class Settings:
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
             twilio_timeout_seconds=integer("TWILIO_TIMEOUT_SECONDS", 10),
             twilio_webhook_enabled=boolean("TWILIO_WEBHOOK_ENABLED"),
-            retry_timeout_seconds=integer("RETRY_TIMEOUT_SECONDS", 60),
+            retry_timeout_seconds=integer("RETRY_TIMEOUT_SECONDS", RETRY_TIMEOUT_SECONDS),
             follow_up_seconds=integer("FOLLOW_UP_SECONDS", 900),
             reconcile_after_minutes=integer("RECONCILE_AFTER_MINUTES", 30),
             reconcile_max_lookups=integer("RECONCILE_MAX_LOOKUPS", 3),
