@@ -342,7 +342,9 @@ def reconcile(
         if not _MESSAGE_SID.match(sid):
             raise CommandError(f"{sid!r} is not a message SID (IM followed by 32 hex digits)")
     table = stack.output("ReceiptsTableName")
-    store = ReceiptStore(boto3.client("dynamodb"), table)
+    # As the deployed functions: no stuck-at-sent index writes when reconciliation is off.
+    track_sent = stack.parameters.get("ReconcileAfterMinutes", "30") != "0"
+    store = ReceiptStore(boto3.client("dynamodb"), table, track_sent=track_sent)
     reconciler = Reconciler(
         store=store,
         twilio=ConversationsGateway(
