@@ -14,10 +14,10 @@ import boto3
 import pytest
 
 from redeliver.store import LOOKUPS, STUCK_INDEX, STUCK_PROJECTION, STUCK_SHARD, STUCK_SINCE
+from redeliver_cli import main as cli
 from tests.integration.retry_system import T0, RetrySystem
 from tests.integration.test_store import index_write_units
 from tests.lambdas import invoke, load_function, metric_names
-from tools import cli
 from tools.apigw import http_api_event
 from tools.lambdas import FakeContext
 from tools.samples import receipt_fields

@@ -1,4 +1,4 @@
-"""The operator commands against the template deployed into moto and the Twilio simulator."""
+"""The `redeliver` commands against the template deployed into moto and the Twilio simulator."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from redeliver_cli import main as cli
+from redeliver_cli import redrive
 from tests.integration.retry_system import RetrySystem
-from tools import cli
 from tools.stack import DeployedStack
 from tools.twilio_sim import TwilioSimulator
 
@@ -129,7 +130,7 @@ def test_redrive_uses_an_sqs_message_move_task(
             made.meta.events.register("before-call.sqs.StartMessageMoveTask", answer)
         return made
 
-    monkeypatch.setattr(cli.boto3, "client", client)
+    monkeypatch.setattr(redrive.boto3, "client", client)
     code, out = run(capsys, stack, "redrive", "--yes")
     assert code == 0
     assert "Started message move task handle-1" in out
@@ -174,11 +175,19 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("trace", "stats", "redrive", "configure-webhook", "reconcile"):
+    for command in (
+        "trace",
+        "stats",
+        "redrive",
+        "configure-webhook",
+        "reconcile",
+        "policy",
+        "suppressions",
+    ):
         with pytest.raises(SystemExit) as exit_:
             cli.main([command, "--help"])
         assert exit_.value.code == 0
-        assert "usage: python -m tools.cli" in capsys.readouterr().out
+        assert f"usage: redeliver {command}" in capsys.readouterr().out
 
 
 # -- policy v2 (issue 10, items 5 and 7) --------------------------------------------------------

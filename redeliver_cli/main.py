@@ -1,0 +1,73 @@
+"""The `redeliver` command: the top-level parser, one subcommand per module, and the dispatch.
+
+    trace IM…            a message's receipts and its whole retry chain, as a timeline
+    stats [--hours N]    receipts, failures, retries, recoveries and give-ups over a window
+    redrive [--yes]      move RetryDLQ back onto RetryQueue (SQS message move task)
+    configure-webhook    point a Conversation Service's post-event webhook at the stack
+    reconcile IM… | --stuck-for 2h [--dry-run]
+                         ask Twilio's Receipts API now and record what it reports (issue 9)
+    policy check FILE [--to +E164] [--at ISO]
+                         validate a RetryPolicy document (no stack needed) and show, for sample
+                         failures, what it would do (`make policy-check FILE=...`)
+    suppressions check|remove +E164
+                         is a number suppressed (policy v2 `suppress`), and lift it
+
+argparse answers --help, and a usage error (unknown command, missing argument) with exit code 2;
+a command that cannot do what it was asked says why on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
+from twilio.base.exceptions import TwilioException
+
+from redeliver.conversations import TwilioError
+from redeliver_cli import policy, reconcile, redrive, stats, suppressions, trace, webhook
+from redeliver_cli.stack import CommandError
+
+PROG = "redeliver"
+COMMANDS = (trace, stats, redrive, webhook, reconcile, policy, suppressions)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog=PROG,
+        description="Operate a Redeliver stack.",
+        epilog="Against the offline stack: --endpoint-url <moto URL> --stack redeliver-local",
+    )
+    top.add_argument(
+        "--stack",
+        default=os.environ.get("REDELIVER_STACK", "redeliver"),
+        help="CloudFormation stack name (default: $REDELIVER_STACK or redeliver)",
+    )
+    top.add_argument("--region", help="AWS region (default: the AWS SDK's)")
+    top.add_argument("--endpoint-url", help="an AWS endpoint to use instead (moto, offline)")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(commands)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script's entry point (pyproject's [project.scripts]): the exit code."""
+    args = parser().parse_args(argv)
+    if args.region:
+        os.environ["AWS_DEFAULT_REGION"] = args.region
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    run: Callable[[argparse.Namespace], list[str]] = args.run
+    try:
+        lines = run(args)
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError, TwilioException, TwilioError) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,108 @@
+"""`redeliver policy check FILE`: validate a RetryPolicy document before a deploy (issue 10,
+item 5), naming the invalid field, and show what it does with sample failures. Needs no stack:
+it runs the worker's own parser and decision on the document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from redeliver.policy import (
+    Failure,
+    GiveUp,
+    PolicyError,
+    RetryPolicy,
+    Send,
+    Suppress,
+    Wait,
+    decide,
+    no_jitter,
+)
+from redeliver_cli.stack import CommandError, iso
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser(
+        "policy",
+        help="validate a RetryPolicy document",
+        description="Validate a RetryPolicy document before a deploy (the field is named when "
+        "it is invalid) and show what it would do with sample failures. Needs no stack.",
+    )
+    cmd.add_argument("policy_action", choices=["check"])
+    cmd.add_argument("file", metavar="FILE", help="the JSON document ('-': standard input)")
+    cmd.add_argument(
+        "--to", default="+12125550100", help="the sample recipient (+12125550100, New York)"
+    )
+    cmd.add_argument(
+        "--at",
+        type=datetime.fromisoformat,
+        default=None,
+        help="the sample failure's time, ISO 8601 with an offset (default: now)",
+    )
+    cmd.add_argument(
+        "--retention-days", type=int, help="the stack's ReceiptRetentionDays, to check max_age"
+    )
+    cmd.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> list[str]:
+    at = args.at or datetime.now(UTC)
+    if at.tzinfo is None:
+        raise CommandError("--at needs an offset (Z, +01:00, ...)")
+    return policy_check(args.file, args.to, at, args.retention_days)
+
+
+# -- policy check (issue 10, item 5) -----------------------------------------------------------
+
+# Sample failures: the codes of the default policy's table (README), and one no rule names.
+SAMPLE_CODES = (30001, 30003, 30005, 30006, 30007, 30008, 30034, 30450, 21610, 63016, 63018, 63024)
+UNMAPPED_SAMPLE = 99999
+
+
+def policy_check(path: str, to: str, at: datetime, retention_days: int | None = None) -> list[str]:
+    """Validate the document at `path` (`-` for stdin) and say what it does with each sample
+    failure: attempt 1, failed at `at`, to `to`, as the worker's last look before a send."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        policy = RetryPolicy.parse(text, retention_days=retention_days)
+    except PolicyError as error:
+        raise CommandError(f"invalid RetryPolicy: {error}") from None
+    lines = [
+        f"{path}: valid. max_attempts={policy.max_attempts} "
+        f"max_age_seconds={policy.max_age_seconds} suppress_days={policy.suppress_days} "
+        f"quiet_hours={_quiet(policy)}",
+        f"sample failures, attempt 1, failed at {iso(at)}, to {to}:",
+    ]
+    for code in (*SAMPLE_CODES, UNMAPPED_SAMPLE):
+        failure = Failure(code, 1, at, at, 1, address=to, address_known=True)
+        unmapped = '  (only "*" matched: UnmappedErrorCode)' if policy.unmapped(code) else ""
+        lines.append(f"  {code:>5}  {_what(decide(policy, failure, at, no_jitter), at)}{unmapped}")
+    return lines
+
+
+def _quiet(policy: RetryPolicy) -> str:
+    quiet = policy.quiet_hours
+    if quiet is None:
+        return "none"
+    zone = "the recipient's zone" if quiet.timezone == "recipient" else quiet.timezone
+    return f"{quiet.start:%H:%M}-{quiet.end:%H:%M} in {zone} (default {quiet.default_timezone})"
+
+
+def _what(decision: Send | Wait | GiveUp | Suppress, at: datetime) -> str:
+    if isinstance(decision, GiveUp):
+        return f"give up ({decision.reason})"
+    if isinstance(decision, Suppress):
+        return f"suppress the recipient for {decision.days} days, no resend"
+    if isinstance(decision, Wait):
+        return f"wait {decision.seconds} s, until {iso(decision.due_at)}, then look again"
+    if decision.action == "template" and decision.template is not None:
+        return f"send Content template {decision.template.content_sid} now"
+    if decision.action == "fallback_sms":
+        return f"send as SMS from {decision.sms_from} now (a WhatsApp recipient)"
+    return "send the same content again now"

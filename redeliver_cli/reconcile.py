@@ -1,0 +1,132 @@
+"""`redeliver reconcile IM… | --stuck-for 2h`: the reconciler's lookup, now (issue 9).
+
+For the morning after an outage: ask Twilio's Receipts API about these messages, or about every
+receipt stuck at `sent` for longer than a duration, and record what it reports through the
+webhook's own path (a failure is queued for a retry), with the same store settings as the
+deployed functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+from collections.abc import Sequence
+
+import boto3
+
+from redeliver.conversations import ConversationsGateway
+from redeliver.credentials import CredentialSource
+from redeliver.ingest import Recorder
+from redeliver.observability import logger
+from redeliver.reconcile import Reconciler, Target
+from redeliver.retry_queue import RetryQueue
+from redeliver.store import ReceiptStore
+from redeliver_cli.stack import CommandError, Stack, check_message_sid, iso, partition
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = commands.add_parser(
+        "reconcile",
+        help="ask Twilio about receipts now (lost webhooks)",
+        description="Ask Twilio's Receipts API about these messages, or about every receipt "
+        "stuck at sent for longer than --stuck-for, and record what it reports as a webhook "
+        "would have been (a failure is queued for a retry). For the morning after an outage.",
+    )
+    cmd.add_argument("message_sids", metavar="IM…", nargs="*")
+    cmd.add_argument(
+        "--stuck-for", type=duration, metavar="DURATION", help="e.g. 45m, 2h, 1d (instead of SIDs)"
+    )
+    cmd.add_argument(
+        "--dry-run", action="store_true", help="say what it would record, change nothing"
+    )
+    cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
+    cmd.set_defaults(
+        run=lambda args: reconcile(
+            Stack.find(args.stack), args.message_sids, args.stuck_for, args.dry_run, args.twilio_url
+        )
+    )
+
+
+def duration(text: str) -> int:
+    """`90m`, `2h`, `1.5d`: seconds (argparse type)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 45m, 2h or 1d")
+    return int(float(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def reconcile(
+    stack: Stack,
+    message_sids: Sequence[str],
+    stuck_for: int | None,
+    dry_run: bool,
+    twilio_url: str | None,
+) -> list[str]:
+    """The reconciler's lookup, now: for these messages, or every receipt stuck at `sent` for
+    longer than `stuck_for` seconds. What Twilio reports is recorded through the webhook's own
+    path (a failure is queued for a retry); with `dry_run` only said."""
+    if bool(message_sids) == (stuck_for is not None):
+        raise CommandError("give message SIDs or --stuck-for, not both and not neither")
+    for sid in message_sids:
+        check_message_sid(sid)
+    table = stack.output("ReceiptsTableName")
+    # As the deployed functions: no stuck-at-sent index writes when reconciliation is off.
+    track_sent = stack.parameters.get("ReconcileAfterMinutes", "30") != "0"
+    store = ReceiptStore(boto3.client("dynamodb"), table, track_sent=track_sent)
+    reconciler = Reconciler(
+        store=store,
+        twilio=ConversationsGateway(
+            CredentialSource(stack.parameters["TwilioSecretArn"]),
+            base_url=twilio_url or stack.parameters.get("TwilioConversationsUrl", ""),
+        ),
+        recorder=Recorder(store, RetryQueue(boto3.client("sqs"), stack.output("RetryQueueUrl"))),
+        after_seconds=0,
+    )
+    if stuck_for is not None:
+        targets = list(reconciler.stuck(older_than_seconds=stuck_for))
+    else:
+        targets = [_target(table, sid) for sid in message_sids]
+    verb = "would record" if dry_run else "recorded"
+    lines = []
+    changed = failures = 0
+    logger.setLevel("ERROR")  # the operator reads the lines below, not the handlers' log
+    for target in targets:
+        with contextlib.redirect_stdout(io.StringIO()):  # metrics are for Lambda's EMF only
+            found = reconciler.lookup(target, dry_run=dry_run)
+        lines.append(f"{target.message_sid} (conversation {target.conversation_sid})")
+        for f in found:
+            event = f.event
+            code = f" {event.error_code}" if event.error_code else ""
+            what = f"{event.status}{code} at {iso(event.date_updated)}"
+            if f.news:
+                changed += 1
+                failures += f.transition.enqueue
+                was = f.transition.previous_status or "unknown"
+                retry = ", queued for a retry" if f.transition.enqueue else ""
+                lines.append(f"  {event.receipt_sid}: {was} -> {what}: {verb}{retry}")
+            else:
+                lines.append(f"  {event.receipt_sid}: {what}: nothing new")
+        if not found:
+            lines.append("  Twilio reports no receipt")
+    lines.append(
+        f"{len(targets)} message(s) looked up, {changed} receipt(s) {verb}, "
+        f"{failures} failure(s){' would be' if dry_run else ''} queued for a retry"
+        + (" (dry run: nothing changed)" if dry_run else "")
+    )
+    return lines
+
+
+def _target(table: str, message_sid: str) -> Target:
+    receipts = [i for i in partition(table, message_sid) if i["sk"].startswith("RCPT#")]
+    if not receipts:
+        raise CommandError(
+            f"no receipt of {message_sid} in {table}: its conversation is not known here"
+        )
+    return Target(
+        message_sid, receipts[0]["conversation_sid"], receipts[0].get("chat_service_sid", "")
+    )

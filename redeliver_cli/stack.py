@@ -1,0 +1,71 @@
+"""What every command shares: the stack found by its CloudFormation name, a message's partition
+of the table, and the one error type said to the operator as it is (exit code 1).
+
+Each command finds the stack's resources by its outputs and parameters, so it works the same
+against a deployed stack and against the offline one (`--endpoint-url` set to moto's).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+MESSAGE_SID = re.compile(r"^IM[0-9a-fA-F]{32}$")
+
+
+class CommandError(Exception):
+    """Said to the operator as it is, with exit code 1."""
+
+
+@dataclass
+class Stack:
+    name: str
+    outputs: dict[str, str]
+    parameters: dict[str, str]
+
+    @classmethod
+    def find(cls, name: str) -> Stack:
+        try:
+            [stack] = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+        except ClientError as error:
+            raise CommandError(
+                f"stack {name!r} not found: {error.response['Error']['Message']}"
+            ) from None
+        return cls(
+            name,
+            {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+            {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])},
+        )
+
+    def output(self, key: str) -> str:
+        if key not in self.outputs:
+            raise CommandError(f"stack {self.name!r} has no output {key}: is it a Redeliver stack?")
+        return self.outputs[key]
+
+
+def check_message_sid(sid: str) -> None:
+    if not MESSAGE_SID.match(sid):
+        raise CommandError(f"{sid!r} is not a message SID (IM followed by 32 hex digits)")
+
+
+def partition(table: str, message_sid: str) -> list[dict[str, Any]]:
+    """Every item of a message's partition, each attribute's value unwrapped from its type."""
+    client = boto3.client("dynamodb")
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"MSG#{message_sid}"}},
+        ConsistentRead=True,
+    ):
+        items += [{k: next(iter(v.values())) for k, v in item.items()} for item in page["Items"]]
+    return items
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
