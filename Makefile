@@ -13,18 +13,21 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock clean offline serve chaos policy-check
+.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt layers/common/requirements.txt
+# The lock first, then this project over it (editable, no deps, with the lock's setuptools): that
+# installs the `redeliver` command and makes redeliver and redeliver_cli importable.
+$(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(PY) || "$$(tools/python313)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-setup: $(STAMP) ## create .venv (Python 3.13) with every pinned tool
+setup: $(STAMP) ## create .venv (Python 3.13) with every pinned tool and the `redeliver` command
 
 test: setup lint typecheck ## everything CI runs: lint, types, unit, integration, template, e2e tests
 	$(PY) -m pytest
@@ -60,15 +63,27 @@ build: setup ## sam build into .aws-sam/
 bench: setup ## benchmarks: cold start, calls per receipt, CPU, cost (ratios to a baseline)
 	PYTHONPATH=layers/common:. $(PY) -m bench
 
-deploy: build ## sam deploy --guided (needs AWS credentials)
+deploy: build ## sam build, then sam deploy --guided (needs AWS credentials; README: Deploy)
 	$(BIN)/sam deploy --guided
 
-lock: ## re-pin requirements-dev.txt from requirements-dev.in in a fresh venv
+# The layer's requirements.txt: its requirements.in pinned as the lock pins them, for the Lambda's
+# platform, with the hash of every distribution of each pin (so pip verifies the x86_64 dev install
+# and the aarch64 layer build alike, in --require-hashes mode). tests/supply_chain checks the drift.
+LAYER_LOCK = uv pip compile layers/common/requirements.in --constraint requirements-dev.txt \
+	--generate-hashes --python-version 3.13 --python-platform aarch64-manylinux_2_28 \
+	--annotation-style line --custom-compile-command "make lock" \
+	--output-file layers/common/requirements.txt --quiet
+
+lock: ## re-pin requirements-dev.txt from requirements-dev.in in a fresh venv, then the layer's hashes
 	rm -rf .lock-venv && "$$(tools/python313)" -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet -r requirements-dev.in
 	{ echo '# Generated from requirements-dev.in with `pip freeze` on Python 3.13; `make lock` regenerates it.'; \
-	  .lock-venv/bin/pip freeze; } > requirements-dev.txt
+	  .lock-venv/bin/pip freeze --exclude-editable; } > requirements-dev.txt
+	.lock-venv/bin/$(LAYER_LOCK)
 	rm -rf .lock-venv
+
+lock-layer: setup ## regenerate only the layer's hashed requirements.txt from the current lock
+	$(BIN)/$(LAYER_LOCK)
 
 clean: ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
@@ -78,7 +93,7 @@ offline: setup ## the whole system offline, one scenario and its report (ARGS="-
 
 policy-check: setup ## validate a RetryPolicy document and show what it does (FILE=policy.json)
 	@test -n "$(FILE)" || { echo "usage: make policy-check FILE=policy.json"; exit 2; }
-	PYTHONPATH=layers/common:. $(PY) -m tools.cli policy check $(FILE) $(ARGS)
+	$(BIN)/redeliver policy check $(FILE) $(ARGS)
 
 serve: setup ## the offline stack, kept running after its scenario (prints how to reach it)
 	PYTHONPATH=layers/common:. $(PY) -m tools.offline --serve $(ARGS)

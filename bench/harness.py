@@ -87,17 +87,20 @@ def lambda_python() -> str:
         for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
         if line.split("==")[0].lower() in _RUNTIME_PACKAGES
     ]
-    wanted = "\n".join([*pins, (ROOT / "layers/common/requirements.txt").read_text()])
+    layer = ROOT / "layers/common/requirements.txt"
+    wanted = "\n".join([*pins, layer.read_text()])
     marker = LAMBDA_VENV / "requirements.txt"
     if not python.exists() or not marker.exists() or marker.read_text() != wanted:
         interpreter = subprocess.run(
             [str(ROOT / "tools" / "python313")], capture_output=True, text=True, check=True
         ).stdout.strip()
         subprocess.run([interpreter, "-m", "venv", "--clear", str(LAMBDA_VENV)], check=True)
-        marker.write_text(wanted)
+        # Two installs: the layer's file is hashed (pip's --require-hashes mode, all or nothing),
+        # the runtime's boto3 pins are not; the layer's, after, verifies every file it installs.
+        install = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*install, *pins], check=True, capture_output=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "-r", str(marker)],
-            check=True,
-            capture_output=True,
+            [*install, "--require-hashes", "-r", str(layer)], check=True, capture_output=True
         )
+        marker.write_text(wanted)
     return str(python)

@@ -1,0 +1,189 @@
+"""The layer's hashed requirements against the lock (issue 11, item 4).
+
+layers/common/requirements.txt is what `sam build` installs into the layer: every package pinned,
+each with the hash of every distribution of its pin, so pip runs in --require-hashes mode and
+refuses a file the registry did not publish. `make lock` generates it from requirements.in and the
+lock (requirements-dev.txt, a pip freeze). These checks are offline: they compare the files with
+each other and with the installed metadata of the venv the lock installed, and fail when one of
+them was edited without `make lock` (or `make lock-layer`).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+HASHED = ROOT / "layers/common/requirements.txt"
+TOP_LEVEL = ROOT / "layers/common/requirements.in"
+LOCK = ROOT / "requirements-dev.txt"
+
+# The Lambda's environment (python3.13 on arm64), where the layer's markers are evaluated.
+LAMBDA = {
+    "implementation_name": "cpython",
+    "platform_machine": "aarch64",
+    "platform_system": "Linux",
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "platform_python_implementation": "CPython",
+    "python_version": "3.13",
+    "python_full_version": "3.13.0",
+}
+# Lambda's Python runtime has these; the layer must not ship its own (it would shadow them).
+RUNTIME = {canonicalize_name(n) for n in ("boto3", "botocore", "s3transfer")}
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: NormalizedName
+    version: str
+    hashes: tuple[str, ...]
+
+
+def hashed_pins(text: str) -> dict[NormalizedName, Pin]:
+    pins: dict[NormalizedName, Pin] = {}
+    joined = re.sub(r"\\\n", " ", text)
+    for raw in joined.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split(" --")
+        requirement = Requirement(spec.strip())
+        assert requirement.marker is None, f"{line}: a marker in the layer's file"
+        [specifier] = requirement.specifier
+        assert specifier.operator == "==", f"{spec}: not pinned with =="
+        hashes = tuple(o.strip().removeprefix("hash=") for o in options if o.startswith("hash="))
+        assert len(hashes) == len(options), f"{spec}: an option that is not a hash: {options}"
+        pins[canonicalize_name(requirement.name)] = Pin(
+            canonicalize_name(requirement.name), specifier.version, hashes
+        )
+    return pins
+
+
+def lock_pins() -> dict[NormalizedName, str]:
+    pins = {}
+    for raw in LOCK.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def top_level() -> list[Requirement]:
+    lines = (raw.split("#", 1)[0].strip() for raw in TOP_LEVEL.read_text().splitlines())
+    return [Requirement(line) for line in lines if line]
+
+
+def closure(roots: list[Requirement]) -> set[NormalizedName]:
+    """Every distribution the roots need on the Lambda, from the installed packages' metadata:
+    each one's Requires-Dist, with markers evaluated for the Lambda and for the extras asked."""
+    seen: set[NormalizedName] = set()
+    todo = [(r, frozenset(r.extras)) for r in roots]
+    while todo:
+        requirement, extras = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.requires(requirement.name) or []:
+            needed = Requirement(text)
+            wanted = needed.marker is None or any(
+                needed.marker.evaluate({**LAMBDA, "extra": extra}) for extra in {"", *extras}
+            )
+            if wanted:
+                todo.append((needed, frozenset(needed.extras)))
+    return seen
+
+
+def test_every_requirement_is_pinned_with_hashes() -> None:
+    pins = hashed_pins(HASHED.read_text())
+    assert pins
+    for pin in pins.values():
+        assert pin.hashes, f"{pin.name}=={pin.version} has no hash"
+        for digest in pin.hashes:
+            assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), (pin.name, digest)
+
+
+def test_every_pin_is_the_locks() -> None:
+    lock = lock_pins()
+    for pin in hashed_pins(HASHED.read_text()).values():
+        assert lock.get(pin.name) == pin.version, f"{pin.name}: layer {pin.version}, lock {lock}"
+
+
+def test_the_layer_holds_exactly_the_closure_of_its_top_level_requirements() -> None:
+    """What the dev venv installed from the lock (its metadata) says requirements.in needs on the
+    Lambda, less what the runtime has: no more (a stale pin) and no less (an unhashed newcomer)."""
+    wanted = closure(top_level()) - RUNTIME
+    pinned = set(hashed_pins(HASHED.read_text()))
+    assert pinned == wanted, (sorted(pinned - wanted), sorted(wanted - pinned))
+    assert not pinned & RUNTIME
+    for name in pinned:
+        assert metadata.version(name) == lock_pins()[name], f"{name}: the venv is not the lock's"
+
+
+def test_the_closure_follows_markers_and_extras() -> None:
+    """The closure walk itself: an extra pulls its own requirements, a platform marker that the
+    Lambda does not meet pulls nothing."""
+    plain = closure([Requirement("moto")])
+    with_extra = closure([Requirement("moto[sqs]")])
+    assert canonicalize_name("py-partiql-parser") not in plain
+    assert canonicalize_name("py-partiql-parser") in closure([Requirement("moto[dynamodb]")])
+    assert plain <= with_extra
+    assert not Marker('sys_platform == "win32"').evaluate(LAMBDA)
+
+
+def test_the_parser_refuses_what_pip_would_not_verify() -> None:
+    with pytest.raises(AssertionError, match="not pinned"):
+        hashed_pins("twilio>=9 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    assert hashed_pins("twilio==9.13.0\n")[canonicalize_name("twilio")].hashes == ()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "platform",
+    [
+        [],  # this machine's (x86_64): what `sam build` downloads first, and a dev install
+        ["--platform", "manylinux2014_aarch64", "--only-binary=:all:"],  # the Lambda's
+    ],
+    ids=["x86_64", "aarch64"],
+)
+def test_pip_verifies_every_distribution_it_takes_from_the_registry(
+    platform: list[str], tmp_path: Path
+) -> None:
+    """From the registry (pip's cache after the first run): pip, in hash-checking mode because
+    every line has a hash, takes each pin's file for the platform and checks its digest."""
+    python = ["--python-version", "3.13", "--implementation", "cp", "--abi", "cp313"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--require-hashes",
+            "--no-deps",
+            *(platform and [*platform, *python]),
+            "-r",
+            str(HASHED),
+            "--dest",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == len(hashed_pins(HASHED.read_text()))
+    if platform:
+        assert any("aarch64" in name and name.startswith("aiohttp-") for name in files), files
