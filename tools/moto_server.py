@@ -71,7 +71,9 @@ def moto_server(slow_log: Path | None = None) -> Iterator[str]:
     command = [sys.executable, "-m", "tools.moto_server", "-p", str(port)]
     if slow_log is not None:
         command += ["--slow-log", str(slow_log)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -35,7 +35,7 @@ ARTIFACT_BUCKET = "redeliver-local-artifacts"
 ARTIFACT_KEY = "placeholder.zip"
 TEST_ACCOUNT_SID = "AC" + "0" * 32
 # The documented test token: events/ are signed with it, and the offline stack's secret holds it.
-TEST_AUTH_TOKEN = "redeliver-test-auth-token-not-a-secret"  # noqa: S105
+TEST_AUTH_TOKEN = "redeliver-test-auth-token-not-a-secret"  # noqa: S105 - offline fixture
 
 
 class _ManagedPolicies:

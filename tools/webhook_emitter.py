@@ -208,7 +208,7 @@ class WebhookEmitter:
         self, message: dict[str, Any], channel: str, receipt: int, is_retry: bool
     ) -> None:
         # Seeded per message and receipt: the same scenario whatever order messages arrive in.
-        rng = random.Random(f"{self._seed}-{message['sid']}-{receipt}")  # noqa: S311
+        rng = random.Random(f"{self._seed}-{message['sid']}-{receipt}")  # noqa: S311 - replayable
         mix = self.mix
         fails = rng.random() >= mix.retry_success if is_retry else rng.random() < mix.failure_rate
         steps: list[tuple[str, int | None]]
@@ -242,7 +242,7 @@ class WebhookEmitter:
         if len(events) > 1 and rng.random() < mix.reorder_rate:
             events.reverse()  # the later status arrives first
         # Its own draws: a scenario without losses is the one it was before they existed.
-        losing = random.Random(f"{self._seed}-{message['sid']}-{receipt}-lost")  # noqa: S311
+        losing = random.Random(f"{self._seed}-{message['sid']}-{receipt}-lost")  # noqa: S311 - replayable
         for n, fields in enumerate(events):
             if losing.random() < mix.lose_rate:  # Twilio sent it; it never arrives
                 with self._lock:
