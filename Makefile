@@ -40,7 +40,7 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: setup ## mypy --strict: the redeliver package, each handler, the tools
+typecheck: setup ## mypy --strict: the redeliver and redeliver_cli packages, each handler, the tools
 	$(BIN)/mypy
 	$(BIN)/mypy -p tools
 	for handler in functions/*/app.py; do $(BIN)/mypy "$$handler"; done
