@@ -7,13 +7,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
+# checkov lives in its own venv: installed beside requirements-dev.txt, pip resolves it to 2.0.708.
+CHECKOV_VENV ?= .checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 # Offline by default: no AWS account, no telemetry. `sam build` finds the venv's python3.13.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
+.PHONY: help setup test checkov lock-checkov lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,8 +32,17 @@ $(STAMP): requirements-dev.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv (Python 3.13) with every pinned tool and the `redeliver` command
 
-test: setup lint typecheck ## everything CI runs: lint, types, unit, integration, template, e2e tests
+# Hash-checked and without dependency resolution: exactly the lock, or pip stops.
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || "$$(tools/python313)" -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements-checkov.txt
+	@touch $@
+
+test: setup lint typecheck checkov ## everything CI runs: lint, types, checkov, unit, integration, template, e2e tests
 	$(PY) -m pytest
+
+checkov: $(CHECKOV_STAMP) ## checkov on template.yaml (offline): fails on any failed check; skips carry their reason
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
 
 lint: setup ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -51,7 +63,7 @@ unit: setup ## the pure domain tests (fast)
 integration: setup ## handlers against the template deployed into moto
 	$(PY) -m pytest tests/integration
 
-template: setup ## sam validate --lint, cfn-lint, sam build (arm64 layer)
+template: setup $(CHECKOV_STAMP) ## sam validate --lint, cfn-lint, checkov's skips, sam build (arm64 layer)
 	$(PY) -m pytest tests/template
 
 e2e: setup ## a seeded scenario through the offline stack
@@ -85,8 +97,12 @@ lock: ## re-pin requirements-dev.txt from requirements-dev.in in a fresh venv, t
 lock-layer: setup ## regenerate only the layer's hashed requirements.txt from the current lock
 	$(BIN)/$(LAYER_LOCK)
 
-clean: ## remove the venv and build output
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+lock-checkov: setup ## re-pin requirements-checkov.txt, with hashes, from requirements-checkov.in (uv, as the layer)
+	$(BIN)/uv pip compile requirements-checkov.in --generate-hashes --python-version 3.13 \
+	  --custom-compile-command "make lock-checkov" --output-file requirements-checkov.txt --quiet
+
+clean: ## remove the venvs and build output
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 offline: setup ## the whole system offline, one scenario and its report (ARGS="--messages 500 --seed 3")
 	PYTHONPATH=layers/common:. $(PY) -m tools.offline $(ARGS)

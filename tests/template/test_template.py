@@ -255,7 +255,7 @@ def test_ingest_may_spill_to_a_queue_with_its_own_dlq_replayed_by_one_function(
         ingest["Policies"]
     )
     spill = resources["SpillQueue"]["Properties"]
-    assert spill["SqsManagedSseEnabled"]
+    assert spill["KmsMasterKeyId"] == "alias/aws/sqs"  # every queue: tests/template/test_checkov.py
     assert spill["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SpillDLQ", "Arn"]}
     assert resources["SpillDLQ"]["Properties"]["MessageRetentionPeriod"] == 14 * 86_400
     consumers = [
@@ -318,8 +318,7 @@ def test_the_sweeper_may_query_the_outbox_index_and_nothing_more(sam: dict[str, 
 def test_queues_are_encrypted_and_failures_end_in_a_two_week_dlq(sam: dict[str, Any]) -> None:
     queue = sam["Resources"]["RetryQueue"]["Properties"]
     dlq = sam["Resources"]["RetryDLQ"]["Properties"]
-    assert queue["SqsManagedSseEnabled"]
-    assert dlq["SqsManagedSseEnabled"]
+    assert queue["KmsMasterKeyId"] == dlq["KmsMasterKeyId"] == "alias/aws/sqs"
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["RetryDLQ", "Arn"]},
         "maxReceiveCount": {"Ref": "RetryMaxReceiveCount"},
