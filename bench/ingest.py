@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -55,6 +56,65 @@ PRICE = {
 ASSUMED_AWS_ROUND_TRIP_S = 0.008  # per DynamoDB/SQS call from Lambda: not measurable offline
 MEMORY_GB = 0.5  # IngestFunction's MemorySize
 FAILURE_SHARE = 0.05  # cost mix: 5 % of receipts are new failures
+# Lambda's own lines per invocation in JSON log format (LoggingConfig), at SystemLogLevel INFO;
+# at WARN (the template's default) there are none. Shaped as Lambda's platform.start,
+# platform.runtimeDone and platform.report records (ids, times and figures of realistic length,
+# X-Ray tracing on as in the template): START, END and REPORT of the text format.
+_REQUEST = "6d68ca91-49c9-448d-89b8-7ca3e6dc66aa"
+_TRACE = {
+    "type": "X-Amzn-Trace-Id",
+    "value": "Root=1-6746f0a1-2b3c4d5e6f708192a3b4c5d6;Parent=53995c3f42cd8ad8;Sampled=1",
+}
+PLATFORM_LINES = [
+    {
+        "time": "2026-11-27T10:00:00.000Z",
+        "type": "platform.start",
+        "record": {"requestId": _REQUEST, "version": "$LATEST", "tracing": _TRACE},
+    },
+    {
+        "time": "2026-11-27T10:00:00.021Z",
+        "type": "platform.runtimeDone",
+        "record": {
+            "requestId": _REQUEST,
+            "status": "success",
+            "tracing": _TRACE,
+            "spans": [
+                {
+                    "name": "responseLatency",
+                    "start": "2026-11-27T10:00:00.001Z",
+                    "durationMs": 19.812,
+                },
+                {
+                    "name": "responseDuration",
+                    "start": "2026-11-27T10:00:00.021Z",
+                    "durationMs": 0.089,
+                },
+            ],
+            "metrics": {"durationMs": 20.512, "producedBytes": 63},
+        },
+    },
+    {
+        "time": "2026-11-27T10:00:00.022Z",
+        "type": "platform.report",
+        "record": {
+            "requestId": _REQUEST,
+            "status": "success",
+            "tracing": _TRACE,
+            "metrics": {
+                "durationMs": 20.93,
+                "billedDurationMs": 21,
+                "memorySizeMB": 512,
+                "maxMemoryUsedMB": 96,
+            },
+        },
+    },
+]
+PLATFORM_BYTES = {
+    "INFO": sum(len(json.dumps(line, separators=(",", ":"))) + 1 for line in PLATFORM_LINES),
+    "WARN": 0,
+}
+SYSTEM_LOG_LEVEL = "WARN"  # template.yaml's SystemLogLevel default
+TARGET = {"log_bytes": 400, "cost": 1.12, "cpu": 1.5, "cold_start": 1.30}  # issue 11
 # Reconciliation's cost model (issue 9): what a message's life is, and how many get stuck.
 LIFECYCLE = ("sent", "delivered", "read")  # the receipts of one delivered WhatsApp message
 STUCK_SHARE = 0.02  # messages still at `sent` after ReconcileAfterMinutes (no report yet)
@@ -130,6 +190,13 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
 
         reconcile = index_writes(post, app, stack.outputs["ReceiptsTableName"])
 
+        # Log bytes of a new failure (its own run: its line is longer, and the SQS send).
+        logs.seek(0)
+        logs.truncate()
+        for n in range(20):
+            post(receipt_fields("failed", message=f"log-{n}", error_code=30005))
+        failure_log_bytes = len(logs.getvalue().encode()) / 20
+
         # CPU per receipt: a fresh sent receipt each time (the common case), then the baseline.
         logs.seek(0)
         logs.truncate()
@@ -159,6 +226,7 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
         "handler_cpu": handler_cpu,
         "bare_cpu": bare_cpu,
         "log_bytes": log_bytes,
+        "failure_log_bytes": failure_log_bytes,
         "reconcile": reconcile,
     }
 
@@ -219,9 +287,12 @@ def run() -> str:
     rows = [[name, str(len(c)), ", ".join(c) or "-"] for name, c in counts.items()]
     non_failure = max(len(counts["sent (new receipt)"]), len(counts["delivered (newer)"]))
     cpu_ratio = hot["handler_cpu"] / hot["bare_cpu"]
+    platform = PLATFORM_BYTES[SYSTEM_LOG_LEVEL]
+    ok_logs = hot["log_bytes"] + platform
+    fail_logs = hot["failure_log_bytes"] + platform
     # A new failure writes the receipt and its RetryPendingByShard entry (563 B): 2 write units.
-    ok_cost = cost_per_million(hot["handler_cpu"], 1, 1, 0, hot["log_bytes"])
-    fail_cost = cost_per_million(hot["handler_cpu"], 2, 2, 1, hot["log_bytes"])
+    ok_cost = cost_per_million(hot["handler_cpu"], 1, 1, 0, ok_logs)
+    fail_cost = cost_per_million(hot["handler_cpu"], 2, 2, 1, fail_logs)
     mixed = (1 - FAILURE_SHARE) * ok_cost + FAILURE_SHARE * fail_cost
     floor = cost_per_million(hot["bare_cpu"], 1, 1, 0, 0)
     out = [
@@ -234,7 +305,7 @@ def run() -> str:
                 [
                     "ingest handler (functions/ingest/app.py)",
                     f"{handler:.3f}",
-                    f"{handler / baseline:.2f}  (target <= 1.30)",
+                    f"{handler / baseline:.2f}  (target <= {TARGET['cold_start']:.2f})",
                 ],
             ],
         ),
@@ -251,26 +322,55 @@ def run() -> str:
                 [
                     "ingest handler, one sent receipt",
                     f"{hot['handler_cpu'] * 1e3:.2f}",
-                    f"{cpu_ratio:.2f}",
+                    f"{cpu_ratio:.2f}  (target <= {TARGET['cpu']:.1f})",
                 ],
             ],
         ),
+        log_table(hot),
         table(
             f"Cost per million receipts (USD, us-east-1 on-demand; assumes "
-            f"{ASSUMED_AWS_ROUND_TRIP_S * 1e3:.0f} ms per AWS call in Lambda, "
-            f"{hot['log_bytes']:.0f} log bytes/receipt measured)",
+            f"{ASSUMED_AWS_ROUND_TRIP_S * 1e3:.0f} ms per AWS call in Lambda; log bytes measured, "
+            f"SystemLogLevel {SYSTEM_LOG_LEVEL}: {ok_logs:.0f} B a receipt, {fail_logs:.0f} B a "
+            "failure)",
             ["what", "USD / 1M", "ratio"],
             [
                 ["floor: HTTP API + Lambda request + 1 write", f"{floor:.2f}", "1.00"],
                 ["sent/delivered/read receipts", f"{ok_cost:.2f}", f"{ok_cost / floor:.2f}"],
                 ["new failures", f"{fail_cost:.2f}", f"{fail_cost / floor:.2f}"],
-                [f"mix with {FAILURE_SHARE:.0%} failures", f"{mixed:.2f}", f"{mixed / floor:.2f}"],
+                [
+                    f"mix with {FAILURE_SHARE:.0%} failures",
+                    f"{mixed:.2f}",
+                    f"{mixed / floor:.2f}  (target <= {TARGET['cost']:.2f})",
+                ],
             ],
         ),
         reconcile_table(hot["reconcile"], ok_cost, fail_cost),
         f"\nnon-failure receipts: {non_failure} AWS call(s) each (target 1)",
     ]
     return "\n".join(out)
+
+
+def log_table(hot: dict[str, Any]) -> str:
+    """Issue 11: what CloudWatch Logs ingests per receipt, the application's own output measured,
+    Lambda's platform lines (START/END/REPORT) added as each SystemLogLevel would."""
+    rows = []
+    for level in ("WARN", "INFO"):
+        platform = PLATFORM_BYTES[level]
+        rows.append(
+            [
+                f"SystemLogLevel {level}" + ("  (template default)" if level == "WARN" else ""),
+                f"{platform}",
+                f"{hot['log_bytes'] + platform:.0f}",
+                f"{hot['failure_log_bytes'] + platform:.0f}",
+            ]
+        )
+    return table(
+        f"Log bytes per receipt (application output measured: {hot['log_bytes']:.0f} B a sent "
+        f"receipt, target <= {TARGET['log_bytes']}; {hot['failure_log_bytes']:.0f} B a new "
+        "failure)",
+        ["system lines", "platform B", "sent receipt B", "new failure B"],
+        rows,
+    )
 
 
 def reconcile_table(measured: dict[str, Any], ok_cost: float, fail_cost: float) -> str:

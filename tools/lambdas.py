@@ -55,14 +55,31 @@ def import_function(directory: str) -> ModuleType:
 
 
 def emitted_metrics(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
-    """(name, dimensions, value) of every EMF metric printed in `text` (Powertools' output)."""
+    """(name, dimensions, value) of every EMF metric printed in `text`: one per metric, per
+    dimension set, per value, for every directive of every document (redeliver.observability
+    packs several directives into one document). A document CloudWatch would not read whole
+    raises: a declared metric or dimension without its value, or more than EMF's limits."""
     for line in text.splitlines():
         if not line.startswith("{") or '"_aws"' not in line:
             continue
         blob = json.loads(line)
-        for directive in blob["_aws"]["CloudWatchMetrics"]:
-            dimensions = {d: blob[d] for group in directive["Dimensions"] for d in group}
-            for metric in directive["Metrics"]:
-                value = blob[metric["Name"]]
-                for one in value if isinstance(value, list) else [value]:
-                    yield metric["Name"], dimensions, one
+        directives = blob["_aws"]["CloudWatchMetrics"]
+        if not isinstance(blob["_aws"].get("Timestamp"), int):
+            raise ValueError(f"EMF document without a millisecond Timestamp: {line}")
+        if sum(len(d["Metrics"]) for d in directives) > 100:
+            raise ValueError(f"EMF document over 100 metrics: {line}")
+        for directive in directives:
+            if not directive.get("Namespace"):
+                raise ValueError(f"EMF directive without a namespace: {line}")
+            for group in directive["Dimensions"]:
+                missing = [d for d in group if not isinstance(blob.get(d), str)]
+                if missing or len(group) > 30:
+                    raise ValueError(f"EMF dimension(s) {missing or group} unusable: {line}")
+                dimensions = {d: blob[d] for d in group}
+                for metric in directive["Metrics"]:
+                    value = blob.get(metric["Name"])
+                    values = value if isinstance(value, list) else [value]
+                    if not values or not all(isinstance(v, int | float) for v in values):
+                        raise ValueError(f"EMF metric {metric['Name']} has no value: {line}")
+                    for one in values:
+                        yield metric["Name"], dimensions, one

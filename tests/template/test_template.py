@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.shared.constants import LAMBDA_ADVANCED_LOGGING_LEVELS
 
 from redeliver import store
 from redeliver.retry import record_budget_seconds
@@ -541,3 +543,37 @@ def test_the_webhook_throttle_takes_the_bulk_send_the_readme_promises(sam: dict[
     # The account's HTTP API quota per Region caps a stage's throttle anyway.
     assert rate <= 10_000
     assert burst <= 5_000
+
+
+def test_every_function_logs_json_at_levels_the_stack_parameters_set(sam: dict[str, Any]) -> None:
+    """Issue 11: Lambda's advanced logging controls, one source of truth for the level. The
+    Logger obeys AWS_LAMBDA_LOG_LEVEL (set from ApplicationLogLevel) over POWERTOOLS_LOG_LEVEL,
+    so the latter is not set; the system level defaults to WARN (no START/END/REPORT lines)."""
+    defaults = sam["Globals"]["Function"]
+    assert "POWERTOOLS_LOG_LEVEL" not in defaults["Environment"]["Variables"]
+    for name, function in resources_of(sam, "AWS::Serverless::Function").items():
+        props = {**defaults, **function["Properties"]}
+        assert props["LoggingConfig"] == {
+            "LogFormat": "JSON",
+            "ApplicationLogLevel": {"Ref": "ApplicationLogLevel"},
+            "SystemLogLevel": {"Ref": "SystemLogLevel"},
+        }, name
+        assert "POWERTOOLS_LOG_LEVEL" not in props.get("Environment", {}).get("Variables", {})
+    parameters = sam["Parameters"]
+    assert parameters["SystemLogLevel"]["Default"] == "WARN"
+    assert set(parameters["SystemLogLevel"]["AllowedValues"]) == {"DEBUG", "INFO", "WARN"}
+    assert parameters["ApplicationLogLevel"]["Default"] == "INFO"
+
+
+def test_no_application_log_level_drops_the_metrics(sam: dict[str, Any]) -> None:
+    """Lambda filters stdout JSON by its `level` key and takes a line without one (an EMF
+    document) as INFO: a level above INFO would drop every metric, and silence every alarm."""
+    for level in sam["Parameters"]["ApplicationLogLevel"]["AllowedValues"]:
+        python_level = logging.getLevelName(LAMBDA_ADVANCED_LOGGING_LEVELS[level])
+        assert python_level <= logging.INFO, level
+
+
+def test_the_readme_lists_the_log_level_parameters(sam: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in ("ApplicationLogLevel", "SystemLogLevel"):
+        assert f"`{name}`" in readme, name

@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redeliver.jobs import RetryJob
-from redeliver.observability import count, count_by, error_class, logger, status_value
+from redeliver.observability import (
+    count,
+    count_by,
+    error_class,
+    logger,
+    metrics,
+    status_value,
+)
 from redeliver.receipts import (
     DELIVERY_EVENT_TYPE,
     Change,
@@ -124,14 +131,7 @@ class Recorder:
         """Raises what the write raised (ClientError, BotoCoreError); an enqueue error does not."""
         log: dict[str, object] = {**_log_fields(event), "source": source.value}
         transition = self._record(event, log)
-        logger.info(
-            "receipt recorded",
-            extra={
-                **log,
-                "change": transition.change.value,
-                "previous_status": transition.previous_status,
-            },
-        )
+        metrics.ride(receipt_line(event, transition, source))
         changed = transition.change in (Change.NEW, Change.LATEST)
         asked = _ASKED_METRICS.get(source)
         if asked is None:
@@ -236,6 +236,24 @@ class Ingest:
             logger.exception("receipt write failed; spilled for replay", extra=log)
             count("SpilledReceipts")
             return IngestResult(transition=None, spilled=True)
+
+
+def receipt_line(event: DeliveryEvent, transition: Transition, source: Source) -> dict[str, object]:
+    """The INFO line of a recorded receipt, the one line an ordinary receipt prints: it rides on
+    the invocation's EMF document (redeliver.observability), so each byte is paid per receipt.
+
+    What an operator needs to find the receipt and see what it did: its SIDs (`trace IM…` shows
+    the rest, from the table), status and error code, and the change it made. `source` only when
+    it is not a webhook (reconcile, follow_up). Not the Lambda context: the log stream and the
+    timestamp place the line, and warnings and errors still carry the context. `status` is also
+    the `status` dimension of the same document (one key, one value, when they agree)."""
+    line: dict[str, object] = {
+        **_log_fields(event),
+        "change": transition.change.value,
+    }
+    if source is not Source.WEBHOOK:
+        line["source"] = source.value
+    return line
 
 
 def _log_fields(event: DeliveryEvent) -> dict[str, object]:

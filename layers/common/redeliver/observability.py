@@ -1,40 +1,186 @@
-"""Logger and Metrics: one of each per process, configured from POWERTOOLS_* variables.
+"""Logger and metrics: one of each per process, configured from the environment.
 
 Metrics go to one namespace (POWERTOOLS_METRICS_NAMESPACE) with the `service` dimension
 (POWERTOOLS_SERVICE_NAME, the stack name). A few series add one more dimension from a small,
 fixed set of values (`count_by`), so that alarms and the dashboard can name every series exactly:
-template tests compare them with what the handlers print.
+tests/integration/test_alarms.py compares them with what the handlers print.
+
+Why our own EMF emitter and not Powertools `Metrics` (issue 11): log bytes are most of what a
+receipt costs beyond the floor. Powertools puts every metric of its set under one directive, so a
+series with one more dimension needed its own document (`single_metric`): an ordinary receipt
+printed two EMF documents, a new failure three. `Metrics.add_dimensions()` would not help: it
+applies *every* metric to *every* dimension set (spurious series, each a billed custom metric).
+The EMF specification allows several directives in `_aws.CloudWatchMetrics`, each with its own
+dimension sets and metrics, so `Emf` packs one invocation's series into one document, and opens a
+second only when one cannot hold them: a dimension key needing two values (a retry batch giving
+up for two reasons), a metric name counted under two dimension sets, or EMF's 100 metrics.
+
+It also omits `Unit`: every metric here is a count, and alarms and the dashboard read them
+without a unit; `"Unit":"Count"` was 15 bytes a metric, on every invocation.
+
+The receipt log line rides on that document (`Emf.ride`): EMF allows other properties beside the
+metrics, so an ordinary receipt costs one compact line, not a Powertools log line repeating the
+Lambda context plus documents. It holds only what an operator needs (see redeliver.ingest). Warnings
+and errors still go through the Powertools `Logger`, with the Lambda context.
+
+Log levels: Lambda's advanced logging controls (template `LoggingConfig`) set
+AWS_LAMBDA_LOG_LEVEL, which the Powertools Logger obeys over POWERTOOLS_LOG_LEVEL: one source of
+truth. Lambda also filters stdout JSON by its `level` key, and a line without one (an EMF
+document) counts as INFO: an application level above INFO would drop every metric, so the template
+allows only TRACE, DEBUG and INFO. A rider is printed only while the logger is enabled for INFO.
 
 No Powertools Tracer: importing the X-Ray SDK costs about 0.3 s of every cold start (`make bench`),
 a lot inside Twilio's 5 s webhook timeout. `Tracing: Active` in the template still records each
 invocation in X-Ray.
 """
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar
+
+from aws_lambda_powertools import Logger
 
 logger = Logger()
-metrics = Metrics()
 
 KNOWN_STATUSES = ("sent", "delivered", "read", "undelivered", "failed")
 ERROR_CLASSES = {21: "21xxx", 30: "30xxx", 63: "63xxx"}  # API/opt-out, carrier, WhatsApp
+MAX_METRICS = 100  # EMF: metrics in one document
+_COMPACT = (",", ":")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Dimensions = tuple[tuple[str, str], ...]  # the extra dimensions of a series, beside `service`
+
+
+class _Document:
+    """One EMF document under construction: its root properties and its directives."""
+
+    def __init__(self) -> None:
+        self.root: dict[str, Any] = {}
+        self.directives: dict[tuple[str, ...], list[str]] = {}  # dimension names -> metrics
+        self.names: set[str] = set()  # metric names: root keys CloudWatch reads as values
+
+    def takes(self, dimensions: Mapping[str, str], name: str) -> bool:
+        """Room for one more metric, its name not yet a root key, each dimension free or equal."""
+        if len(self.names) >= MAX_METRICS or name in self.root:
+            return False
+        return self.takes_fields(dimensions)
+
+    def takes_fields(self, fields: Mapping[str, object]) -> bool:
+        return all(k not in self.names and self.root.get(k, v) == v for k, v in fields.items())
+
+    def add(self, dimensions: Mapping[str, str], name: str, values: list[float]) -> None:
+        self.root.update(dimensions)
+        self.root[name] = values[0] if len(values) == 1 else values
+        self.directives.setdefault(tuple(dimensions), []).append(name)
+        self.names.add(name)
+
+    def render(self, namespace: str, timestamp: int) -> dict[str, Any]:
+        directives = [
+            {
+                "Namespace": namespace,
+                "Dimensions": [list(keys)],
+                "Metrics": [{"Name": name} for name in names],
+            }
+            for keys, names in self.directives.items()
+        ]
+        return {"_aws": {"Timestamp": timestamp, "CloudWatchMetrics": directives}, **self.root}
+
+
+class Emf:
+    """One invocation's counts and its receipt line, printed as EMF when the handler ends."""
+
+    def __init__(self, write: Callable[[str], None] | None = None) -> None:
+        self._series: dict[Dimensions, dict[str, list[float]]] = {}
+        self._rider: dict[str, object] | None = None
+        self._write = write
+
+    def count(self, name: str, value: float = 1, dimensions: Dimensions = ()) -> None:
+        values = self._series.setdefault(dimensions, {}).setdefault(name, [])
+        values.append(value)
+        if sum(len(names) for names in self._series.values()) >= MAX_METRICS * 10:
+            self.flush()  # a long batch: do not hold thousands of series in memory
+
+    def ride(self, fields: Mapping[str, object]) -> None:
+        """A log line (INFO) to print on this invocation's metrics document. A batch records
+        several: each earlier one is printed on its own line at once, the last rides."""
+        if logger.log_level > logging.INFO:  # the level Lambda (or POWERTOOLS_LOG_LEVEL) set
+            return
+        if self._rider is not None:
+            self._print(self._rider)
+        self._rider = {k: v for k, v in fields.items() if v is not None}
+
+    def documents(self) -> list[dict[str, Any]]:
+        """What `flush` prints, as dicts: documents first, then a rider that fitted none."""
+        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "")
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
+        docs: list[_Document] = []
+        for extra, metrics in self._series.items():
+            dimensions = {"service": service, **dict(extra)}
+            for name, values in metrics.items():
+                doc = next((d for d in docs if d.takes(dimensions, name)), None)
+                if doc is None:
+                    doc = _Document()
+                    docs.append(doc)
+                doc.add(dimensions, name, values)
+        timestamp = int(time.time() * 1000)
+        rendered = [doc.render(namespace, timestamp) for doc in docs]
+        rider = self._rider
+        if rider is not None:
+            home = next((i for i, d in enumerate(docs) if d.takes_fields(rider)), None)
+            if home is None:
+                rendered.append(dict(rider))
+            else:
+                rendered[home].update(rider)
+        return rendered
+
+    def flush(self) -> None:
+        for document in self.documents():
+            self._print(document)
+        self.clear()
+
+    def clear(self) -> None:
+        self._series.clear()
+        self._rider = None
+
+    def log_metrics(self, handler: Callable[P, R]) -> Callable[P, R]:
+        """Flush when the handler returns or raises (a timeout or a dead runtime flushes
+        nothing, as with Powertools)."""
+
+        @functools.wraps(handler)
+        def flushing(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                self.flush()
+
+        return flushing
+
+    def _print(self, document: Mapping[str, object]) -> None:
+        text = json.dumps(document, separators=_COMPACT, default=str)
+        if self._write is None:
+            print(text)  # stdout: where Lambda's log agent, and EMF, read it
+        else:
+            self._write(text)
+
+
+metrics = Emf()
 
 
 def count(name: str, value: float = 1) -> None:
     """A count with the service dimension only."""
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    metrics.count(name, value)
 
 
 def count_by(name: str, dimension: str, value: str) -> None:
-    """A count with the service dimension and one more, in its own EMF record."""
-    with single_metric(
-        name=name,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=metrics.namespace,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name=dimension, value=value)
+    """A count with the service dimension and one more."""
+    metrics.count(name, 1, ((dimension, value),))
 
 
 def status_value(status: str) -> str:

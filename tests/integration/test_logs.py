@@ -1,0 +1,110 @@
+"""What IngestFunction prints per receipt (issue 11): one compact EMF document per invocation,
+carrying every series the alarms and dashboard read and the receipt's operator fields, and not
+the Lambda context (which warnings and errors keep)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.lambdas import invoke
+from tools.apigw import http_api_event
+from tools.lambdas import emitted_metrics
+from tools.samples import receipt_fields
+from tools.stack import TEST_AUTH_TOKEN
+
+CONTEXT_KEYS = {
+    "function_name",
+    "function_arn",
+    "function_memory_size",
+    "function_request_id",
+    "cold_start",
+    "correlation_id",
+    "xray_trace_id",
+    "location",
+}
+
+
+class _CurrentStdout:
+    """Whatever sys.stdout is when a line is written (capsys swaps it in for the test call)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture(autouse=True)
+def logger_to_captured_stdout(ingest: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Logger's handler holds the stdout of its first import: point it at the test's, so
+    that every line the invocation prints is counted."""
+    monkeypatch.setattr(ingest.logger.registered_handler, "stream", _CurrentStdout())
+
+
+def lines_of(
+    ingest: ModuleType, fields: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, Any]]:
+    capsys.readouterr()
+    response = invoke(ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
+    assert response["statusCode"] == 200
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def directives(document: dict[str, Any]) -> dict[tuple[str, ...], set[str]]:
+    return {
+        tuple(group): {m["Name"] for m in d["Metrics"]}
+        for d in document["_aws"]["CloudWatchMetrics"]
+        for group in d["Dimensions"]
+    }
+
+
+def test_an_ordinary_receipt_prints_one_line_with_its_metrics_and_operator_fields(
+    ingest: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = receipt_fields("sent", message="plain")
+    [line] = lines_of(ingest, fields, capsys)
+    assert directives(line) == {
+        ("service",): {"Receipts", "NewReceipts"},
+        ("service", "status"): {"ReceiptsByStatus"},
+    }
+    assert line["message_sid"] == fields["MessageSid"]
+    assert line["receipt_sid"] == fields["DeliveryReceiptSid"]
+    assert line["conversation_sid"] == fields["ConversationSid"]
+    assert (line["status"], line["change"]) == ("sent", "new")
+    assert not CONTEXT_KEYS & set(line), CONTEXT_KEYS & set(line)
+    assert "source" not in line  # a webhook: the only source ingest has
+    assert len(json.dumps(line, separators=(",", ":"))) < 600
+
+
+def test_a_new_failure_prints_one_line_with_its_class_and_error_code(
+    ingest: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = receipt_fields("failed", message="broken", error_code=30005)
+    [line] = lines_of(ingest, fields, capsys)
+    assert directives(line) == {
+        ("service",): {"Receipts", "NewReceipts", "NewFailures"},
+        ("service", "status"): {"ReceiptsByStatus"},
+        ("service", "error_class"): {"NewFailuresByClass"},
+    }
+    assert (line["status"], line["error_code"], line["error_class"]) == ("failed", 30005, "30xxx")
+    assert sorted(n for n, _, _ in emitted_metrics(json.dumps(line))) == sorted(
+        ["Receipts", "NewReceipts", "NewFailures", "ReceiptsByStatus", "NewFailuresByClass"]
+    )
+
+
+def test_a_warning_keeps_the_lambda_context(
+    ingest: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    response = invoke(ingest, http_api_event(receipt_fields(), token="forged"))
+    assert response["statusCode"] == 403
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [warning] = [line for line in lines if line.get("level") == "WARNING"]
+    assert {"function_request_id", "function_name", "cold_start"} <= set(warning)
+    [metrics] = [line for line in lines if "_aws" in line]
+    assert "SignatureRejected" in directives(metrics)[("service",)]
