@@ -29,3 +29,12 @@ def invoke(module: ModuleType, event: Mapping[str, Any]) -> Any:
 
 def metric_names(text: str) -> list[str]:
     return [name for name, _, _ in emitted_metrics(text)]
+
+
+def metric_series(text: str) -> list[tuple[str, dict[str, str]]]:
+    """(name, dimensions beside `service`) of every series printed: `("Receipts", {})` is the
+    webhooks-only count, `("Receipts", {"change": "new"})` one of its breakdowns."""
+    return [
+        (name, {k: v for k, v in dims.items() if k != "service"})
+        for name, dims, _ in emitted_metrics(text)
+    ]

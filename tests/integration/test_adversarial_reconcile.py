@@ -19,7 +19,7 @@ import pytest
 from redeliver.store import pending_shard
 from tests.integration.retry_system import T0
 from tests.integration.test_reconcile import AFTER, Reconciling
-from tests.lambdas import invoke, metric_names
+from tests.lambdas import invoke, metric_series
 from tools.apigw import http_api_event
 from tools.samples import receipt_fields
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack
@@ -123,9 +123,10 @@ def test_twilio_reporting_the_webhooks_own_event_is_a_duplicate(
     rec.now = T0 + timedelta(seconds=AFTER + 60)
     capsys.readouterr()
     assert rec.run()["recorded"] == 0
-    emitted = metric_names(capsys.readouterr().out)
-    assert "DuplicateReceipts" in emitted
-    assert "OutOfOrderReceipts" not in emitted  # it was counted as an out-of-order event
+    emitted = metric_series(capsys.readouterr().out)
+    assert ("Receipts", {"change": "duplicate"}) in emitted
+    # it was counted as an out-of-order event
+    assert ("Receipts", {"change": "older"}) not in emitted
     assert len(rec.queued()) == 1  # the webhook's job only
     after = rec.receipt_item(message)
     assert after["hist_failed"] == before["hist_failed"]

@@ -194,6 +194,16 @@ def test_every_alarm_watches_an_emitted_metric_with_its_exact_dimensions(
     for alarm, metric, dimensions in watched:
         assert (metric, frozenset(dimensions)) in emitted, (alarm, metric, sorted(dimensions))
         assert dimensions["service"] == {"Ref": "AWS::StackName"}, alarm
+        # and a literal value it names (Receipts by change=new) is one the handlers printed
+        names = sorted(dimensions)
+        for printed in emitted[(metric, frozenset(dimensions))]:
+            if all(
+                isinstance(dimensions[n], dict) or dimensions[n] == v
+                for n, v in zip(names, printed, strict=True)
+            ):
+                break
+        else:
+            raise AssertionError((alarm, metric, dimensions, "value never printed"))
 
 
 def test_every_dashboard_series_is_emitted_with_a_value_it_names(
@@ -206,8 +216,10 @@ def test_every_dashboard_series_is_emitted_with_a_value_it_names(
         if extra:  # a value the code can emit: status, error class
             [(name, value)] = extra.items()
             from redeliver import observability
+            from redeliver.receipts import Change
 
             allowed = {
+                "change": {change.value for change in Change},
                 "status": {*observability.KNOWN_STATUSES, "other"},
                 "error_class": {*observability.ERROR_CLASSES.values(), "other", "none"},
             }

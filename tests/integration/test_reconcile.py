@@ -17,7 +17,7 @@ from redeliver.store import LOOKUPS, STUCK_INDEX, STUCK_PROJECTION, STUCK_SHARD,
 from redeliver_cli import main as cli
 from tests.integration.retry_system import T0, RetrySystem
 from tests.integration.test_store import index_write_units
-from tests.lambdas import invoke, load_function, metric_names
+from tests.lambdas import invoke, load_function, metric_names, metric_series
 from tools.apigw import http_api_event
 from tools.lambdas import FakeContext
 from tools.samples import receipt_fields
@@ -111,9 +111,13 @@ def test_a_failure_whose_webhook_was_lost_is_found_recorded_and_retried(
         "skipped": 0,
     }
     assert rec.lookups() == 1
-    emitted = metric_names(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    emitted = metric_names(printed)
     assert {"ReconciledFailures", "ReconciledReceipts", "NewFailures"} <= set(emitted)
-    assert "Receipts" not in emitted  # only webhooks that reached us: NoReceiptsAlarm's signal
+    series = metric_series(printed)
+    assert ("Receipts", {}) not in series  # only webhooks that reached us: NoReceiptsAlarm's
+    assert ("Receipts", {"change": "latest"}) in series  # but every recorded receipt, by change
+    assert ("Receipts", {"status": "undelivered"}) in series  # and the funnel, by status
     item = rec.receipt_item(message)
     assert item["status"] == "undelivered"
     assert item["error_code"] == "30003"

@@ -62,6 +62,76 @@ def test_series_of_different_dimension_sets_share_one_document_without_crossing(
     assert " " not in line  # compact JSON
 
 
+def test_one_count_under_several_dimension_sets_is_one_directive_and_one_value() -> None:
+    """`Receipts` alone, by change and by status: three series, one metric, one value."""
+    emf, lines = emitter()
+    emf.count(
+        "Receipts", 1, (("change", "new"), ("status", "sent")), ((), ("change",), ("status",))
+    )
+    emf.flush()
+    [line] = lines
+    [directive] = json.loads(line)["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["service"], ["service", "change"], ["service", "status"]]
+    assert directive["Metrics"] == [{"Name": "Receipts"}]
+    assert json.loads(line)["Receipts"] == 1
+    assert series(lines) == sorted(
+        [
+            ("Receipts", {"service": "stack"}, 1),
+            ("Receipts", {"service": "stack", "change": "new"}, 1),
+            ("Receipts", {"service": "stack", "status": "sent"}, 1),
+        ],
+        key=repr,
+    )
+
+
+def test_count_each_counts_alone_unless_told_not_to() -> None:
+    emf, lines = emitter()
+    previous = observability.metrics
+    observability.metrics = emf
+    try:
+        observability.count_each("Receipts", {"change": "latest"}, alone=False)
+        observability.count_each("NewFailures", {"error_class": "30xxx"})
+    finally:
+        observability.metrics = previous
+    emf.flush()
+    assert [(n, d) for n, d, _ in series(lines)] == sorted(
+        [
+            ("Receipts", {"service": "stack", "change": "latest"}),  # no ("Receipts", service)
+            ("NewFailures", {"service": "stack"}),
+            ("NewFailures", {"service": "stack", "error_class": "30xxx"}),
+        ],
+        key=repr,
+    )
+
+
+def test_a_batch_of_receipts_that_changed_differently_keeps_every_series() -> None:
+    emf, lines = emitter()
+    everyway = ((), ("change",), ("status",))
+    emf.count("Receipts", 1, (("change", "new"), ("status", "sent")), everyway)
+    emf.count("Receipts", 1, (("change", "duplicate"),), ((), ("change",)))
+    emf.count("Receipts", 1, (("change", "new"), ("status", "sent")), everyway)
+    emf.flush()
+    assert len(lines) == 2  # `change` needs two values, and `Receipts` is one root key
+    counted: dict[tuple[str, ...], float] = {}
+    for _, dims, value in series(lines):
+        key = tuple(sorted(dims.items()))
+        counted[key] = counted.get(key, 0) + value
+    assert counted == {
+        (("service", "stack"),): 3,
+        (("change", "new"), ("service", "stack")): 2,
+        (("change", "duplicate"), ("service", "stack")): 1,
+        (("service", "stack"), ("status", "sent")): 2,
+    }
+
+
+def test_a_dimension_set_must_name_given_dimensions() -> None:
+    emf, _ = emitter()
+    with pytest.raises(ValueError, match="dimension sets"):
+        emf.count("Receipts", 1, (("change", "new"),), (("status",),))
+    with pytest.raises(ValueError, match="dimension sets"):
+        emf.count("Receipts", 1, (), ())
+
+
 def test_a_dimension_with_two_values_splits_the_document_and_keeps_every_series() -> None:
     emf, lines = emitter()
     emf.count("RetryGaveUp")

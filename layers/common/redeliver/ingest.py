@@ -46,6 +46,7 @@ from redeliver.jobs import RetryJob
 from redeliver.observability import (
     count,
     count_by,
+    count_each,
     error_class,
     logger,
     metrics,
@@ -69,11 +70,6 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
 WRITE_ATTEMPTS = 3  # for a write that meets a transaction; each wait is 50 ms more
 _CONFLICT_PAUSE_SECONDS = 0.05
-_CHANGE_METRICS = {
-    Change.NEW: "NewReceipts",  # one per receipt: the failure rate's denominator
-    Change.DUPLICATE: "DuplicateReceipts",
-    Change.OLDER: "OutOfOrderReceipts",
-}
 
 
 class SignatureRejected(Exception):
@@ -134,19 +130,19 @@ class Recorder:
         metrics.ride(receipt_line(event, transition, source))
         changed = transition.change in (Change.NEW, Change.LATEST)
         asked = _ASKED_METRICS.get(source)
-        if asked is None:
-            count("Receipts")  # webhooks that reached us: NoReceiptsAlarm watches it
-        elif changed:  # Twilio knew what no webhook told us (yet)
-            count_by(asked[0], "status", status_value(event.status))
-        if transition.change in _CHANGE_METRICS:
-            count(_CHANGE_METRICS[transition.change])
+        # `Receipts` alone: webhooks that reached us (NoReceiptsAlarm), so not what we asked for.
+        # By change, from every source: `new` is the failure rate's denominator, one per message.
+        # By status: what a receipt taught us, from every source (the dashboard's funnel).
+        by = {"change": transition.change.value}
         if changed:
-            count_by("ReceiptsByStatus", "status", status_value(event.status))
+            by["status"] = status_value(event.status)
+        count_each("Receipts", by, alone=asked is None)
+        if asked is not None and changed:  # Twilio knew what no webhook told us (yet)
+            count_by(asked[0], "status", status_value(event.status))
         if not transition.enqueue:
             return IngestResult(transition)
 
-        count("NewFailures")
-        count_by("NewFailuresByClass", "error_class", error_class(event.error_code))
+        count_each("NewFailures", {"error_class": error_class(event.error_code)})
         if source is Source.RECONCILE:  # ReconciledFailuresAlarm: webhook delivery is broken
             logger.warning("a failure found only by asking Twilio: webhooks are lost", extra=log)
         elif source is Source.FOLLOW_UP:  # the follow-up doing its job: queued all the same
@@ -242,15 +238,18 @@ def receipt_line(event: DeliveryEvent, transition: Transition, source: Source) -
     """The INFO line of a recorded receipt, the one line an ordinary receipt prints: it rides on
     the invocation's EMF document (redeliver.observability), so each byte is paid per receipt.
 
-    What an operator needs to find the receipt and see what it did: its SIDs (`trace IM…` shows
-    the rest, from the table), status and error code, and the change it made. `source` only when
-    it is not a webhook (reconcile, follow_up). Not the Lambda context: the log stream and the
-    timestamp place the line, and warnings and errors still carry the context. `status` is also
-    the `status` dimension of the same document (one key, one value, when they agree)."""
-    line: dict[str, object] = {
-        **_log_fields(event),
-        "change": transition.change.value,
-    }
+    What an operator needs to find the receipt and see what it did: the message SID (`redeliver
+    trace IM…` shows the rest from the table: conversation, receipts, retries), its status and the
+    change it made, which are also the document's `status` and `change` dimensions (one key, one
+    value). A failure's line also names its conversation and receipt and gives the error code:
+    it is the one an operator starts from. `source` only when it is not a webhook (reconcile,
+    follow_up). Not the Lambda context: the log stream and the timestamp place the line, and
+    warnings and errors still carry the context."""
+    line: dict[str, object] = {"message_sid": event.message_sid}
+    if event.is_failure or event.error_code is not None:
+        line.update(_log_fields(event))
+    line["status"] = status_value(event.status)
+    line["change"] = transition.change.value
     if source is not Source.WEBHOOK:
         line["source"] = source.value
     return line

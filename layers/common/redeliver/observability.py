@@ -15,6 +15,15 @@ dimension sets and metrics, so `Emf` packs one invocation's series into one docu
 second only when one cannot hold them: a dimension key needing two values (a retry batch giving
 up for two reasons), a metric name counted under two dimension sets, or EMF's 100 metrics.
 
+A directive may also list several dimension sets for its metrics, and CloudWatch aggregates the one
+value into each: `count_each` uses that where one count has several breakdowns. An ordinary
+receipt is one metric, `Receipts`, under `service` alone (webhooks that reached us), by `change`
+(`new` is the failure rate's denominator; `duplicate`, `older`, `latest`) and by `status` (a
+receipt that changed what we know), and a new failure is `NewFailures` alone and by
+`error_class`. These used to be six names (NewReceipts, DuplicateReceipts, OutOfOrderReceipts,
+ReceiptsByStatus, NewFailuresByClass): the same series, now read by their dimensions, with the
+`change` and `status` values shared by the receipt line.
+
 It also omits `Unit`: every metric here is a count, and alarms and the dashboard read them
 without a unit; `"Unit":"Count"` was 15 bytes a metric, on every invocation.
 
@@ -56,6 +65,7 @@ _COMPACT = (",", ":")
 P = ParamSpec("P")
 R = TypeVar("R")
 Dimensions = tuple[tuple[str, str], ...]  # the extra dimensions of a series, beside `service`
+DimensionSets = tuple[tuple[str, ...], ...]  # a series' dimension sets, each starting `service`
 
 
 class _Document:
@@ -63,7 +73,7 @@ class _Document:
 
     def __init__(self) -> None:
         self.root: dict[str, Any] = {}
-        self.directives: dict[tuple[str, ...], list[str]] = {}  # dimension names -> metrics
+        self.directives: dict[DimensionSets, list[str]] = {}  # dimension sets -> metrics
         self.names: set[str] = set()  # metric names: root keys CloudWatch reads as values
 
     def takes(self, dimensions: Mapping[str, str], name: str) -> bool:
@@ -75,20 +85,22 @@ class _Document:
     def takes_fields(self, fields: Mapping[str, object]) -> bool:
         return all(k not in self.names and self.root.get(k, v) == v for k, v in fields.items())
 
-    def add(self, dimensions: Mapping[str, str], name: str, values: list[float]) -> None:
+    def add(
+        self, dimensions: Mapping[str, str], sets: DimensionSets, name: str, values: list[float]
+    ) -> None:
         self.root.update(dimensions)
         self.root[name] = values[0] if len(values) == 1 else values
-        self.directives.setdefault(tuple(dimensions), []).append(name)
+        self.directives.setdefault(sets, []).append(name)
         self.names.add(name)
 
     def render(self, namespace: str, timestamp: int) -> dict[str, Any]:
         directives = [
             {
                 "Namespace": namespace,
-                "Dimensions": [list(keys)],
+                "Dimensions": [list(keys) for keys in sets],
                 "Metrics": [{"Name": name} for name in names],
             }
-            for keys, names in self.directives.items()
+            for sets, names in self.directives.items()
         ]
         return {"_aws": {"Timestamp": timestamp, "CloudWatchMetrics": directives}, **self.root}
 
@@ -97,12 +109,26 @@ class Emf:
     """One invocation's counts and its receipt line, printed as EMF when the handler ends."""
 
     def __init__(self, write: Callable[[str], None] | None = None) -> None:
-        self._series: dict[Dimensions, dict[str, list[float]]] = {}
+        self._series: dict[tuple[Dimensions, DimensionSets], dict[str, list[float]]] = {}
         self._rider: dict[str, object] | None = None
         self._write = write
 
-    def count(self, name: str, value: float = 1, dimensions: Dimensions = ()) -> None:
-        values = self._series.setdefault(dimensions, {}).setdefault(name, [])
+    def count(
+        self,
+        name: str,
+        value: float = 1,
+        dimensions: Dimensions = (),
+        sets: tuple[tuple[str, ...], ...] | None = None,
+    ) -> None:
+        """Count `name` under `service` plus `dimensions`; or, given `sets` (names among
+        `dimensions`, `()` for `service` alone), under each of those dimension sets: one value,
+        several series, one directive (EMF aggregates the value into each set)."""
+        names = tuple(k for k, _ in dimensions)
+        chosen = (names,) if sets is None else sets
+        if not chosen or any(k not in names for keys in chosen for k in keys):
+            raise ValueError(f"{name}: dimension sets {chosen} are not among {names}")
+        key = (dimensions, tuple(("service", *keys) for keys in chosen))
+        values = self._series.setdefault(key, {}).setdefault(name, [])
         values.append(value)
         if sum(len(names) for names in self._series.values()) >= MAX_METRICS * 10:
             self.flush()  # a long batch: do not hold thousands of series in memory
@@ -121,14 +147,14 @@ class Emf:
         namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "")
         service = os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
         docs: list[_Document] = []
-        for extra, metrics in self._series.items():
+        for (extra, sets), metrics in self._series.items():
             dimensions = {"service": service, **dict(extra)}
             for name, values in metrics.items():
                 doc = next((d for d in docs if d.takes(dimensions, name)), None)
                 if doc is None:
                     doc = _Document()
                     docs.append(doc)
-                doc.add(dimensions, name, values)
+                doc.add(dimensions, sets, name, values)
         timestamp = int(time.time() * 1000)
         rendered = [doc.render(namespace, timestamp) for doc in docs]
         rider = self._rider
@@ -181,6 +207,14 @@ def count(name: str, value: float = 1) -> None:
 def count_by(name: str, dimension: str, value: str) -> None:
     """A count with the service dimension and one more."""
     metrics.count(name, 1, ((dimension, value),))
+
+
+def count_each(name: str, dimensions: Mapping[str, str], *, alone: bool = True) -> None:
+    """One count under `service` alone (unless `alone` is False) and under `service` plus each
+    of `dimensions` in turn: `Receipts` by change and by status are one metric, one value, in one
+    directive, where separate names would each cost a directive and a value in every document."""
+    sets = (((),) if alone else ()) + tuple((k,) for k in dimensions)
+    metrics.count(name, 1, tuple(dimensions.items()), sets)
 
 
 def status_value(status: str) -> str:
