@@ -25,7 +25,7 @@ help: ## list the targets
 # installs the `redeliver` command and makes redeliver and redeliver_cli importable.
 $(STAMP): requirements-dev.txt pyproject.toml
 	@test -x $(PY) || "$$(tools/python313)" -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==26.3  # pinned too: the installer is part of the supply chain
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
