@@ -11,6 +11,7 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tools.moto_server import FAKE_CREDENTIALS
@@ -25,19 +26,24 @@ FAKE_AWS = {
 }
 
 
+def figures_in_fresh_interpreter(
+    code: str, env: dict[str, str], python: str = sys.executable
+) -> list[float]:
+    """Run the snippet in a new interpreter; it prints its figures (seconds) on its last line,
+    space-separated (a handler's own log lines may come before)."""
+    result = subprocess.run(
+        [python, "-c", code], env=env, capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    return [float(figure) for figure in result.stdout.strip().splitlines()[-1].split()]
+
+
 def time_in_fresh_interpreter(
     code: str, env: dict[str, str], repeats: int, python: str = sys.executable
 ) -> list[float]:
     """Seconds the snippet takes to run in `repeats` new interpreters (it prints its own time)."""
-    runs = []
-    for _ in range(repeats):
-        result = subprocess.run(
-            [python, "-c", code], env=env, capture_output=True, text=True, check=False, cwd=ROOT
-        )
-        if result.returncode != 0:
-            raise RuntimeError(result.stderr[-2000:])
-        runs.append(float(result.stdout.strip().splitlines()[-1]))
-    return runs
+    return [figures_in_fresh_interpreter(code, env, python)[0] for _ in range(repeats)]
 
 
 # A function's environment for an import: the settings exist, nothing is called.
@@ -46,19 +52,49 @@ COLD_ENV = {
     "RETRY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
     "TWILIO_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
 }
+# Fresh interpreters per snippet. A cold start moves by 5-10 % from run to run on a shared
+# machine (two cores, other work on them); the median of 15, interleaved, is steady to ~1-2 %.
+COLD_REPEATS = 15
 
 
-def cold_start(baseline_code: str, handler_code: str, repeats: int = 9) -> tuple[float, float]:
+def lambda_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a fresh Lambda-like interpreter: fake credentials, a function's
+    settings (COLD_ENV unless `extra` gives its own), the layer on the path."""
+    return {
+        "PATH": os.environ["PATH"],
+        **FAKE_AWS,
+        **COLD_ENV,
+        **(extra or {}),
+        "PYTHONPATH": PYTHONPATH,
+    }
+
+
+def interleaved(
+    runs: list[Callable[[], list[float]]], repeats: int = COLD_REPEATS
+) -> list[list[float]]:
+    """Each run `repeats` times, round-robin so that drift on the machine hits all alike; the
+    median of each figure each run printed: one list per run."""
+    figures: list[list[list[float]]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for n, run in enumerate(runs):
+            figures[n].append(run())
+    return [[median(list(column)) for column in zip(*per_run, strict=True)] for per_run in figures]
+
+
+def cold_start(
+    baseline_code: str, handler_code: str, repeats: int = COLD_REPEATS
+) -> tuple[float, float]:
     """Median seconds of two snippets in fresh Lambda-like interpreters, interleaved so that
     drift on the machine hits both alike: (baseline, handler)."""
-    env = {"PATH": os.environ["PATH"], **FAKE_AWS, **COLD_ENV, "PYTHONPATH": PYTHONPATH}
-    python = lambda_python()
-    baseline: list[float] = []
-    handler: list[float] = []
-    for _ in range(repeats):
-        baseline += time_in_fresh_interpreter(baseline_code, env, 1, python)
-        handler += time_in_fresh_interpreter(handler_code, env, 1, python)
-    return median(baseline), median(handler)
+    env, python = lambda_env(), lambda_python()
+    (baseline,), (handler,) = interleaved(
+        [
+            lambda: figures_in_fresh_interpreter(baseline_code, env, python),
+            lambda: figures_in_fresh_interpreter(handler_code, env, python),
+        ],
+        repeats,
+    )
+    return baseline, handler
 
 
 def median(values: list[float]) -> float:

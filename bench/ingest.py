@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.harness import (
+    COLD_REPEATS,
     FAKE_AWS,
     cold_start,
     table,
@@ -297,8 +298,8 @@ def run() -> str:
     floor = cost_per_million(hot["bare_cpu"], 1, 1, 0, 0)
     out = [
         table(
-            "Ingest cold start (import + clients ready, median of 9 fresh interpreters, "
-            "Lambda-like venv: boto3 + layer requirements only)",
+            f"Ingest cold start (import + clients ready, median of {COLD_REPEATS} fresh "
+            "interpreters, Lambda-like venv: boto3 + layer requirements only)",
             ["what", "seconds", "ratio"],
             [
                 ["baseline: python + boto3 + dynamodb/sqs clients", f"{baseline:.3f}", "1.00"],

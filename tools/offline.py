@@ -52,9 +52,10 @@ from redeliver.receipts import FAILURE_STATUSES
 from redeliver.store import PENDING_INDEX, STUCK_INDEX
 from tools.apigw import request_event, sign
 from tools.lambdas import FakeContext, import_function
+from tools.latency import Latency, failure_to_resend, immediate_codes
 from tools.moto_server import FAKE_CREDENTIALS, moto_server
 from tools.samples import receipt_fields
-from tools.sqs_poller import Batch, poll_once
+from tools.sqs_poller import Batch, poll_forever
 from tools.stack import ROOT, DeployedStack, create_twilio_secret, deploy, load_template
 from tools.twilio_sim import TwilioSimulator
 from tools.webhook_emitter import Mix, Stats, WebhookEmitter
@@ -657,25 +658,87 @@ class Pollers:
             self.book.received(event["Records"])
             return self._runtime.invoke(source.function, event)
 
-        while not self._stop.is_set():
+        def failed_poll(error: Exception) -> None:  # moto unreachable: said in the report
+            self.book.poll_errors[type(error).__name__] += 1
+
+        poll_forever(
+            sqs,
+            url,
+            handler,
+            self._stop,
+            queue_arn=arn,
+            batch_size=source.batch_size,
+            report_batch_item_failures=source.report_batch_item_failures,
+            on_batch=self.book.finished,
+            on_error=failed_poll,
+        )
+
+
+class RoundTripProbe:
+    """A bare SQS round trip on the stack's moto, while a scenario runs: a probe message every
+    `every` seconds to a queue of its own, received by the pollers' own loop (poll_forever);
+    each sample is from before SendMessage to the record handed to the handler. The report
+    sets the failure-to-resend time beside it (tools.latency)."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self.errors = 0
+        self._sent: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> RoundTripProbe:
+        # Clients made here: boto3's default session is not safe to make clients from threads.
+        sender, receiver = boto3.client("sqs"), boto3.client("sqs")
+        url = sender.create_queue(QueueName=f"{STACK}-round-trip-probe")["QueueUrl"]
+        arn = sender.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        self._threads = [
+            threading.Thread(target=self._send_loop, args=(sender, url), daemon=True),
+            threading.Thread(
+                target=poll_forever,
+                args=(receiver, url, self._received, self._stop),
+                kwargs={"queue_arn": arn, "on_error": self._failed},
+                daemon=True,
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _send_loop(self, sqs: Any, url: str) -> None:
+        n = 0
+        while not self._stop.wait(self.every):
+            body, n = f"probe-{n}", n + 1
+            with self._lock:
+                self._sent[body] = time.monotonic()
             try:
-                batch = poll_once(
-                    sqs,
-                    url,
-                    handler,
-                    batch_size=source.batch_size,
-                    wait_seconds=0,  # short polls: moto serves one request at a time
-                    report_batch_item_failures=source.report_batch_item_failures,
-                    queue_arn=arn,
-                )
-            except Exception as error:  # moto unreachable: said in the report, polled again
-                self.book.poll_errors[type(error).__name__] += 1
-                self._stop.wait(0.5)
-                continue
-            if batch.received:
-                self.book.finished(batch)
-            else:
-                self._stop.wait(0.1)
+                sqs.send_message(QueueUrl=url, MessageBody=body)
+            except Exception:  # moto unreachable: no sample, counted
+                self._failed(None)
+                with self._lock:
+                    self._sent.pop(body, None)
+
+    def _received(self, event: dict[str, Any], _: Any) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            for record in event["Records"]:
+                sent = self._sent.pop(record["body"], None)
+                if sent is not None:
+                    self.samples.append(now - sent)
+        return {"batchItemFailures": []}
+
+    def _failed(self, _: Exception | None) -> None:
+        with self._lock:
+            self.errors += 1
 
 
 class Scheduler:
@@ -861,6 +924,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # departures from the template; moto stalls
     lost: list[str] = field(default_factory=list)  # lost webhooks and what became of them
     sections: list[str] = field(default_factory=list)  # more lines (make chaos)
+    latency: Latency | None = None  # failure-to-resend, beside an SQS round trip
     error: str = ""  # the report itself could not be completed: why
 
     @property
@@ -895,6 +959,7 @@ class Report:
             f"p50 {w.p50 * 1e3:.1f} ms, p99 {w.percentile(0.99) * 1e3:.1f} ms",
             f"  throughput      {w.peak_rate():.0f} receipts/s at peak (5 s window); "
             f"{self.throughput:.0f}/s over the run, retry waits included",
+            *(self.latency.lines() if self.latency else []),
             f"  receipts        {dict(sorted(self.receipts.items()))}",
             f"  Twilio outcomes {dict(sorted(self.outcomes.items()))}",
             f"  retries sent    {self.retries_sent}, recovered (delivered/read) {self.recovered}",
@@ -1006,6 +1071,7 @@ def run_scenario(
     ).start()
     offline.emitter = emitter
     offline.sim.listeners.append(emitter.on_message)
+    probe = RoundTripProbe().start()
     started = time.monotonic()
     try:
         if send is None:
@@ -1020,9 +1086,19 @@ def run_scenario(
         settlement = Settlement(False, f"the run failed: {type(error).__name__}: {error}")
     elapsed = time.monotonic() - started
     emitter.stop()
+    probe.stop()
     if progress and sys.stdout.isatty():
         print()
-    return collect(offline, emitter, messages, elapsed, settlement)
+    report = collect(offline, emitter, messages, elapsed, settlement)
+    codes = immediate_codes(OFFLINE_POLICY)
+    report.latency = Latency(
+        failure_to_resend(
+            emitter.failure_answered, list(offline.sim.created), offline.sim.created_at, codes
+        ),
+        list(probe.samples),
+        codes,
+    )
+    return report
 
 
 def _settle(

@@ -11,6 +11,7 @@ Docker (absent here, see tools/stack.py), so the tests and the offline stack use
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,3 +112,43 @@ def poll_once(
             ],
         )
     return Batch(len(messages), sorted(failed), handles={i: handles[i] for i in failed})
+
+
+def poll_forever(
+    sqs: Any,
+    queue_url: str,
+    handler: Handler,
+    stop: threading.Event,
+    *,
+    queue_arn: str,
+    batch_size: int = 10,
+    report_batch_item_failures: bool = True,
+    on_batch: Callable[[Batch], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
+    idle_seconds: float = 0.1,
+    error_seconds: float = 0.5,
+) -> None:
+    """The offline stack's event source mapping, until `stop` is set: short polls (moto serves
+    one request at a time, so a long poll would hold it), `idle_seconds` after an empty one;
+    an error (moto unreachable) is passed to `on_error`, then polled again."""
+    while not stop.is_set():
+        try:
+            batch = poll_once(
+                sqs,
+                queue_url,
+                handler,
+                batch_size=batch_size,
+                wait_seconds=0,
+                report_batch_item_failures=report_batch_item_failures,
+                queue_arn=queue_arn,
+            )
+        except Exception as error:  # reported by the caller, polled again
+            if on_error is not None:
+                on_error(error)
+            stop.wait(error_seconds)
+            continue
+        if batch.received:
+            if on_batch is not None:
+                on_batch(batch)
+        else:
+            stop.wait(idle_seconds)

@@ -159,6 +159,7 @@ class TwilioSimulator:
         self.receipts: dict[str, list[dict[str, Any]]] = {}  # message SID -> its receipts
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request served
         self.created: list[dict[str, Any]] = []  # every message created through the API
+        self.created_at: dict[str, float] = {}  # its SID -> time.monotonic() when it was stored
         self.fault_counts: Counter[str] = Counter()  # faults injected, by FaultRates field
         self._faults: list[tuple[str, Fault]] = []
         self._rates = FaultRates()
@@ -596,6 +597,7 @@ class TwilioSimulator:
             else None
         )
         message = self._store(conversation, values, media, None)
+        self.created_at[str(message["sid"])] = time.monotonic()
         self.created.append(
             {
                 **message,

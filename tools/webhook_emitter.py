@@ -51,6 +51,7 @@ from urllib.parse import urlencode, urlparse
 from tools.apigw import sign
 from tools.samples import sid
 
+FAILURE_STATUSES = ("failed", "undelivered")
 # (status, error code) sequences after `sent`; the first element is the outcome's name.
 FAILURES = {
     "sms": [
@@ -160,6 +161,9 @@ class WebhookEmitter:
         self.lost: list[dict[str, str]] = []  # genuine webhooks answered 5xx or not answered
         self.dropped: list[dict[str, str]] = []  # lost on the way (Mix.lose_rate): never sent
         self.reached: set[str] = set()  # receipt SIDs with a genuine webhook answered 2xx
+        # message SID -> (time.monotonic() of the first 2xx answer to one of its failure
+        # webhooks, that failure's error code): where the report's failure-to-resend time starts
+        self.failure_answered: dict[str, tuple[float, int | None]] = {}
         self._twilio = twilio
         # Twilio's truth, due at each status's DateUpdated: (monotonic due, order, fields).
         self._truths: list[tuple[float, int, dict[str, str]]] = []
@@ -368,14 +372,18 @@ class WebhookEmitter:
                 if not forgery:
                     self.lost.append(fields)
             return None
+        answered = time.monotonic()
         with self._lock:
             stats.latencies.append(time.perf_counter() - started)
-            stats.answered_at.append(time.monotonic())
+            stats.answered_at.append(answered)
             stats.answers[response.status] += 1
             if response.status >= 500 and not forgery:
                 self.lost.append(fields)  # Twilio does not resend
             elif response.status < 300 and not forgery:
                 self.reached.add(fields["DeliveryReceiptSid"])
+                if fields["Status"] in FAILURE_STATUSES:
+                    code = int(fields["ErrorCode"]) if fields["ErrorCode"] else None
+                    self.failure_answered.setdefault(fields["MessageSid"], (answered, code))
         return connection
 
 

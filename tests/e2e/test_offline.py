@@ -16,6 +16,7 @@ import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
 from tools import offline
+from tools.latency import percentile
 from tools.moto_server import free_port
 from tools.webhook_emitter import Mix, Stats
 
@@ -241,6 +242,41 @@ def test_a_small_run_takes_every_action_and_keeps_every_invariant(
     for message in fallbacks:
         chat = stack.sim.conversations[message["conversation_sid"]]
         assert any((p["messaging_binding"] or {}).get("type") == "sms" for p in chat.participants)
+    _assert_latency_from_this_run(stack, report)
+
+
+def _assert_latency_from_this_run(stack: offline.Offline, report: offline.Report) -> None:
+    """Issue 11 item 2: the failure-to-resend time (0 s rules) beside a bare SQS round trip,
+    from this run's events: one figure per template or SMS-fallback resend of a failure whose
+    webhook ingest answered, each a plausible time; the round trip probed meanwhile."""
+    latency = report.latency
+    assert latency is not None
+    assert latency.codes == [63016, 63024, 63032]
+    assert stack.emitter is not None
+    answered = stack.emitter.failure_answered
+    resent = {
+        m["sid"]: json.loads(m["attributes"])["redeliver"]["retry_of"]
+        for m in stack.sim.created
+        if offline.action_of(m) in ("template", "fallback_sms")
+    }
+    # This run's resends of failures it answered (the module's stack saw earlier runs too).
+    expected = {
+        failed
+        for failed in resent.values()
+        if failed in answered and answered[failed][1] in latency.codes
+    }
+    assert expected
+    assert len(latency.resend) == len(expected)
+    assert all(0 < seconds < 60 for seconds in latency.resend), latency.resend
+    assert len(latency.round_trip) >= 10  # a probe every 0.25 s while the run lasted
+    assert all(0 < seconds < 10 for seconds in latency.round_trip), latency.round_trip
+    # A resend includes at least one queue hop: not quicker than the bare hop.
+    assert percentile(latency.resend, 0.5) > percentile(latency.round_trip, 0.5)
+    text = report.render()
+    assert "  failure→resend  p50 " in text
+    assert "from ingest's 2xx answer to the failure webhook to the simulator storing" in text
+    assert "  SQS round trip  p50 " in text
+    assert "x that at p50" in text
 
 
 def test_workdir_is_ignored_by_git() -> None:
