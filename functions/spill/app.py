@@ -6,18 +6,13 @@ failing, a malformed body) is reported failed and comes back after the visibilit
 maxReceiveCount it moves to SpillDLQ (alarmed).
 """
 
+from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.aws import dynamodb_client, sqs_client
+from redeliver.batch import BatchResponse, partial_response
 from redeliver.ingest import Recorder
 from redeliver.observability import count, logger, metrics
 from redeliver.retry_queue import RetryQueue
@@ -35,18 +30,29 @@ recorder = Recorder(
     ),
     RetryQueue(sqs_client(), settings.retry_queue_url),
 )
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def record_handler(record: SQSRecord) -> str:
-    result = recorder.record(parse_spilled(record.body))
+def record_handler(record: Mapping[str, Any]) -> str:
+    try:
+        result = recorder.record(parse_spilled(record["body"]))
+    except Exception:
+        logger.exception("spilled receipt not replayed; it comes back", extra=_ids(record))
+        raise
     count("SpillReplayed")
     return result.transition.change.value if result.transition else "ignored"
 
 
+def _ids(record: Mapping[str, Any]) -> dict[str, object]:
+    attributes = record.get("attributes") or {}
+    return {
+        "sqs_message_id": record.get("messageId"),
+        "receive_count": attributes.get("ApproximateReceiveCount"),
+    }
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
+    # The same partial-batch contract as RetryFunction (redeliver.batch): a failed record goes
+    # back to SpillQueue, and after maxReceiveCount to SpillDLQ (alarmed).
+    return partial_response(event, record_handler)
