@@ -15,6 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.integration.conftest import WorkerLog
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
 from tools.apigw import http_api_event
@@ -144,3 +145,33 @@ def test_a_spilled_receipt_that_cannot_be_replayed_goes_back_to_the_queue(
     redrive = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
     policy = json.loads(redrive["Attributes"]["RedrivePolicy"])
     assert policy["deadLetterTargetArn"].endswith(stack.outputs["SpillDLQUrl"].rsplit("/", 1)[1])
+
+
+def test_a_record_that_cannot_be_replayed_goes_back_alone_and_is_logged(
+    ingest: ModuleType,
+    spill: ModuleType,
+    resources: Resources,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    capsys: pytest.CaptureFixture[str],
+    worker_log: WorkerLog,
+) -> None:
+    """The partial-batch contract (redeliver.batch): the bad record is reported failed, so SQS
+    keeps it (and, after maxReceiveCount, SpillDLQ gets it); the good one in the same batch is
+    recorded and deleted."""
+    spill_url = resources.stack.outputs["SpillQueueUrl"]
+    with monkeypatch.context() as patch:
+        throttle(ingest, patch)
+        assert post(ingest, receipt_fields("delivered", message="good")) == 200
+    bad = boto3.client("sqs").send_message(QueueUrl=spill_url, MessageBody="{not json")
+    capsys.readouterr()
+    batch = replay(spill, spill_url)
+    assert batch.received == 2
+    assert batch.failed == [bad["MessageId"]]
+    [item] = resources.items()
+    assert item["status"] == {"S": "delivered"}
+    printed = capsys.readouterr().out
+    assert metric_names(printed).count("SpillReplayed") == 1
+    [logged] = worker_log.lines("spilled receipt not replayed; it comes back")
+    assert logged["sqs_message_id"] == bad["MessageId"]
+    assert logged["exc_info"] is not None
