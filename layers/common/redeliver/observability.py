@@ -20,9 +20,9 @@ value into each: `count_each` uses that where one count has several breakdowns. 
 receipt is one metric, `Receipts`, under `service` alone (webhooks that reached us), by `change`
 (`new` is the failure rate's denominator; `duplicate`, `older`, `latest`) and by `status` (a
 receipt that changed what we know), and a new failure is `NewFailures` alone and by
-`error_class`. These used to be six names (NewReceipts, DuplicateReceipts, OutOfOrderReceipts,
-ReceiptsByStatus, NewFailuresByClass): the same series, now read by their dimensions, with the
-`change` and `status` values shared by the receipt line.
+`error_class`. Five more names used to carry these series (NewReceipts, DuplicateReceipts,
+OutOfOrderReceipts, ReceiptsByStatus, NewFailuresByClass); now they are read by their
+dimensions, with the `change` and `status` values shared by the receipt line.
 
 It also omits `Unit`: every metric here is a count, and alarms and the dashboard read them
 without a unit; `"Unit":"Count"` was 15 bytes a metric, on every invocation.
