@@ -58,7 +58,8 @@ def emitted_metrics(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
     """(name, dimensions, value) of every EMF metric printed in `text`: one per metric, per
     dimension set, per value, for every directive of every document (redeliver.observability
     packs several directives into one document). A document CloudWatch would not read whole
-    raises: a declared metric or dimension without its value, or more than EMF's limits."""
+    raises: a declared metric or dimension without its value, or more than EMF's limits (100
+    metrics a document, 100 values a metric, 30 dimensions a set)."""
     for line in text.splitlines():
         if not line.startswith("{") or '"_aws"' not in line:
             continue
@@ -81,5 +82,7 @@ def emitted_metrics(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
                     values = value if isinstance(value, list) else [value]
                     if not values or not all(isinstance(v, int | float) for v in values):
                         raise ValueError(f"EMF metric {metric['Name']} has no value: {line}")
+                    if len(values) > 100:
+                        raise ValueError(f"EMF metric {metric['Name']} over 100 values: {line}")
                     for one in values:
                         yield metric["Name"], dimensions, one

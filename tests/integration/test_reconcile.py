@@ -19,7 +19,7 @@ from tests.integration.retry_system import T0, RetrySystem
 from tests.integration.test_store import index_write_units
 from tests.lambdas import invoke, load_function, metric_names, metric_series
 from tools.apigw import http_api_event
-from tools.lambdas import FakeContext
+from tools.lambdas import FakeContext, emitted_metrics
 from tools.samples import receipt_fields
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, deploy
 from tools.twilio_sim import Fault, TwilioSimulator
@@ -130,6 +130,28 @@ def test_a_failure_whose_webhook_was_lost_is_found_recorded_and_retried(
     [retry] = rec.created(conversation)
     assert retry["sid"] != message
     assert rec.run()["messages"] == 0  # nothing is stuck any more
+
+
+def test_a_run_that_finds_over_a_hundred_lost_failures_counts_each_in_documents_cloudwatch_reads(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An outage that lost webhooks is when ReconciledFailuresAlarm matters, and when one run
+    records the most: one series counted 101 times is over EMF's 100 values a metric, a document
+    CloudWatch refuses whole (the parser refuses it too). Every one must be counted."""
+    lost = 101
+    for _ in range(lost):
+        conversation, message = rec.message()
+        assert rec.receipt_webhook(conversation, message, "sent") == 200
+        rec.sim.set_receipt(message, "undelivered", 30003, updated=T0 + timedelta(seconds=20))
+    rec.now = T0 + timedelta(seconds=AFTER + 60)
+    capsys.readouterr()
+    assert rec.run(remaining_ms=900_000)["failures"] == lost
+    emitted = list(emitted_metrics(capsys.readouterr().out))
+    totals = {
+        name: sum(v for n, d, v in emitted if n == name and set(d) == {"service"})
+        for name in ("ReconciledFailures", "NewFailures")
+    }
+    assert totals == {"ReconciledFailures": lost, "NewFailures": lost}
 
 
 def test_a_receipt_with_nothing_new_is_looked_up_once_per_window_then_left_alone(

@@ -175,6 +175,27 @@ def test_no_document_holds_more_than_a_hundred_metrics() -> None:
     assert {name for name, _, _ in series(lines)} == {f"M{n}" for n in range(150)}
 
 
+def test_no_metric_holds_more_than_a_hundred_values() -> None:
+    """EMF: a metric's value array holds at most 100 values (Powertools flushes at 100 too). A
+    reconcile run records every receipt Twilio reports: 150 alike are 150 values of one series,
+    in two documents, none lost."""
+    emf, lines = emitter()
+    for _ in range(150):
+        emf.count("ReconciledFailures")
+        emf.count("Receipts", 1, (("change", "duplicate"),), ((), ("change",)))
+    emf.flush()
+    assert (
+        max(len(v) for line in lines for v in json.loads(line).values() if isinstance(v, list))
+        <= 100
+    )
+    assert sum(v for name, _, v in series(lines) if name == "ReconciledFailures") == 150
+    assert (
+        sum(v for name, dims, v in series(lines) if name == "Receipts" and dims.get("change"))
+        == 150
+    )
+    assert len(lines) == 2
+
+
 def test_the_decorator_flushes_when_the_handler_raises() -> None:
     emf, lines = emitter()
 
@@ -271,8 +292,22 @@ def test_nothing_counted_prints_nothing() -> None:
             },
             "M": 1,
         },
+        {
+            "_aws": {
+                "Timestamp": 1,
+                "CloudWatchMetrics": [
+                    {"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "M"}]}
+                ],
+            },
+            "M": [1] * 101,
+        },
     ],
-    ids=["metric without a value", "dimension without a value", "no timestamp"],
+    ids=[
+        "metric without a value",
+        "dimension without a value",
+        "no timestamp",
+        "over 100 values",
+    ],
 )
 def test_the_parser_refuses_a_document_cloudwatch_would_not_read_whole(
     document: dict[str, Any],

@@ -13,7 +13,9 @@ applies *every* metric to *every* dimension set (spurious series, each a billed 
 The EMF specification allows several directives in `_aws.CloudWatchMetrics`, each with its own
 dimension sets and metrics, so `Emf` packs one invocation's series into one document, and opens a
 second only when one cannot hold them: a dimension key needing two values (a retry batch giving
-up for two reasons), a metric name counted under two dimension sets, or EMF's 100 metrics.
+up for two reasons), a metric name counted under two dimension sets, EMF's 100 metrics, or its
+100 values of one metric (a reconcile run recording over 100 receipts alike; Powertools flushed
+there too).
 
 A directive may also list several dimension sets for its metrics, and CloudWatch aggregates the one
 value into each: `count_each` uses that where one count has several breakdowns. An ordinary
@@ -60,6 +62,7 @@ logger = Logger()
 KNOWN_STATUSES = ("sent", "delivered", "read", "undelivered", "failed")
 ERROR_CLASSES = {21: "21xxx", 30: "30xxx", 63: "63xxx"}  # API/opt-out, carrier, WhatsApp
 MAX_METRICS = 100  # EMF: metrics in one document
+MAX_VALUES = 100  # EMF: values of one metric in one document (a longer array: the whole refused)
 _COMPACT = (",", ":")
 
 P = ParamSpec("P")
@@ -150,11 +153,12 @@ class Emf:
         for (extra, sets), metrics in self._series.items():
             dimensions = {"service": service, **dict(extra)}
             for name, values in metrics.items():
-                doc = next((d for d in docs if d.takes(dimensions, name)), None)
-                if doc is None:
-                    doc = _Document()
-                    docs.append(doc)
-                doc.add(dimensions, sets, name, values)
+                for start in range(0, len(values), MAX_VALUES):  # a name is in a document once
+                    doc = next((d for d in docs if d.takes(dimensions, name)), None)
+                    if doc is None:
+                        doc = _Document()
+                        docs.append(doc)
+                    doc.add(dimensions, sets, name, values[start : start + MAX_VALUES])
         timestamp = int(time.time() * 1000)
         rendered = [doc.render(namespace, timestamp) for doc in docs]
         rider = self._rider
