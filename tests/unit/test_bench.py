@@ -1,0 +1,54 @@
+"""The benchmarks' baselines: a ratio is only as honest as what it divides by."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from bench.ingest import baseline_client
+from redeliver.aws import WEBHOOK, dynamodb_client
+
+
+class _Sent(Exception):
+    """Raised where the request would leave: nothing reaches the network."""
+
+
+def _user_agent(client: Any) -> bytes:
+    seen: list[str] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        seen.append(request.headers["User-Agent"])
+        raise _Sent
+
+    client.meta.events.register("before-send.dynamodb.UpdateItem", capture)
+    try:
+        with pytest.raises(_Sent):
+            client.update_item(
+                TableName="t",
+                Key={"pk": {"S": "p"}, "sk": {"S": "s"}},
+                UpdateExpression="SET #s = :s",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": {"S": "sent"}},
+            )
+    finally:
+        client.meta.events.unregister("before-send.dynamodb.UpdateItem", capture)
+    [header] = seen
+    return header
+
+
+def test_the_cpu_baseline_client_does_per_request_what_the_handlers_does() -> None:
+    # A client built from another's meta.config takes botocore's supplied-User-Agent path: it
+    # skips the header's rebuild on each request (and sends another header), so the baseline
+    # would be cheaper than any client the handler could have.
+    handler = dynamodb_client(WEBHOOK)
+    # The same header, but for the feature ids (`m/…`), which botocore collects as a process
+    # goes (the first client to resolve credentials gets one more than the next).
+    assert _without_features(_user_agent(baseline_client())) == _without_features(
+        _user_agent(handler)
+    )
+
+
+def _without_features(header: bytes) -> bytes:
+    return re.sub(rb" m/\S+", b"", header)
