@@ -199,11 +199,21 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
         failure_log_bytes = len(logs.getvalue().encode()) / 20
 
         # CPU per receipt: a fresh sent receipt each time (the common case), then the baseline.
+        # Only the handler is timed: signing and shaping the request is Twilio's and API
+        # Gateway's work, and the context object is Lambda's (together ~0.05 ms a receipt here).
+        requests = [
+            (
+                http_api_event(receipt_fields("sent", message=f"cpu-{n}"), token=TEST_AUTH_TOKEN),
+                FakeContext(),
+            )
+            for n in range(receipts)
+        ]
         logs.seek(0)
         logs.truncate()
         started = time.process_time()
-        for n in range(receipts):
-            post(receipt_fields("sent", message=f"cpu-{n}"))
+        for event, context in requests:
+            response = app.lambda_handler(event, context)
+            assert response["statusCode"] == 200, response
         handler_cpu = (time.process_time() - started) / receipts
         log_bytes = len(logs.getvalue().encode()) / receipts
 
