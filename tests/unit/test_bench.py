@@ -52,3 +52,30 @@ def test_the_cpu_baseline_client_does_per_request_what_the_handlers_does() -> No
 
 def _without_features(header: bytes) -> bytes:
     return re.sub(rb" m/\S+", b"", header)
+
+
+def test_the_handler_and_its_baseline_are_timed_call_by_call_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each call costs one tick of a fake clock, whatever the machine does: the handler's calls
+    # must come between the baseline's, not in a block before them.
+    import bench.ingest as bench_ingest
+
+    clock = {"now": 0.0}
+    order: list[str] = []
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        order.append("handler")
+        clock["now"] += 3.0
+        return {"statusCode": 200}
+
+    def baseline(n: int) -> None:
+        order.append(f"baseline {n}")
+        clock["now"] += 2.0
+
+    monkeypatch.setattr(
+        bench_ingest, "time", type("Clock", (), {"process_time": lambda: clock["now"]})
+    )
+    cpu = bench_ingest.cpu_per_receipt(handler, [({}, None)] * 3, baseline)
+    assert order == ["handler", "baseline 0", "handler", "baseline 1", "handler", "baseline 2"]
+    assert cpu == (3.0, 2.0)
