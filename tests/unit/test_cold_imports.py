@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {
     "PYTHONPATH": str(ROOT / "layers" / "common"),
@@ -58,10 +60,12 @@ def test_the_retry_handler_imports_neither_time_zones_nor_powertools_batch() -> 
     assert loaded == []
 
 
-def test_what_the_retry_handler_made_at_init_is_frozen_out_of_later_collections() -> None:
-    # Else the first record's allocations set off a collection over every module and boto3
-    # service model loaded at init (bench retry: the first record's CPU).
-    frozen = fresh(IMPORT_HANDLER + "import gc; print(gc.get_freeze_count())")
+@pytest.mark.parametrize("function", ["retry", "ingest"])
+def test_what_a_hot_handler_made_at_init_is_frozen_out_of_later_collections(function: str) -> None:
+    # Else the records' allocations set off collections over every module and boto3 service
+    # model loaded at init (bench retry: the first record's CPU; bench ingest: CPU per receipt).
+    code = IMPORT_HANDLER.replace("functions/retry/", f"functions/{function}/")
+    frozen = fresh(code + "import gc; print(gc.get_freeze_count())")
     assert int(frozen) > 10_000  # ~80 000 objects here
 
 

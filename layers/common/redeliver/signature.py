@@ -5,16 +5,24 @@ account's auth token (`X-Twilio-Signature`). Webhooks configured with a shared k
 `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=HMAC_SHA256`; those are checked with that
 key's secret. twilio-python's RequestValidator does the arithmetic (constant-time compare, the URL
 with and without its port); this module supplies the right URL, fields and key.
+
+`RequestValidator.validate` always computes both HMACs, with and without the port, though a
+genuine webhook matches the first: ours is the URL without a port (`signed_url`), the form Twilio
+signs. So `_signed_by` computes that one first, with the library's own `compute_signature` and
+`remove_port`, and calls `validate` (both forms again) only when it does not match. The answer is
+the same for every request; a genuine webhook costs one HMAC instead of two (`make bench`: about
+a tenth of ingest's CPU beyond its write).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlparse
 
-from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.request_validator import RequestValidator, get_signature_algorithm, remove_port
 
 from redeliver.credentials import CredentialSource, TwilioCredentials
 
@@ -119,10 +127,17 @@ def _check(  # noqa: PLR0917 - a private helper, called twice with the same argu
         tokens = [t for t in (credentials.auth_token, credentials.secondary_auth_token) if t]
     if algorithm.upper() not in SUPPORTED_ALGORITHMS:
         return Verdict(False, "bad_algorithm")
-    valid = any(
-        RequestValidator(t).validate(url, fields, signature, algorithm=algorithm) for t in tokens
-    )
+    valid = any(_signed_by(t, url, fields, signature, algorithm) for t in tokens)
     return Verdict(True) if valid else Verdict(False, "mismatch")
+
+
+def _signed_by(token: str, url: str, fields: FormFields, signature: str, algorithm: str) -> bool:
+    """RequestValidator.validate's answer, one HMAC sooner for a genuine webhook (module doc)."""
+    validator = RequestValidator(token)
+    expected = validator.compute_signature(remove_port(urlparse(url)), fields, algorithm)
+    if hmac.compare_digest(expected.encode(), signature.encode()):
+        return True
+    return bool(validator.validate(url, fields, signature, algorithm=algorithm))
 
 
 def _setting(header: str, name: str) -> str:
