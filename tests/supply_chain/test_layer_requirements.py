@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HASHED = ROOT / "layers/common/requirements.txt"
 TOP_LEVEL = ROOT / "layers/common/requirements.in"
 LOCK = ROOT / "requirements-dev.txt"
+DEV_TOP_LEVEL = ROOT / "requirements-dev.in"
 
 # The Lambda's environment (python3.13 on arm64), where the layer's markers are evaluated.
 LAMBDA = {
@@ -244,3 +245,31 @@ def test_sam_build_refuses_an_arm64_wheel_the_hashes_do_not_name(tmp_path: Path)
     assert not shipped, "sam build put an aarch64 wheel with no matching hash into the layer"
     assert done.returncode != 0
     assert "do not match the hashes" in (done.stdout + done.stderr).lower(), done.stderr[-3000:]
+
+
+def test_the_lock_pins_everything_requirements_dev_in_needs() -> None:
+    """`make lock` is `pip freeze` after installing requirements-dev.in, so a pin edited out of
+    the lock by hand comes back at the next `make lock`, and a fresh `make setup` installs less
+    than the packages asked for need. From the installed metadata, here: a requirement not
+    installed in this venv is wanted, but its own requirements cannot be read."""
+    lines = (raw.split("#", 1)[0].strip() for raw in DEV_TOP_LEVEL.read_text().splitlines())
+    todo = [Requirement(line) for line in lines if line and not line.startswith("-r")]
+    todo += top_level()
+    wanted: set[NormalizedName] = set()
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in wanted:
+            continue
+        wanted.add(name)
+        try:
+            requires = metadata.requires(requirement.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for text in requires:
+            needed = Requirement(text)
+            extras = {"", *requirement.extras}
+            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(needed)
+    missing = wanted - set(lock_pins())
+    assert not missing, f"requirements-dev.in needs these, the lock lacks them: {sorted(missing)}"
