@@ -10,9 +10,11 @@ them was edited without `make lock` (or `make lock-layer`).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HASHED = ROOT / "layers/common/requirements.txt"
 TOP_LEVEL = ROOT / "layers/common/requirements.in"
 LOCK = ROOT / "requirements-dev.txt"
+DEV_TOP_LEVEL = ROOT / "requirements-dev.in"
 
 # The Lambda's environment (python3.13 on arm64), where the layer's markers are evaluated.
 LAMBDA = {
@@ -187,3 +190,86 @@ def test_pip_verifies_every_distribution_it_takes_from_the_registry(
     assert len(files) == len(hashed_pins(HASHED.read_text()))
     if platform:
         assert any("aarch64" in name and name.startswith("aiohttp-") for name in files), files
+
+
+@pytest.mark.slow
+def test_sam_build_refuses_an_arm64_wheel_the_hashes_do_not_name(tmp_path: Path) -> None:
+    """The hashes guard what ships, so `sam build` itself must check the Lambda's (aarch64) files,
+    the native ones above all. The registry here is a folder holding every pinned file for both
+    platforms, aiohttp's aarch64 wheel altered: the layer build must stop, not ship it.
+    (lambda-builders' own pip workflow checks only its first, x86_64, download: it then fetches
+    the aarch64 wheels of native packages by name and version, where no hash is asked.)"""
+    registry = tmp_path / "registry"
+    python = ["--python-version", "3.13", "--implementation", "cp", "--abi", "cp313"]
+    aarch64 = ["--platform", "manylinux2014_aarch64", "--only-binary=:all:", *python]
+    for platform in ([], aarch64):
+        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--no-deps"]
+        done = subprocess.run(
+            [*pip, *platform, "-r", str(HASHED), "--dest", str(registry)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    [wheel] = registry.glob("aiohttp-*aarch64*.whl")
+    with zipfile.ZipFile(wheel, "a") as altered:
+        altered.writestr("aiohttp/altered.py", "ALTERED = True\n")
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        (ROOT / "template.yaml")
+        .read_text()
+        .replace("ContentUri: layers/common", f"ContentUri: {ROOT / 'layers/common'}")
+    )
+    bin_dir = Path(sys.executable).parent
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(registry),
+    }
+    build = tmp_path / "build"
+    done = subprocess.run(
+        [
+            *(str(bin_dir / "sam"), "build", "CommonLayer", "--template", str(template)),
+            *("--build-dir", str(build), "--cache-dir", str(tmp_path / "cache")),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    shipped = list(build.rglob("aiohttp/altered.py"))
+    assert not shipped, "sam build put an aarch64 wheel with no matching hash into the layer"
+    assert done.returncode != 0
+    assert "do not match the hashes" in (done.stdout + done.stderr).lower(), done.stderr[-3000:]
+
+
+def test_the_lock_pins_everything_requirements_dev_in_needs() -> None:
+    """`make lock` is `pip freeze` after installing requirements-dev.in, so a pin edited out of
+    the lock by hand comes back at the next `make lock`, and a fresh `make setup` installs less
+    than the packages asked for need. From the installed metadata, here: a requirement not
+    installed in this venv is wanted, but its own requirements cannot be read."""
+    lines = (raw.split("#", 1)[0].strip() for raw in DEV_TOP_LEVEL.read_text().splitlines())
+    todo = [Requirement(line) for line in lines if line and not line.startswith("-r")]
+    todo += top_level()
+    wanted: set[NormalizedName] = set()
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in wanted:
+            continue
+        wanted.add(name)
+        try:
+            requires = metadata.requires(requirement.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for text in requires:
+            needed = Requirement(text)
+            extras = {"", *requirement.extras}
+            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(needed)
+    missing = wanted - set(lock_pins())
+    assert not missing, f"requirements-dev.in needs these, the lock lacks them: {sorted(missing)}"

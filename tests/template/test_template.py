@@ -75,7 +75,7 @@ def test_every_function_is_python313_on_arm64_with_the_layer(sam: dict[str, Any]
 
 def test_layer_is_built_for_the_functions_runtime_and_architecture(sam: dict[str, Any]) -> None:
     layer = sam["Resources"]["CommonLayer"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
 
