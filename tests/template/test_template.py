@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -516,6 +517,16 @@ def test_sam_build_makes_an_arm64_layer(tmp_path: Path) -> None:
     assert machines == {"aarch64"}, {p.name: _elf_machine(p) for p in native}
     for function in ("IngestFunction", "RetryFunction", "SweepFunction"):
         assert (build / function / "app.py").is_file()
+    # Bytecode for every module, for Lambda's Python, valid however the files' mtimes come out:
+    # /opt is read-only, and without it every cold start compiles the layer again.
+    sources = list(layer.rglob("*.py"))
+    assert len(sources) > 500
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        assert compiled.is_file(), source
+        header = compiled.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, source
+        assert int.from_bytes(header[4:8], "little") == 0b01, source  # hash-based, unchecked
 
 
 def _elf_machine(path: Path) -> str:
