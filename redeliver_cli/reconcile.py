@@ -18,9 +18,9 @@ import boto3
 
 from redeliver.conversations import ConversationsGateway
 from redeliver.credentials import CredentialSource
-from redeliver.ingest import Recorder
 from redeliver.observability import logger
 from redeliver.reconcile import Reconciler, Target
+from redeliver.recorder import Recorder
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import ReceiptStore
 from redeliver_cli.stack import CommandError, Stack, check_message_sid, iso, partition

@@ -8,9 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redeliver.aws import dynamodb_client, sqs_client
 from redeliver.conversations import ConversationsGateway
 from redeliver.credentials import CredentialSource
-from redeliver.ingest import Recorder
 from redeliver.observability import logger, metrics
 from redeliver.reconcile import Reconciler
+from redeliver.recorder import Recorder
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
 from redeliver.store import ReceiptStore

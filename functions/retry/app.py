@@ -21,9 +21,9 @@ from redeliver.aws import dynamodb_client, sqs_client
 from redeliver.batch import BatchResponse, partial_response
 from redeliver.conversations import ConversationsGateway
 from redeliver.credentials import CredentialSource
-from redeliver.ingest import Recorder
 from redeliver.observability import logger, metrics
 from redeliver.policy import RetryPolicy, rules_summary
+from redeliver.recorder import Recorder
 from redeliver.retry import RetryWorker
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings

@@ -1,5 +1,5 @@
 """SpillFunction: the SpillQueue batch, receipts ingest verified but could not write. Wiring only;
-see redeliver.spill and redeliver.ingest.
+see redeliver.spill and redeliver.recorder.
 
 Each record goes through the same `Recorder` as a webhook. A record that raises (DynamoDB still
 failing, a malformed body) is reported failed and comes back after the visibility timeout; after
@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.aws import dynamodb_client, sqs_client
 from redeliver.batch import BatchResponse, partial_response
-from redeliver.ingest import Recorder
 from redeliver.observability import count, logger, metrics
+from redeliver.recorder import Recorder
 from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
 from redeliver.spill import parse_spilled

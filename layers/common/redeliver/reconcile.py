@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from redeliver.conversations import ConversationsGateway, ReceiptSnapshot, TwilioError
-from redeliver.ingest import Recorder, Source
 from redeliver.observability import count, logger
 from redeliver.receipts import (
     Change,
@@ -39,6 +38,7 @@ from redeliver.receipts import (
     classify,
     iso,
 )
+from redeliver.recorder import Recorder, Source
 from redeliver.store import ReceiptStore, StuckReceipt
 
 MAX_LOOKUPS = 3  # lookups with nothing new before a stuck receipt is left alone

@@ -71,7 +71,6 @@ from redeliver.chain import (
     marker_chain,
 )
 from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
-from redeliver.ingest import Recorder, Source
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -90,6 +89,7 @@ from redeliver.policy import (
 from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
 from redeliver.reconcile import Target as Lookup
 from redeliver.reconcile import record_reported
+from redeliver.recorder import Recorder, Source
 from redeliver.retry_queue import RetryQueue
 from redeliver.sending import Sent, Target, Way, way_for
 from redeliver.sending.same import Same
