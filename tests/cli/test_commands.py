@@ -11,6 +11,7 @@ from botocore.awsrequest import AWSResponse
 
 from redeliver_cli import main as cli
 from redeliver_cli import redrive
+from tests.cli.test_entry_point import COMMANDS
 from tests.integration.retry_system import RetrySystem
 from tools.stack import DeployedStack
 from tools.twilio_sim import TwilioSimulator
@@ -175,15 +176,7 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in (
-        "trace",
-        "stats",
-        "redrive",
-        "configure-webhook",
-        "reconcile",
-        "policy",
-        "suppressions",
-    ):
+    for command in COMMANDS:
         with pytest.raises(SystemExit) as exit_:
             cli.main([command, "--help"])
         assert exit_.value.code == 0
