@@ -18,7 +18,7 @@ import boto3
 
 from redeliver.conversations import ConversationsGateway
 from redeliver.credentials import CredentialSource
-from redeliver.observability import logger
+from redeliver.observability import logger, metrics
 from redeliver.reconcile import Reconciler, Target
 from redeliver.recorder import Recorder
 from redeliver.retry_queue import RetryQueue
@@ -94,25 +94,32 @@ def reconcile(
     verb = "would record" if dry_run else "recorded"
     lines = []
     changed = failures = 0
-    logger.setLevel("ERROR")  # the operator reads the lines below, not the handlers' log
-    for target in targets:
-        with contextlib.redirect_stdout(io.StringIO()):  # metrics are for Lambda's EMF only
-            found = reconciler.lookup(target, dry_run=dry_run)
-        lines.append(f"{target.message_sid} (conversation {target.conversation_sid})")
-        for f in found:
-            event = f.event
-            code = f" {event.error_code}" if event.error_code else ""
-            what = f"{event.status}{code} at {iso(event.date_updated)}"
-            if f.news:
-                changed += 1
-                failures += f.transition.enqueue
-                was = f.transition.previous_status or "unknown"
-                retry = ", queued for a retry" if f.transition.enqueue else ""
-                lines.append(f"  {event.receipt_sid}: {was} -> {what}: {verb}{retry}")
-            else:
-                lines.append(f"  {event.receipt_sid}: {what}: nothing new")
-        if not found:
-            lines.append("  Twilio reports no receipt")
+    # The operator reads the lines below, not the handlers' log, nor their metrics (EMF is for
+    # Lambda): both are quieted for the command, then put back as they were.
+    level = logger.log_level
+    logger.setLevel("ERROR")
+    try:
+        for target in targets:
+            with contextlib.redirect_stdout(io.StringIO()):  # metrics are for Lambda's EMF only
+                found = reconciler.lookup(target, dry_run=dry_run)
+            lines.append(f"{target.message_sid} (conversation {target.conversation_sid})")
+            for f in found:
+                event = f.event
+                code = f" {event.error_code}" if event.error_code else ""
+                what = f"{event.status}{code} at {iso(event.date_updated)}"
+                if f.news:
+                    changed += 1
+                    failures += f.transition.enqueue
+                    was = f.transition.previous_status or "unknown"
+                    retry = ", queued for a retry" if f.transition.enqueue else ""
+                    lines.append(f"  {event.receipt_sid}: {was} -> {what}: {verb}{retry}")
+                else:
+                    lines.append(f"  {event.receipt_sid}: {what}: nothing new")
+            if not found:
+                lines.append("  Twilio reports no receipt")
+    finally:
+        logger.setLevel(level)
+        metrics.clear()
     lines.append(
         f"{len(targets)} message(s) looked up, {changed} receipt(s) {verb}, "
         f"{failures} failure(s){' would be' if dry_run else ''} queued for a retry"

@@ -7,7 +7,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from tools.lambdas import FakeContext, emitted_metrics, import_function
 
@@ -18,8 +17,6 @@ def load_function(
     """functions/<directory>/app.py in a new 'container' with `environment` (undone after)."""
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    parameters.clear_caches()
-    parameters.base.DEFAULT_PROVIDERS.clear()  # the provider holds a boto3 client: new per test
     return import_function(directory)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 
+from aws_lambda_powertools.utilities import parameters
+
 from tools.stack import ROOT
 
 _counter = itertools.count()
@@ -43,6 +45,10 @@ class FakeContext:
 def import_function(directory: str) -> ModuleType:
     """Import functions/<directory>/app.py afresh, as a new Lambda container would, with the
     environment as it is now (set the function's environment first)."""
+    # A new container has no cached secret, nor Powertools' cached provider, whose boto3 client
+    # was made for whatever endpoint (mock_aws, an earlier moto server) the last import had.
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
+    parameters.base.DEFAULT_PROVIDERS.clear()  # type: ignore[attr-defined]  # not in its __all__
     path = ROOT / "functions" / directory / "app.py"
     name = f"lambda_{directory}_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, path)

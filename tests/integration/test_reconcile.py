@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from redeliver import observability
 from redeliver.store import LOOKUPS, STUCK_INDEX, STUCK_PROJECTION, STUCK_SHARD, STUCK_SINCE
 from redeliver_cli import main as cli
 from tests.integration.retry_system import T0, RetrySystem
@@ -335,9 +336,13 @@ def test_cli_reconcile_dry_run_says_what_it_would_record_and_changes_nothing(
     assert rec.receipt_item(message)["status"] == "sent"
     assert rec.queued() == []
 
+    level = observability.logger.log_level
     code, out = cli_run(capsys, rec, "reconcile", message)
     assert code == 0, out
     assert "recorded, queued for a retry" in out
+    # the command quiets the handlers' log and metrics for itself only: nothing is left behind
+    assert observability.logger.log_level == level
+    assert observability.metrics.documents() == []
     assert rec.receipt_item(message)["status"] == "undelivered"
     [job] = rec.queued()
     assert job["event"]["message_sid"] == message
