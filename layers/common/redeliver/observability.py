@@ -133,7 +133,7 @@ class Emf:
         key = (dimensions, tuple(("service", *keys) for keys in chosen))
         values = self._series.setdefault(key, {}).setdefault(name, [])
         values.append(value)
-        if sum(len(names) for names in self._series.values()) >= MAX_METRICS * 10:
+        if sum(len(series) for series in self._series.values()) >= MAX_METRICS * 10:
             self.flush()  # a long batch: do not hold thousands of series in memory
 
     def ride(self, fields: Mapping[str, object]) -> None:
