@@ -45,18 +45,9 @@ def webhook(
     *,
     code: int | None = None,
 ) -> None:
-    [receipt, *_] = rec.sim.receipts[message]
-    fields = receipt_fields(
-        status,
-        message=message,
-        conversation=conversation,
-        receipt=receipt["sid"],
-        error_code=code,
-        created=iso_ms(T0),
-        updated=iso_ms(updated),
-    )
-    fields["ChatServiceSid"] = rec.sim.service_of(conversation)
-    assert invoke(rec.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))["statusCode"] == 200
+    """A webhook dated to the millisecond, as Twilio dates them."""
+    dates = (iso_ms(T0), iso_ms(updated))
+    assert rec.receipt_webhook(conversation, message, status, code, dates=dates) == 200
 
 
 def test_a_failure_in_the_same_second_as_its_sent_is_recorded_and_queued(rec: Reconciling) -> None:

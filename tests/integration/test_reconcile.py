@@ -44,18 +44,27 @@ class Reconciling(RetrySystem):
         self.reconcile.reconciler._clock = lambda: self.now.timestamp()  # noqa: PLW0108
 
     def receipt_webhook(
-        self, conversation: str, message: str, status: str, code: int | None = None, **at: int
+        self,
+        conversation: str,
+        message: str,
+        status: str,
+        code: int | None = None,
+        *,
+        dates: tuple[str, str] | None = None,
+        **at: int,
     ) -> int:
-        """The webhook for the simulator's own receipt (its DY SID) of `message`."""
+        """The webhook for the simulator's own receipt (its DY SID) of `message`, dated `after`
+        seconds past T0, or with the (created, updated) `dates` given as Twilio would send them."""
         [receipt, *_] = self.sim.receipts[message]
+        created, updated = dates or (_iso(T0), _iso(T0 + timedelta(seconds=at.get("after", 5))))
         fields = receipt_fields(
             status,
             message=message,
             conversation=conversation,
             receipt=receipt["sid"],
             error_code=code,
-            created=_iso(T0),
-            updated=_iso(T0 + timedelta(seconds=at.get("after", 5))),
+            created=created,
+            updated=updated,
         )
         fields["ChatServiceSid"] = self.sim.service_of(conversation)
         status_code: int = invoke(self.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))[
