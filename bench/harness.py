@@ -39,13 +39,6 @@ def figures_in_fresh_interpreter(
     return [float(figure) for figure in result.stdout.strip().splitlines()[-1].split()]
 
 
-def time_in_fresh_interpreter(
-    code: str, env: dict[str, str], repeats: int, python: str = sys.executable
-) -> list[float]:
-    """Seconds the snippet takes to run in `repeats` new interpreters (it prints its own time)."""
-    return [figures_in_fresh_interpreter(code, env, python)[0] for _ in range(repeats)]
-
-
 # A function's environment for an import: the settings exist, nothing is called.
 COLD_ENV = {
     "TABLE_NAME": "t",
