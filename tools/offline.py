@@ -1091,12 +1091,11 @@ def run_scenario(
         print()
     report = collect(offline, emitter, messages, elapsed, settlement)
     codes = immediate_codes(OFFLINE_POLICY)
+    resends = failure_to_resend(
+        emitter.failure_posted, list(offline.sim.created), offline.sim.created_at, codes
+    )
     report.latency = Latency(
-        failure_to_resend(
-            emitter.failure_answered, list(offline.sim.created), offline.sim.created_at, codes
-        ),
-        list(probe.samples),
-        codes,
+        resends.seconds, list(probe.samples), codes, before_webhook=resends.before_webhook
     )
     return report
 

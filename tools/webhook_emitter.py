@@ -161,9 +161,11 @@ class WebhookEmitter:
         self.lost: list[dict[str, str]] = []  # genuine webhooks answered 5xx or not answered
         self.dropped: list[dict[str, str]] = []  # lost on the way (Mix.lose_rate): never sent
         self.reached: set[str] = set()  # receipt SIDs with a genuine webhook answered 2xx
-        # message SID -> (time.monotonic() of the first 2xx answer to one of its failure
-        # webhooks, that failure's error code): where the report's failure-to-resend time starts
-        self.failure_answered: dict[str, tuple[float, int | None]] = {}
+        # message SID -> (time.monotonic() just before the earliest-posted of its failure
+        # webhooks that ingest answered 2xx, that failure's error code): where the report's
+        # failure-to-resend time starts. The post, not the answer: ingest queues the job before
+        # it answers, so on a busy machine the resend can be stored before the answer is read.
+        self.failure_posted: dict[str, tuple[float, int | None]] = {}
         self._twilio = twilio
         # Twilio's truth, due at each status's DateUpdated: (monotonic due, order, fields).
         self._truths: list[tuple[float, int, dict[str, str]]] = []
@@ -355,6 +357,7 @@ class WebhookEmitter:
                 body = urlencode({**fields, "Status": "undelivered"})
         stats = self.forged if forgery else self.stats
         started = time.perf_counter()
+        posted = time.monotonic()
         try:
             if connection is None:
                 factory = (
@@ -383,7 +386,9 @@ class WebhookEmitter:
                 self.reached.add(fields["DeliveryReceiptSid"])
                 if fields["Status"] in FAILURE_STATUSES:
                     code = int(fields["ErrorCode"]) if fields["ErrorCode"] else None
-                    self.failure_answered.setdefault(fields["MessageSid"], (answered, code))
+                    earliest = self.failure_posted.get(fields["MessageSid"])
+                    if earliest is None or posted < earliest[0]:
+                        self.failure_posted[fields["MessageSid"]] = (posted, code)
         return connection
 
 

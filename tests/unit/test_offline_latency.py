@@ -33,7 +33,7 @@ def test_percentile_is_the_nearest_rank(values: list[float], share: float, expec
 
 
 def test_each_failure_is_paired_with_the_first_create_that_resends_it() -> None:
-    answered = {
+    posted = {
         "IMa": (10.0, 63016),  # resent at 10.4
         "IMb": (11.0, 63024),  # resent twice (10.9 is not possible, but the first counts)
         "IMc": (12.0, 30003),  # a code with a wait: not counted
@@ -48,13 +48,27 @@ def test_each_failure_is_paired_with_the_first_create_that_resends_it() -> None:
         created("IMq", "IMnever"),  # resends a failure whose webhook was never answered
     ]
     at = {"IMx": 10.4, "IMy": 11.75, "IMz": 11.5, "IMw": 80.0, "IMo": 1.0, "IMq": 3.0}
-    figures = failure_to_resend(answered, messages, at, [63016, 63024, 63032])
-    assert sorted(round(f, 6) for f in figures) == [0.4, 0.5]
+    resends = failure_to_resend(posted, messages, at, [63016, 63024, 63032])
+    assert sorted(round(f, 6) for f in resends.seconds) == [0.4, 0.5]
+    assert resends.before_webhook == 0
 
 
 def test_a_create_the_simulator_has_no_time_for_is_left_out() -> None:
-    answered = {"IMa": (10.0, 63016)}
-    assert failure_to_resend(answered, [created("IMx", "IMa")], {}, [63016]) == []
+    posted = {"IMa": (10.0, 63016)}
+    assert failure_to_resend(posted, [created("IMx", "IMa")], {}, [63016]).seconds == []
+
+
+def test_a_resend_stored_before_any_failure_webhook_is_counted_apart_never_negative() -> None:
+    """The reconciler found the failure while its webhook was still on the way (delayed, or
+    reordered behind others): the resend precedes the post, and no webhook caused it."""
+    posted = {"IMa": (10.0, 63016), "IMb": (20.0, 63016)}
+    messages = [created("IMx", "IMa"), created("IMy", "IMb")]
+    resends = failure_to_resend(posted, messages, {"IMx": 9.6, "IMy": 20.25}, [63016])
+    assert resends.seconds == [0.25]
+    assert resends.before_webhook == 1
+    lines = Latency(resends.seconds, [0.1], [63016], resends.before_webhook).lines()
+    assert "1 resend(s) stored before any failure webhook was posted" in lines[-1]
+    assert "p50 250 ms, p99 250 ms over 1 failures" in lines[0]
 
 
 def test_retry_of_reads_the_marker_and_nothing_else() -> None:
