@@ -104,7 +104,7 @@ class ChaosConfig:
     messages: int = 1000
     seed: int = 8
     rate: float = 50.0  # the app's messages per second
-    timeout: float = 540.0  # seconds to settle: the whole run stays under ten minutes
+    timeout: float = 540.0  # seconds without progress before the run stops unsettled
     mix: Mix = field(
         default_factory=lambda: Mix(
             failure_rate=0.35,
@@ -468,7 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     add("--messages", type=int, default=defaults.messages, help="messages to send (1000)")
     add("--seed", type=int, default=defaults.seed, help="the run's random seed (8)")
     add("--port", type=int, default=3000, help="the local API's port (3000)")
-    add("--timeout", type=float, default=defaults.timeout, help="seconds to settle (540)")
+    add(
+        "--timeout",
+        type=float,
+        default=defaults.timeout,
+        help="seconds without progress before the run stops unsettled (540)",
+    )
     add("--rate", type=float, default=defaults.rate, help="the app's messages per second (50)")
     add("--failure-rate", type=float, default=defaults.mix.failure_rate, help="(0.35)")
     add("--retry-success", type=float, default=defaults.mix.retry_success, help="(0.6)")

@@ -133,6 +133,9 @@ class Stats:
     def p50(self) -> float:
         return statistics.median(self.latencies) if self.latencies else 0.0
 
+    def slower_than(self, seconds: float) -> int:
+        return sum(1 for latency in self.latencies if latency > seconds)
+
 
 class WebhookEmitter:
     def __init__(
@@ -146,8 +149,11 @@ class WebhookEmitter:
         max_rate: float = 500.0,
         senders: int = 4,
         twilio: ReceiptBook | None = None,
+        answer_timeout: float = 10.0,
     ) -> None:
+        """`answer_timeout`: how long a post waits for its answer before it counts as lost."""
         self.url = url
+        self._answer_timeout = answer_timeout
         self._parsed = urlparse(url)
         self.token = token
         self.mix = mix or Mix()
@@ -194,6 +200,11 @@ class WebhookEmitter:
     def idle(self) -> bool:
         with self._lock:
             return not self._queue and not self._truths and self._in_flight == 0
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
 
     @property
     def dropped_by_status(self) -> Counter[str]:
@@ -365,7 +376,7 @@ class WebhookEmitter:
                     if self._parsed.scheme == "https"
                     else http.client.HTTPConnection
                 )
-                connection = factory(self._parsed.netloc, timeout=10)
+                connection = factory(self._parsed.netloc, timeout=self._answer_timeout)
             connection.request("POST", self._parsed.path or "/", body, headers)
             response = connection.getresponse()
             response.read()
