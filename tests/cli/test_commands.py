@@ -11,9 +11,10 @@ from botocore.awsrequest import AWSResponse
 
 from redeliver_cli import main as cli
 from redeliver_cli import redrive
+from redeliver_cli.stack import DEFAULT_RETENTION_DAYS
 from tests.cli.test_entry_point import COMMANDS
 from tests.integration.retry_system import RetrySystem
-from tools.stack import DeployedStack
+from tools.stack import TEMPLATE, DeployedStack, load_template
 from tools.twilio_sim import TwilioSimulator
 
 
@@ -227,6 +228,28 @@ def test_policy_check_names_the_invalid_field(
     missing = str(tmp_path / "absent.json")
     assert cli.main(["policy", "check", missing]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_policy_check_holds_max_age_to_the_default_stacks_retention(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """Without --retention-days, a max_age the default stack's retry function refuses on every
+    invocation (40 days against ReceiptRetentionDays' 30) is refused here too."""
+    document = tmp_path / "policy.json"
+    rules = [{"codes": "*", "action": "retry", "delays": [300]}]
+    document.write_text(json.dumps({"max_age_seconds": 40 * 86_400, "rules": rules}))
+    assert cli.main(["policy", "check", str(document)]) == 1
+    assert "ReceiptRetentionDays=30" in capsys.readouterr().err
+    assert cli.main(["policy", "check", str(document), "--retention-days", "60"]) == 0
+    assert "ReceiptRetentionDays=60" in capsys.readouterr().out
+    document.write_text(json.dumps({"max_age_seconds": 30 * 86_400, "rules": rules}))
+    assert cli.main(["policy", "check", str(document)]) == 0
+    assert "ReceiptRetentionDays=30 (the template's default" in capsys.readouterr().out
+
+
+def test_the_commands_default_retention_is_the_templates() -> None:
+    parameter = load_template(TEMPLATE)["Parameters"]["ReceiptRetentionDays"]
+    assert int(parameter["Default"]) == DEFAULT_RETENTION_DAYS
 
 
 def test_suppressions_check_and_remove(
