@@ -10,11 +10,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from redeliver_cli import main as cli
-from redeliver_cli import redrive
-from redeliver_cli.stack import DEFAULT_RETENTION_DAYS
+from redeliver_cli import redrive, webhook
+from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, Stack
 from tests.cli.test_entry_point import COMMANDS
 from tests.integration.retry_system import RetrySystem
-from tools.stack import TEMPLATE, DeployedStack, load_template
+from tools.apigw import ROUTE_PATH
+from tools.stack import TEMPLATE, DeployedStack, deploy, load_template
 from tools.twilio_sim import TwilioSimulator
 
 
@@ -174,6 +175,76 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
     code, out = run(capsys, stack, "configure-webhook", "IS123", "--url", target)
     assert code == 1
     assert "is not a Conversation Service SID" in out
+
+
+def test_configure_webhook_does_not_switch_a_get_service_to_post_unasked(
+    system: RetrySystem,
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Twilio has one Method for a service's pre- and post-event webhooks: moving the post-event
+    webhook to POST moves the customer's pre-event webhook too. Said, and done only when asked."""
+    service = sim.chat_service_sid
+    sim.service_webhooks[service] = {
+        "account_sid": sim.account_sid,
+        "chat_service_sid": service,
+        "pre_webhook_url": "https://app.example/pre",
+        "post_webhook_url": None,
+        "filters": ["onMessageAdd"],
+        "method": "GET",
+    }
+    target = "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/delivery-receipts"
+    args = ["configure-webhook", service, "--url", target, "--twilio-url", sim.url]
+    code, out = run(capsys, stack, *args, "--dry-run")
+    assert code == 0
+    assert "method GET" in out
+    assert "pre-event webhook https://app.example/pre is called with POST too" in out
+    assert "--switch-to-post" in out
+    code, out = run(capsys, stack, *args)
+    assert code == 1
+    assert "run again with --switch-to-post" in out
+    assert "Not changed: the service's webhooks use GET." in out
+    assert sim.service_webhooks[service]["method"] == "GET"
+    assert sim.service_webhooks[service]["post_webhook_url"] is None
+    code, out = run(capsys, stack, *args, "--switch-to-post")
+    assert (code, "Updated." in out) == (0, True), out
+    assert sim.service_webhooks[service]["method"] == "POST"
+    assert sim.service_webhooks[service]["post_webhook_url"] == target
+
+
+def test_configure_webhook_points_twilio_at_the_custom_domain(
+    aws: None, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With WebhookBaseUrl set, ingest checks signatures against it: Twilio must post there,
+    also for a stack whose WebhookUrl output still names the execute-api URL (deployed before
+    the output followed WebhookBaseUrl). Another --url is refused: every webhook would be 403."""
+    base = "https://hooks.example.com/v1"
+    public = base + ROUTE_PATH
+    deployed = deploy("custom-domain", {"WebhookBaseUrl": base})
+    found = Stack.find(deployed.name)
+    assert found.outputs["WebhookUrl"] == public
+    service = sim.chat_service_sid
+    argv = ["--stack", deployed.name, "configure-webhook", service, "--twilio-url", sim.url]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    assert sim.service_webhooks[service]["post_webhook_url"] == public
+
+    sim.service_webhooks[service]["post_webhook_url"] = None
+    execute_api = "https://abc123.execute-api.us-east-1.amazonaws.com" + ROUTE_PATH
+    older = Stack(found.name, {**found.outputs, "WebhookUrl": execute_api}, found.parameters)
+    lines = webhook.configure_webhook(older, service, False, None, sim.url)
+    assert sim.service_webhooks[service]["post_webhook_url"] == public
+    assert any(f"POST-webhook {public}" in line for line in lines)
+    with pytest.raises(CommandError, match="WebhookBaseUrl"):
+        webhook.configure_webhook(older, service, False, execute_api, sim.url)
+    assert sim.service_webhooks[service]["post_webhook_url"] == public
+
+
+def test_the_commands_webhook_path_is_the_templates() -> None:
+    [event] = load_template(TEMPLATE)["Resources"]["IngestFunction"]["Properties"][
+        "Events"
+    ].values()
+    assert event["Properties"]["Path"] == webhook.WEBHOOK_PATH == ROUTE_PATH
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
