@@ -320,6 +320,23 @@ def test_a_message_can_disable_its_own_retries() -> None:
     assert decide(DEFAULT, failure(overrides=off), at(100)) == GiveUp("disabled_by_message")
 
 
+@pytest.mark.parametrize(
+    "value", [False, "false", "False", " FALSE ", "0", 0, "no", "off", None, "", "disabled", [], {}]
+)
+def test_anything_but_a_clear_yes_disables_a_messages_retries(value: Any) -> None:
+    """The override may only narrow: a string "false" (attributes built by string templating)
+    disables as false does, and a value that says neither yes nor no errs the same way."""
+    off = Overrides.from_attributes({"redeliver": {"enabled": value}})
+    assert off.enabled is False
+    assert decide(DEFAULT, failure(overrides=off), at(100)) == GiveUp("disabled_by_message")
+
+
+@pytest.mark.parametrize("value", [True, "true", "True", " TRUE ", "1", 1, "yes", "on"])
+def test_a_clear_yes_leaves_a_messages_retries_on(value: Any) -> None:
+    assert Overrides.from_attributes({"redeliver": {"enabled": value}}).enabled is True
+    assert Overrides.from_attributes({"redeliver": {"root": "IM1"}}).enabled is True  # absent
+
+
 def test_a_message_can_lower_but_not_raise_max_attempts() -> None:
     lower = Overrides.from_attributes({"redeliver": {"max_attempts": 1}})
     higher = Overrides.from_attributes({"redeliver": {"max_attempts": 10}})

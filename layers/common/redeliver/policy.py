@@ -12,7 +12,8 @@ v2: a superset of v1) and `decide`, which turns one failure into `Send(how)`, `W
 `delays[n]` is the wait before attempt n+1, counted from the failure; the last one repeats. The
 first rule whose codes contain the error code decides (`"*"` matches any, and a failure without a
 code). A message's own `attributes.redeliver` may narrow the policy (`enabled: false`, a lower
-`max_attempts`), never widen it.
+`max_attempts`), never widen it: an `enabled` that is not clearly true turns retries off
+(`Overrides`).
 
 Policy v2 adds, each checked with the field named:
 - actions `template` (`content_sid` HX..., `content_variables` rendered with `{body}`, the
@@ -320,9 +321,21 @@ def _suppress_days(value: Any) -> int:
     return days
 
 
+# `enabled` values that leave a message's retries on; any other value turns them off
+ENABLED_WORDS = frozenset({"true", "1", "yes", "on"})
+
+
 @dataclass(frozen=True, slots=True)
 class Overrides:
-    """What a message's `attributes.redeliver` may say: it can only narrow the policy."""
+    """What a message's `attributes.redeliver` may say: it can only narrow the policy.
+
+    `enabled` keeps retries on when it is absent, `true`, `1`, or a string `true`/`1`/`yes`/`on`
+    (any case). Anything else turns them off: `false` and `0` of course, and also the string
+    `"false"` (attributes are often built by string templating), `"no"`, `null`, or a value that
+    says neither, since an override may only narrow and a message that tried to say something
+    about its retries most likely meant to stop them. A `max_attempts` that is not an integer
+    >= 0 is ignored: the policy's own limit applies.
+    """
 
     enabled: bool = True
     max_attempts: int | None = None
@@ -335,9 +348,17 @@ class Overrides:
         limit = own.get("max_attempts")
         valid_limit = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0
         return cls(
-            enabled=own.get("enabled", True) is not False,
+            enabled=_enabled(own.get("enabled", True)),
             max_attempts=limit if valid_limit else None,
         )
+
+
+def _enabled(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value == 1
+    return isinstance(value, str) and value.strip().lower() in ENABLED_WORDS
 
 
 # -- decisions ----------------------------------------------------------------------------------
