@@ -1,6 +1,7 @@
 """`redeliver policy check FILE`: validate a RetryPolicy document before a deploy (issue 10,
 item 5), naming the invalid field, and show what it does with sample failures. Needs no stack:
-it runs the worker's own parser and decision on the document, with the template's default
+it runs the worker's own parser and decision on the document, warns of each rule an earlier
+rule shadows (valid, never what was meant), with the template's default
 ReceiptRetentionDays (or `--retention-days`) as the bound of `max_age_seconds`.
 """
 
@@ -17,6 +18,7 @@ from redeliver.policy import (
     PolicyError,
     RetryPolicy,
     Send,
+    Shadowed,
     Suppress,
     Wait,
     decide,
@@ -96,11 +98,28 @@ def policy_check(
         ),
         f"sample failures, attempt 1, failed at {iso(at)}, to {to}:",
     ]
+    lines += [_warning(policy, shadow) for shadow in policy.shadowed()]
     for code in (*SAMPLE_CODES, UNMAPPED_SAMPLE):
         failure = Failure(code, 1, at, at, 1, address=to, address_known=True)
         unmapped = '  (only "*" matched: UnmappedErrorCode)' if policy.unmapped(code) else ""
         lines.append(f"  {code:>5}  {_what(decide(policy, failure, at, no_jitter), at)}{unmapped}")
     return lines
+
+
+def _warning(policy: RetryPolicy, shadow: Shadowed) -> str:
+    rule = f"rules[{shadow.rule}] ({policy.rules[shadow.rule].action})"
+    by = policy.rules[shadow.by]
+    if shadow.codes is None:
+        return (
+            f'warning: {rule} is never used: rules[{shadow.by}] ({by.action}, "*") matches '
+            "every code first"
+        )
+    codes = ", ".join(str(code) for code in sorted(shadow.codes))
+    earlier = f"rules[{shadow.by}] ({by.action})"
+    if shadow.whole:
+        verb = "is" if len(shadow.codes) == 1 else "are"
+        return f"warning: {rule} is never used: {codes} {verb} decided first by {earlier}"
+    return f"warning: {rule} never sees {codes}: it is decided first by {earlier}"
 
 
 def _quiet(policy: RetryPolicy) -> str:

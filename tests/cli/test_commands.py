@@ -301,6 +301,37 @@ def test_policy_check_names_the_invalid_field(
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_policy_check_warns_of_a_rule_an_earlier_one_shadows(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """The first matching rule decides: a later rule for a code an earlier one names never sees
+    it, and a rule after a "*" rule is never used at all. Valid, and said."""
+    document = tmp_path / "policy.json"
+    content = "HX" + "0" * 32
+    rules = [
+        {"codes": [30007, 63016], "action": "give_up"},
+        {"codes": [63016], "action": "template", "content_sid": content},
+        {"codes": [30003, 30007], "action": "retry", "delays": [60]},
+        {"codes": "*", "action": "retry", "delays": [300]},
+        {"codes": [63024], "action": "fallback_sms", "from": "+15550100000"},
+        {"codes": "*", "action": "give_up"},
+    ]
+    document.write_text(json.dumps({"rules": rules}))
+    assert cli.main(["policy", "check", str(document)]) == 0
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: rules[1] (template) is never used: 63016 is decided first by rules[0] (give_up)",
+        "warning: rules[2] (retry) never sees 30007: it is decided first by rules[0] (give_up)",
+        'warning: rules[4] (fallback_sms) is never used: rules[3] (retry, "*") matches every code'
+        " first",
+        'warning: rules[5] (give_up) is never used: rules[3] (retry, "*") matches every code first',
+    ]
+    document.write_text(json.dumps({"rules": rules[2:4]}))
+    assert cli.main(["policy", "check", str(document)]) == 0
+    assert "warning:" not in capsys.readouterr().out
+
+
 def test_policy_check_holds_max_age_to_the_default_stacks_retention(
     capsys: pytest.CaptureFixture[str], tmp_path: Any
 ) -> None:

@@ -20,6 +20,7 @@ from redeliver.policy import (
     RetryPolicy,
     Rule,
     Send,
+    Shadowed,
     Wait,
     no_jitter,
 )
@@ -313,6 +314,27 @@ def test_group_conversations_are_skipped_unless_allowed() -> None:
 
 def test_unknown_recipients_do_not_decide_group_yet() -> None:
     assert decide(DEFAULT, failure(recipients=None), at(100)) == Send()
+
+
+def test_a_rule_an_earlier_one_shadows_is_found() -> None:
+    policy = RetryPolicy.parse(
+        {
+            "rules": [
+                {"codes": [1, 2], "action": "give_up"},
+                {"codes": [2, 3], "action": "retry", "delays": [60]},
+                {"codes": [3, 1], "action": "suppress"},
+                {"codes": "*", "action": "retry", "delays": [60]},
+                {"codes": "*", "action": "give_up"},
+            ]
+        }
+    )
+    assert policy.shadowed() == [
+        Shadowed(1, 0, frozenset({2}), whole=False),
+        Shadowed(2, 0, frozenset({1}), whole=False),
+        Shadowed(2, 1, frozenset({3}), whole=True),
+        Shadowed(4, 3, None, whole=True),
+    ]
+    assert DEFAULT.shadowed() == []
 
 
 def test_a_message_can_disable_its_own_retries() -> None:

@@ -188,11 +188,40 @@ class RetryPolicy:
     def rule_for(self, code: int | None) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(code)), None)
 
+    def shadowed(self) -> list[Shadowed]:
+        """Each rule an earlier one hides, wholly or for some of its codes: the first matching
+        rule decides, so those codes never reach it. Valid, but most likely not what was meant
+        (a `template` rule for 63016 after a `give_up` rule naming 63016)."""
+        found: list[Shadowed] = []
+        for n, rule in enumerate(self.rules):
+            left = rule.codes
+            for earlier, before in enumerate(self.rules[:n]):
+                if before.codes is None:  # "*": nothing after it is ever used
+                    found.append(Shadowed(n, earlier, None, whole=True))
+                    break
+                if left is not None and left & before.codes:
+                    found.append(Shadowed(n, earlier, left & before.codes, not left - before.codes))
+                    left = left - before.codes
+                    if not left:
+                        break
+        return found
+
     def unmapped(self, code: int | None) -> bool:
         """A code that only a `"*"` rule matched: the policy says nothing about it on purpose
         (the `UnmappedErrorCode` metric asks for a rule)."""
         rule = self.rule_for(code)
         return code is not None and rule is not None and rule.codes is None
+
+
+@dataclass(frozen=True, slots=True)
+class Shadowed:
+    """`rules[rule]` never sees `codes` (None: any code) because `rules[by]` comes first and
+    decides them; `whole`: nothing is left for it."""
+
+    rule: int
+    by: int
+    codes: frozenset[int] | None
+    whole: bool
 
 
 def _positive(value: Any, name: str, minimum: int = 1) -> int:
