@@ -1,8 +1,8 @@
 """`redeliver policy check FILE`: validate a RetryPolicy document before a deploy (issue 10,
 item 5), naming the invalid field, and show what it does with sample failures. Needs no stack:
-it runs the worker's own parser and decision on the document, warns of each rule an earlier
-rule shadows (valid, never what was meant), with the template's default
-ReceiptRetentionDays (or `--retention-days`) as the bound of `max_age_seconds`.
+it runs the worker's own parser and decision on the document. `max_age_seconds` is bounded by
+the template's default ReceiptRetentionDays, or `--retention-days`. Each rule an earlier rule
+shadows gets a warning: valid, but never what was meant.
 """
 
 from __future__ import annotations
