@@ -1,6 +1,8 @@
 """`redeliver policy check FILE`: validate a RetryPolicy document before a deploy (issue 10,
 item 5), naming the invalid field, and show what it does with sample failures. Needs no stack:
-it runs the worker's own parser and decision on the document.
+it runs the worker's own parser and decision on the document. `max_age_seconds` is bounded by
+the template's default ReceiptRetentionDays, or `--retention-days`. Each rule an earlier rule
+shadows gets a warning: valid, but never what was meant.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from redeliver.policy import (
     PolicyError,
     RetryPolicy,
     Send,
+    Shadowed,
     Suppress,
     Wait,
     decide,
     no_jitter,
 )
-from redeliver_cli.stack import CommandError, iso
+from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, iso
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +46,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the sample failure's time, ISO 8601 with an offset (default: now)",
     )
     cmd.add_argument(
-        "--retention-days", type=int, help="the stack's ReceiptRetentionDays, to check max_age"
+        "--retention-days",
+        type=int,
+        default=DEFAULT_RETENTION_DAYS,
+        help="the stack's ReceiptRetentionDays, which bounds max_age_seconds "
+        f"(default: the template's, {DEFAULT_RETENTION_DAYS})",
     )
     cmd.set_defaults(run=_run)
 
@@ -62,9 +69,15 @@ SAMPLE_CODES = (30001, 30003, 30005, 30006, 30007, 30008, 30034, 30450, 21610, 6
 UNMAPPED_SAMPLE = 99999
 
 
-def policy_check(path: str, to: str, at: datetime, retention_days: int | None = None) -> list[str]:
+def policy_check(
+    path: str, to: str, at: datetime, retention_days: int = DEFAULT_RETENTION_DAYS
+) -> list[str]:
     """Validate the document at `path` (`-` for stdin) and say what it does with each sample
-    failure: attempt 1, failed at `at`, to `to`, as the worker's last look before a send."""
+    failure: attempt 1, failed at `at`, to `to`, as the worker's last look before a send.
+
+    `max_age_seconds` is held to `retention_days` as the retry function holds it to its stack's
+    ReceiptRetentionDays: by default the template's, so that a document the default stack would
+    refuse on every invocation is refused here, before the deploy."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as error:
@@ -77,13 +90,36 @@ def policy_check(path: str, to: str, at: datetime, retention_days: int | None = 
         f"{path}: valid. max_attempts={policy.max_attempts} "
         f"max_age_seconds={policy.max_age_seconds} suppress_days={policy.suppress_days} "
         f"quiet_hours={_quiet(policy)}",
+        f"max_age_seconds checked against ReceiptRetentionDays={retention_days}"
+        + (
+            " (the template's default; --retention-days N for a stack that keeps receipts longer)"
+            if retention_days == DEFAULT_RETENTION_DAYS
+            else ""
+        ),
         f"sample failures, attempt 1, failed at {iso(at)}, to {to}:",
     ]
+    lines += [_warning(policy, shadow) for shadow in policy.shadowed()]
     for code in (*SAMPLE_CODES, UNMAPPED_SAMPLE):
         failure = Failure(code, 1, at, at, 1, address=to, address_known=True)
         unmapped = '  (only "*" matched: UnmappedErrorCode)' if policy.unmapped(code) else ""
         lines.append(f"  {code:>5}  {_what(decide(policy, failure, at, no_jitter), at)}{unmapped}")
     return lines
+
+
+def _warning(policy: RetryPolicy, shadow: Shadowed) -> str:
+    rule = f"rules[{shadow.rule}] ({policy.rules[shadow.rule].action})"
+    by = policy.rules[shadow.by]
+    if shadow.codes is None:
+        return (
+            f'warning: {rule} is never used: rules[{shadow.by}] ({by.action}, "*") matches '
+            "every code first"
+        )
+    codes = ", ".join(str(code) for code in sorted(shadow.codes))
+    earlier = f"rules[{shadow.by}] ({by.action})"
+    if shadow.whole:
+        verb = "is" if len(shadow.codes) == 1 else "are"
+        return f"warning: {rule} is never used: {codes} {verb} decided first by {earlier}"
+    return f"warning: {rule} never sees {codes}: it is decided first by {earlier}"
 
 
 def _quiet(policy: RetryPolicy) -> str:

@@ -3,7 +3,8 @@
 For the morning after an outage: ask Twilio's Receipts API about these messages, or about every
 receipt stuck at `sent` for longer than a duration, and record what it reports through the
 webhook's own path (a failure is queued for a retry), with the same store settings as the
-deployed functions.
+deployed functions (the stack's ReceiptRetentionDays as the receipts' TTL, no reconciliation
+index when ReconcileAfterMinutes is 0).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def reconcile(
     table = stack.output("ReceiptsTableName")
     # As the deployed functions: no stuck-at-sent index writes when reconciliation is off.
     track_sent = stack.parameters.get("ReconcileAfterMinutes", "30") != "0"
-    store = ReceiptStore(boto3.client("dynamodb"), table, track_sent=track_sent)
+    store = ReceiptStore(
+        boto3.client("dynamodb"), table, stack.retention_days, track_sent=track_sent
+    )
     reconciler = Reconciler(
         store=store,
         twilio=ConversationsGateway(

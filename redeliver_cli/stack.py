@@ -16,6 +16,9 @@ import boto3
 from botocore.exceptions import ClientError
 
 MESSAGE_SID = re.compile(r"^IM[0-9a-fA-F]{32}$")
+# template.yaml's `ReceiptRetentionDays` default (tests/cli holds them equal): what a stack
+# deployed without the parameter keeps, and what `policy check` checks against by default
+DEFAULT_RETENTION_DAYS = 30
 
 
 class CommandError(Exception):
@@ -41,6 +44,16 @@ class Stack:
             {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
             {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])},
         )
+
+    @property
+    def retention_days(self) -> int:
+        """`ReceiptRetentionDays`, the receipts' TTL the functions write with (RECEIPT_TTL_DAYS):
+        a command writing receipts writes them alike."""
+        value = self.parameters.get("ReceiptRetentionDays") or str(DEFAULT_RETENTION_DAYS)
+        try:
+            return int(value)
+        except ValueError:
+            raise CommandError(f"stack {self.name!r}: ReceiptRetentionDays is {value!r}") from None
 
     def output(self, key: str) -> str:
         if key not in self.outputs:

@@ -3,6 +3,15 @@ stack, with the stack's own Twilio credentials (the secret its functions read).
 
 Twilio replaces the filter list on update, so the command merges onDeliveryUpdated into the
 filters already there, and says when it replaces another post-event webhook.
+
+The URL is the one ingest checks signatures against: `WebhookBaseUrl` + the route's path when the
+stack sits behind a custom domain (also for a stack whose `WebhookUrl` output predates following
+it), else the `WebhookUrl` output. A `--url` that is not that URL is refused there: every webhook
+would be rejected (403).
+
+Twilio has one `Method` for a service's pre- and post-event webhooks, and ingest takes POST only:
+switching a GET service to POST also changes how Twilio calls the customer's pre-event webhook,
+so the command says so, and does it only with `--switch-to-post`.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from redeliver.credentials import TwilioCredentials
 from redeliver_cli.stack import CommandError, Stack
 
 DELIVERY_EVENT = "onDeliveryUpdated"
+WEBHOOK_PATH = "/twilio/delivery-receipts"  # IngestFunction's HttpApi event (tests/cli checks)
 _SERVICE_SID = re.compile(r"^IS[0-9a-fA-F]{32}$")
 
 
@@ -31,21 +41,56 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     cmd.add_argument("service_sid", metavar="IS…")
     cmd.add_argument("--dry-run", action="store_true", help="show before and after, change nothing")
-    cmd.add_argument("--url", help="the webhook URL (default: the stack's WebhookUrl output)")
+    cmd.add_argument(
+        "--url",
+        help="the webhook URL (default: the stack's WebhookBaseUrl + the route's path when set, "
+        "else its WebhookUrl output)",
+    )
+    cmd.add_argument(
+        "--switch-to-post",
+        action="store_true",
+        help="the service's webhooks use GET: switch them to POST (Twilio has one method for "
+        "the pre- and post-event webhooks)",
+    )
     cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
     cmd.set_defaults(
         run=lambda args: configure_webhook(
-            Stack.find(args.stack), args.service_sid, args.dry_run, args.url, args.twilio_url
+            Stack.find(args.stack),
+            args.service_sid,
+            args.dry_run,
+            args.url,
+            args.twilio_url,
+            switch_to_post=args.switch_to_post,
         )
     )
 
 
+def webhook_url(stack: Stack) -> str:
+    """The URL ingest checks Twilio's signatures against (DESIGN contract)."""
+    base = stack.parameters.get("WebhookBaseUrl", "")
+    if base:  # as ingest reads it (redeliver.settings)
+        return base.rstrip("/") + WEBHOOK_PATH
+    return stack.output("WebhookUrl")
+
+
 def configure_webhook(
-    stack: Stack, service_sid: str, dry_run: bool, url: str | None, twilio_url: str | None
+    stack: Stack,
+    service_sid: str,
+    dry_run: bool,
+    url: str | None,
+    twilio_url: str | None,
+    *,
+    switch_to_post: bool = False,
 ) -> list[str]:
     if not _SERVICE_SID.match(service_sid):
         raise CommandError(f"{service_sid!r} is not a Conversation Service SID (IS…)")
-    target = url or stack.output("WebhookUrl")
+    signed = webhook_url(stack)
+    if url and stack.parameters.get("WebhookBaseUrl") and url != signed:
+        raise CommandError(
+            f"the stack checks signatures against WebhookBaseUrl: Twilio must post to {signed}, "
+            f"or every webhook is rejected (403), not to {url}"
+        )
+    target = url or signed
     if not target.startswith("https://") and not url:
         raise CommandError(f"the stack's WebhookUrl is not an https URL: {target}")
     secret = boto3.client("secretsmanager").get_secret_value(
@@ -75,7 +120,28 @@ def configure_webhook(
             f"  note: this replaces the post-event webhook {before.post_webhook_url}: "
             "every event in the filters goes to Redeliver now"
         )
+    switching = (before.method or "POST").upper() != "POST"
+    if switching:
+        pre = before.pre_webhook_url
+        lines.append(
+            f"  note: the service's webhooks use {before.method}, and Twilio has one method for "
+            "its pre- and post-event webhooks: "
+            + (
+                f"the pre-event webhook {pre} is called with POST too"
+                if pre
+                else "a pre-event webhook set later is called with POST too"
+            )
+            + (
+                ""
+                if switch_to_post
+                else "; Redeliver takes POST only: run again with --switch-to-post to do it"
+            )
+        )
     if dry_run:
         return [*lines, "Dry run: nothing changed."]
+    if switching and not switch_to_post:
+        raise CommandError(
+            "\n".join([*lines, f"Not changed: the service's webhooks use {before.method}."])
+        )
     webhooks.update(post_webhook_url=target, filters=filters, method="POST")
     return [*lines, "Updated."]

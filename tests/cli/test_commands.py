@@ -10,10 +10,12 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from redeliver_cli import main as cli
-from redeliver_cli import redrive
+from redeliver_cli import redrive, webhook
+from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, Stack
 from tests.cli.test_entry_point import COMMANDS
 from tests.integration.retry_system import RetrySystem
-from tools.stack import DeployedStack
+from tools.apigw import ROUTE_PATH
+from tools.stack import TEMPLATE, DeployedStack, deploy, load_template
 from tools.twilio_sim import TwilioSimulator
 
 
@@ -175,6 +177,76 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
     assert "is not a Conversation Service SID" in out
 
 
+def test_configure_webhook_does_not_switch_a_get_service_to_post_unasked(
+    system: RetrySystem,
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Twilio has one Method for a service's pre- and post-event webhooks: moving the post-event
+    webhook to POST moves the customer's pre-event webhook too. Said, and done only when asked."""
+    service = sim.chat_service_sid
+    sim.service_webhooks[service] = {
+        "account_sid": sim.account_sid,
+        "chat_service_sid": service,
+        "pre_webhook_url": "https://app.example/pre",
+        "post_webhook_url": None,
+        "filters": ["onMessageAdd"],
+        "method": "GET",
+    }
+    target = "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/delivery-receipts"
+    args = ["configure-webhook", service, "--url", target, "--twilio-url", sim.url]
+    code, out = run(capsys, stack, *args, "--dry-run")
+    assert code == 0
+    assert "method GET" in out
+    assert "pre-event webhook https://app.example/pre is called with POST too" in out
+    assert "--switch-to-post" in out
+    code, out = run(capsys, stack, *args)
+    assert code == 1
+    assert "run again with --switch-to-post" in out
+    assert "Not changed: the service's webhooks use GET." in out
+    assert sim.service_webhooks[service]["method"] == "GET"
+    assert sim.service_webhooks[service]["post_webhook_url"] is None
+    code, out = run(capsys, stack, *args, "--switch-to-post")
+    assert (code, "Updated." in out) == (0, True), out
+    assert sim.service_webhooks[service]["method"] == "POST"
+    assert sim.service_webhooks[service]["post_webhook_url"] == target
+
+
+def test_configure_webhook_points_twilio_at_the_custom_domain(
+    aws: None, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With WebhookBaseUrl set, ingest checks signatures against it: Twilio must post there,
+    also for a stack whose WebhookUrl output still names the execute-api URL (deployed before
+    the output followed WebhookBaseUrl). Another --url is refused: every webhook would be 403."""
+    base = "https://hooks.example.com/v1"
+    public = base + ROUTE_PATH
+    deployed = deploy("custom-domain", {"WebhookBaseUrl": base})
+    found = Stack.find(deployed.name)
+    assert found.outputs["WebhookUrl"] == public
+    service = sim.chat_service_sid
+    argv = ["--stack", deployed.name, "configure-webhook", service, "--twilio-url", sim.url]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    assert sim.service_webhooks[service]["post_webhook_url"] == public
+
+    sim.service_webhooks[service]["post_webhook_url"] = None
+    execute_api = "https://abc123.execute-api.us-east-1.amazonaws.com" + ROUTE_PATH
+    older = Stack(found.name, {**found.outputs, "WebhookUrl": execute_api}, found.parameters)
+    lines = webhook.configure_webhook(older, service, False, None, sim.url)
+    assert sim.service_webhooks[service]["post_webhook_url"] == public
+    assert any(f"POST-webhook {public}" in line for line in lines)
+    with pytest.raises(CommandError, match="WebhookBaseUrl"):
+        webhook.configure_webhook(older, service, False, execute_api, sim.url)
+    assert sim.service_webhooks[service]["post_webhook_url"] == public
+
+
+def test_the_commands_webhook_path_is_the_templates() -> None:
+    [event] = load_template(TEMPLATE)["Resources"]["IngestFunction"]["Properties"][
+        "Events"
+    ].values()
+    assert event["Properties"]["Path"] == webhook.WEBHOOK_PATH == ROUTE_PATH
+
+
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for command in COMMANDS:
         with pytest.raises(SystemExit) as exit_:
@@ -227,6 +299,59 @@ def test_policy_check_names_the_invalid_field(
     missing = str(tmp_path / "absent.json")
     assert cli.main(["policy", "check", missing]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_policy_check_warns_of_a_rule_an_earlier_one_shadows(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """The first matching rule decides: a later rule for a code an earlier one names never sees
+    it, and a rule after a "*" rule is never used at all. Valid, and said."""
+    document = tmp_path / "policy.json"
+    content = "HX" + "0" * 32
+    rules = [
+        {"codes": [30007, 63016], "action": "give_up"},
+        {"codes": [63016], "action": "template", "content_sid": content},
+        {"codes": [30003, 30007], "action": "retry", "delays": [60]},
+        {"codes": "*", "action": "retry", "delays": [300]},
+        {"codes": [63024], "action": "fallback_sms", "from": "+15550100000"},
+        {"codes": "*", "action": "give_up"},
+    ]
+    document.write_text(json.dumps({"rules": rules}))
+    assert cli.main(["policy", "check", str(document)]) == 0
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: rules[1] (template) is never used: 63016 is decided first by rules[0] (give_up)",
+        "warning: rules[2] (retry) never sees 30007: it is decided first by rules[0] (give_up)",
+        'warning: rules[4] (fallback_sms) is never used: rules[3] (retry, "*") matches every code'
+        " first",
+        'warning: rules[5] (give_up) is never used: rules[3] (retry, "*") matches every code first',
+    ]
+    document.write_text(json.dumps({"rules": rules[2:4]}))
+    assert cli.main(["policy", "check", str(document)]) == 0
+    assert "warning:" not in capsys.readouterr().out
+
+
+def test_policy_check_holds_max_age_to_the_default_stacks_retention(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """Without --retention-days, a max_age the default stack's retry function refuses on every
+    invocation (40 days against ReceiptRetentionDays' 30) is refused here too."""
+    document = tmp_path / "policy.json"
+    rules = [{"codes": "*", "action": "retry", "delays": [300]}]
+    document.write_text(json.dumps({"max_age_seconds": 40 * 86_400, "rules": rules}))
+    assert cli.main(["policy", "check", str(document)]) == 1
+    assert "ReceiptRetentionDays=30" in capsys.readouterr().err
+    assert cli.main(["policy", "check", str(document), "--retention-days", "60"]) == 0
+    assert "ReceiptRetentionDays=60" in capsys.readouterr().out
+    document.write_text(json.dumps({"max_age_seconds": 30 * 86_400, "rules": rules}))
+    assert cli.main(["policy", "check", str(document)]) == 0
+    assert "ReceiptRetentionDays=30 (the template's default" in capsys.readouterr().out
+
+
+def test_the_commands_default_retention_is_the_templates() -> None:
+    parameter = load_template(TEMPLATE)["Parameters"]["ReceiptRetentionDays"]
+    assert int(parameter["Default"]) == DEFAULT_RETENTION_DAYS
 
 
 def test_suppressions_check_and_remove(

@@ -587,6 +587,10 @@ def test_custom_domain_signatures_use_webhook_base_url(
     public = f"https://hooks.example.com/v1{ROUTE_PATH}"
     assert post(ingest, receipt_fields("sent"), signed_url=public)["statusCode"] == 200
     assert post(ingest, receipt_fields("sent"))["statusCode"] == 403  # the execute-api URL
+    # the URL the stack tells the operator to give Twilio is the one ingest checks
+    assert stack.outputs["WebhookUrl"] == public
+    fields = receipt_fields("sent", message="via-output")
+    assert post(ingest, fields, signed_url=stack.outputs["WebhookUrl"])["statusCode"] == 200
 
 
 # -- the hot path: AWS calls per receipt (DESIGN invariant 3) ----------------------------------

@@ -7,6 +7,7 @@ The template is deployed into moto; ingest, reconcile and retry are the real han
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -396,3 +397,24 @@ def test_cli_reconcile_says_what_is_wrong(
     assert (code, "is not a message SID" in out) == (1, True)
     with pytest.raises(SystemExit):
         cli.main(["reconcile", "--stuck-for", "soon"])
+
+
+def test_cli_reconcile_keeps_receipts_for_the_stacks_retention(
+    aws: None,
+    sim: TwilioSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A receipt the command records expires when the functions' own would: after the stack's
+    ReceiptRetentionDays (7 here), not the store's default of 30 days."""
+    rec = Reconciling(deploy("week", {"ReceiptRetentionDays": "7"}), sim, monkeypatch)
+    conversation, message = rec.message()
+    rec.receipt_webhook(conversation, message, "sent")
+    rec.sim.set_receipt(message, "undelivered", 30003, updated=T0 + timedelta(seconds=20))
+    before = int(time.time())
+    code, out = cli_run(capsys, rec, "reconcile", message)
+    assert (code, "recorded, queued for a retry" in out) == (0, True), out
+    item = rec.receipt_item(message)
+    assert item["status"] == "undelivered"
+    week = 7 * 86_400
+    assert before + week <= int(item["expires_at"]) <= int(time.time()) + week

@@ -155,8 +155,9 @@ def test_a_message_older_than_max_age_is_given_up(system: RetrySystem) -> None:
     assert system.attempts(original)[1]["reason"] == "max_age"
 
 
-def test_a_message_can_opt_out(system: RetrySystem) -> None:
-    conversation, original = system.message(attributes={"redeliver": {"enabled": False}})
+@pytest.mark.parametrize("enabled", [False, "false"])
+def test_a_message_can_opt_out(system: RetrySystem, enabled: object) -> None:
+    conversation, original = system.message(attributes={"redeliver": {"enabled": enabled}})
     system.fail(conversation, original, 30003)
     system.drain()
     assert system.created() == []

@@ -11,11 +11,14 @@ the Conversation Service each call goes to, paging, Receipts, and which failures
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -535,3 +538,64 @@ def test_a_template_create_carries_content_and_no_body(sim: TwilioSimulator) -> 
     assert stored["sid"] == created
     assert (stored["content_sid"], stored["body"]) == (content, None)
     assert json.loads(stored["content_variables"]) == {"1": "hello"}
+
+
+class Everything(logging.Handler):
+    """Every record of every logger, as the Lambda runtime's handler on the root logger sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(f"{r.name} {r.levelname} {r.getMessage()}" for r in self.records)
+
+
+@pytest.fixture(params=[logging.INFO, logging.DEBUG])
+def root_logs(request: pytest.FixtureRequest) -> Iterator[Everything]:
+    """The root logger at the level Lambda sets from `ApplicationLogLevel`, its records kept."""
+    root, handler = logging.getLogger(), Everything()
+    level = root.level
+    root.setLevel(request.param)
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def test_no_gateway_call_logs_a_phone_number_or_a_body(
+    sim: TwilioSimulator, root_logs: Everything
+) -> None:
+    """twilio-python logs each request's method, URL and query (`ParticipantConversations?
+    Address=%2B1...`) at INFO, and urllib3 each request line at DEBUG: none of it may reach the
+    function's log, whatever level Lambda gives the root logger."""
+    number, proxy, body = "+12125550147", "+15550100042", "Your code is 987654"
+    service = sim.add_service("quiet-logs")
+    whatsapp = sim.add_conversation(channel="whatsapp", service=service, address=number)
+    message = sim.add_message(whatsapp, body)
+    twilio = gateway(sim)
+    assert twilio.fetch_message(service, whatsapp, message).body == body
+    assert twilio.recipients(service, whatsapp) == 1
+    participant = sim.participant_of(whatsapp)
+    assert twilio.participant_address(service, whatsapp, participant) == "whatsapp:" + number
+    assert twilio.conversation_with(service, number, proxy) is None
+    built = twilio.create_conversation(service, "redeliver-sms-IMq-1", "SMS fallback")
+    assert twilio.add_sms_participant(service, built, number, proxy)
+    assert twilio.conversation_with(service, number, proxy) == built
+    resend = NewMessage(
+        "system", body, {"redeliver": {"root": message, "attempt": 1}}, None, None, None
+    )
+    new = twilio.create_message(service, built, resend)
+    assert twilio.find_retry(service, built, message, 1, retry_of=message) == new
+    assert twilio.list_receipts(service, whatsapp, message)
+    with pytest.raises(TwilioError):
+        twilio.fetch_message(service, whatsapp, "IM" + "0" * 32)
+    logged = root_logs.text()
+    for secret in (number, proxy, quote(number), quote(proxy), number[1:], proxy[1:], body):
+        assert secret not in logged, logged
+    assert "987654" not in logged

@@ -65,6 +65,38 @@ def test_contract_parameters_exist_with_their_fixed_names(sam: dict[str, Any]) -
     assert "Default" not in parameters["TwilioSecretArn"]  # no secret in the template, ever
 
 
+def test_the_webhook_url_output_is_the_url_ingest_checks_signatures_against(
+    sam: dict[str, Any],
+) -> None:
+    """With WebhookBaseUrl set (a custom domain), ingest checks signatures against it plus the
+    path: the WebhookUrl output, which configure-webhook gives Twilio, must be that URL, or every
+    webhook is refused. Without it, the execute-api URL."""
+    [event] = sam["Resources"]["IngestFunction"]["Properties"]["Events"].values()
+    path = event["Properties"]["Path"]
+    assert sam["Conditions"]["HasWebhookBaseUrl"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookBaseUrl"}, ""]}]
+    }
+    assert sam["Outputs"]["WebhookUrl"]["Value"] == {
+        "Fn::If": [
+            "HasWebhookBaseUrl",
+            {"Fn::Sub": "${WebhookBaseUrl}" + path},
+            {
+                "Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+                + path
+            },
+        ]
+    }
+    # `${WebhookBaseUrl}/path` is ingest's `base.rstrip("/") + path` only without a trailing /
+    pattern = re.compile(sam["Parameters"]["WebhookBaseUrl"]["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("https://hooks.example.com")
+    assert pattern.fullmatch("https://hooks.example.com/v1")
+    assert not pattern.fullmatch("https://hooks.example.com/v1/")
+    assert not pattern.fullmatch("https://hooks.example.com/")
+    assert not pattern.fullmatch("http://hooks.example.com")
+    assert not pattern.fullmatch("https://hooks.example.com/v1?x=1")
+
+
 def test_every_function_is_python313_on_arm64_with_the_layer(sam: dict[str, Any]) -> None:
     defaults = sam["Globals"]["Function"]
     for name, function in resources_of(sam, "AWS::Serverless::Function").items():

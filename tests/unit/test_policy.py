@@ -20,6 +20,7 @@ from redeliver.policy import (
     RetryPolicy,
     Rule,
     Send,
+    Shadowed,
     Wait,
     no_jitter,
 )
@@ -315,9 +316,47 @@ def test_unknown_recipients_do_not_decide_group_yet() -> None:
     assert decide(DEFAULT, failure(recipients=None), at(100)) == Send()
 
 
+def test_a_rule_an_earlier_one_shadows_is_found() -> None:
+    policy = RetryPolicy.parse(
+        {
+            "rules": [
+                {"codes": [1, 2], "action": "give_up"},
+                {"codes": [2, 3], "action": "retry", "delays": [60]},
+                {"codes": [3, 1], "action": "suppress"},
+                {"codes": "*", "action": "retry", "delays": [60]},
+                {"codes": "*", "action": "give_up"},
+            ]
+        }
+    )
+    assert policy.shadowed() == [
+        Shadowed(1, 0, frozenset({2}), whole=False),
+        Shadowed(2, 0, frozenset({1}), whole=False),
+        Shadowed(2, 1, frozenset({3}), whole=True),
+        Shadowed(4, 3, None, whole=True),
+    ]
+    assert DEFAULT.shadowed() == []
+
+
 def test_a_message_can_disable_its_own_retries() -> None:
     off = Overrides.from_attributes({"redeliver": {"enabled": False}})
     assert decide(DEFAULT, failure(overrides=off), at(100)) == GiveUp("disabled_by_message")
+
+
+@pytest.mark.parametrize(
+    "value", [False, "false", "False", " FALSE ", "0", 0, "no", "off", None, "", "disabled", [], {}]
+)
+def test_anything_but_a_clear_yes_disables_a_messages_retries(value: Any) -> None:
+    """The override may only narrow: a string "false" (attributes built by string templating)
+    disables as false does, and a value that says neither yes nor no errs the same way."""
+    off = Overrides.from_attributes({"redeliver": {"enabled": value}})
+    assert off.enabled is False
+    assert decide(DEFAULT, failure(overrides=off), at(100)) == GiveUp("disabled_by_message")
+
+
+@pytest.mark.parametrize("value", [True, "true", "True", " TRUE ", "1", 1, "yes", "on"])
+def test_a_clear_yes_leaves_a_messages_retries_on(value: Any) -> None:
+    assert Overrides.from_attributes({"redeliver": {"enabled": value}}).enabled is True
+    assert Overrides.from_attributes({"redeliver": {"root": "IM1"}}).enabled is True  # absent
 
 
 def test_a_message_can_lower_but_not_raise_max_attempts() -> None:

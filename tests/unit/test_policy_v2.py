@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from redeliver.policy import (
@@ -380,6 +380,76 @@ def test_a_window_edge_inside_the_skipped_hour() -> None:
     end = odd.until(None, moment)
     assert end == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
     assert odd.until(None, end) is None
+
+
+BERLIN_LATE = QuietHours(time(22), time(2, 30), "Europe/Berlin", "UTC")
+
+
+def test_inside_the_repeated_hour_the_window_ends_at_its_second_end() -> None:
+    """Berlin went back from 03:00 CEST to 02:00 CET on 2026-10-25: 02:00-03:00 came twice. At
+    02:15 CET (the second time) the window's 02:30 CEST is already past; it ends at 02:30 CET."""
+    first = datetime(2026, 10, 25, 0, 15, tzinfo=UTC)  # 02:15 CEST
+    second = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET
+    assert BERLIN_LATE.until(None, first) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    assert BERLIN_LATE.until(None, second) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    on_the_wall = local("Europe/Berlin", 2026, 10, 25, 2, 15).replace(fold=1)  # the same instant
+    assert BERLIN_LATE.until(None, on_the_wall) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    night = datetime(2026, 10, 24, 21, 0, tzinfo=UTC)  # 23:00 CEST: until the first 02:30
+    assert BERLIN_LATE.until(None, night) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+
+
+def test_decide_waits_inside_the_repeated_hour() -> None:
+    policy = RetryPolicy.parse(
+        {
+            "quiet_hours": {"start": "22:00", "end": "02:30", "timezone": "Europe/Berlin"},
+            "rules": [{"codes": "*", "action": "retry", "delays": [0]}],
+        }
+    )
+    second = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET
+    due = failure(30003, failed_at=second, address=NEW_YORK)
+    assert decide(policy, due, second, no_jitter) == Wait(
+        900, datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    )
+
+
+@example(datetime(2026, 10, 25, 1, 15, tzinfo=UTC), BERLIN_LATE)  # 02:15 CET
+@given(
+    st.datetimes(  # Berlin's clocks went forward at 01:00 UTC on 2026-03-29
+        min_value=datetime(2026, 3, 28, 18),
+        max_value=datetime(2026, 3, 29, 6),
+        timezones=st.just(UTC),
+    )
+    | st.datetimes(  # and back at 01:00 UTC on 2026-10-25
+        min_value=datetime(2026, 10, 24, 18),
+        max_value=datetime(2026, 10, 25, 6),
+        timezones=st.just(UTC),
+    ),
+    st.sampled_from(
+        [
+            BERLIN_LATE,
+            QuietHours(time(2, 15), time(2, 45), "Europe/Berlin", "UTC"),
+            QuietHours(time(21), time(2, 0), "Europe/Berlin", "UTC"),
+            QuietHours(time(2, 30), time(8), "Europe/Berlin", "UTC"),
+            QuietHours(time(1), time(3), "Europe/Berlin", "UTC"),
+        ]
+    ),
+)
+def test_a_quiet_wait_always_ends_later_and_outside_the_window(
+    moment: datetime, quiet: QuietHours
+) -> None:
+    """Around both of Berlin's clock changes, with edges inside the skipped or repeated hour:
+    a send is held exactly when the wall clock is inside the window, until a later instant
+    whose wall clock is outside it."""
+    wall = moment.astimezone(ZoneInfo("Europe/Berlin")).time()
+    if quiet.start < quiet.end:
+        inside = quiet.start <= wall < quiet.end
+    else:
+        inside = wall >= quiet.start or wall < quiet.end
+    end = quiet.until(None, moment)
+    assert (end is not None) == inside
+    if end is not None:
+        assert end > moment
+        assert quiet.until(None, end) is None
 
 
 def test_an_unknown_number_uses_the_default_zone() -> None:

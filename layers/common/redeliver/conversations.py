@@ -28,6 +28,12 @@ so that a create repeated after a crash meets Twilio's 50353 and finds the first
 participant (Twilio's 50416: that address and proxy already sit in another conversation). None
 of these sends a message, so a 5xx or a timeout on them is `transient`, never `ambiguous`.
 
+Logs carry SIDs, never a phone number or a body (DESIGN, invariant 7), and that includes what the
+libraries log for us: twilio-python logs every request's method, URL and query
+(`ParticipantConversations?Address=%2B1...`) at INFO, and urllib3 every request line at DEBUG
+(its warnings may name the URL too), while Lambda sets the root logger to `ApplicationLogLevel`.
+Both loggers are held above that here, on import, before any client exists.
+
 `X-Twilio-Webhook-Enabled: true` on a create (`webhook_enabled`) makes Twilio fire the service's
 post-event webhooks (`onMessageAdded`, ...) for the retry; without it they stay silent for
 REST-created messages. Off by default: the customer's automation may react to the retry.
@@ -36,6 +42,7 @@ REST-created messages. Off by default: the customer's automation may react to th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +63,14 @@ Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
 TWILIO_URL = "https://conversations.twilio.com"
 UNIQUE_NAME_TAKEN = 50353  # a conversation with that UniqueName exists (HTTP 409)
 BINDING_TAKEN = 50416  # that address and proxy address sit in another conversation (HTTP 409)
+# loggers whose records may carry a request's URL and query: the level each is held at
+LIBRARY_LOGGERS = {
+    "twilio.http_client": logging.WARNING,  # INFO: method, URL, query, headers
+    "twilio.async_http_client": logging.WARNING,
+    "urllib3": logging.ERROR,  # DEBUG: each request line; WARNING: retries, bad headers (URL)
+}
+for _name, _level in LIBRARY_LOGGERS.items():
+    logging.getLogger(_name).setLevel(_level)
 
 
 class TwilioError(Exception):

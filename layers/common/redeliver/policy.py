@@ -12,7 +12,8 @@ v2: a superset of v1) and `decide`, which turns one failure into `Send(how)`, `W
 `delays[n]` is the wait before attempt n+1, counted from the failure; the last one repeats. The
 first rule whose codes contain the error code decides (`"*"` matches any, and a failure without a
 code). A message's own `attributes.redeliver` may narrow the policy (`enabled: false`, a lower
-`max_attempts`), never widen it.
+`max_attempts`), never widen it: an `enabled` that is not clearly true turns retries off
+(`Overrides`).
 
 Policy v2 adds, each checked with the field named:
 - actions `template` (`content_sid` HX..., `content_variables` rendered with `{body}`, the
@@ -187,11 +188,40 @@ class RetryPolicy:
     def rule_for(self, code: int | None) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(code)), None)
 
+    def shadowed(self) -> list[Shadowed]:
+        """Each rule an earlier one hides, wholly or for some of its codes: the first matching
+        rule decides, so those codes never reach it. Valid, but most likely not what was meant
+        (a `template` rule for 63016 after a `give_up` rule naming 63016)."""
+        found: list[Shadowed] = []
+        for n, rule in enumerate(self.rules):
+            left = rule.codes
+            for earlier, before in enumerate(self.rules[:n]):
+                if before.codes is None:  # "*": nothing after it is ever used
+                    found.append(Shadowed(n, earlier, None, whole=True))
+                    break
+                if left is not None and left & before.codes:
+                    found.append(Shadowed(n, earlier, left & before.codes, not left - before.codes))
+                    left = left - before.codes
+                    if not left:
+                        break
+        return found
+
     def unmapped(self, code: int | None) -> bool:
         """A code that only a `"*"` rule matched: the policy says nothing about it on purpose
         (the `UnmappedErrorCode` metric asks for a rule)."""
         rule = self.rule_for(code)
         return code is not None and rule is not None and rule.codes is None
+
+
+@dataclass(frozen=True, slots=True)
+class Shadowed:
+    """`rules[rule]` never sees `codes` (None: any code) because `rules[by]` comes first and
+    decides them; `whole`: nothing is left for it."""
+
+    rule: int
+    by: int
+    codes: frozenset[int] | None
+    whole: bool
 
 
 def _positive(value: Any, name: str, minimum: int = 1) -> int:
@@ -320,9 +350,21 @@ def _suppress_days(value: Any) -> int:
     return days
 
 
+# `enabled` values that leave a message's retries on; any other value turns them off
+ENABLED_WORDS = frozenset({"true", "1", "yes", "on"})
+
+
 @dataclass(frozen=True, slots=True)
 class Overrides:
-    """What a message's `attributes.redeliver` may say: it can only narrow the policy."""
+    """What a message's `attributes.redeliver` may say: it can only narrow the policy.
+
+    `enabled` keeps retries on when it is absent, `true`, `1`, or a string `true`/`1`/`yes`/`on`
+    (any case). Anything else turns them off: `false` and `0` of course, and also the string
+    `"false"` (attributes are often built by string templating), `"no"`, `null`, or a value that
+    says neither, since an override may only narrow and a message that tried to say something
+    about its retries most likely meant to stop them. A `max_attempts` that is not an integer
+    >= 0 is ignored: the policy's own limit applies.
+    """
 
     enabled: bool = True
     max_attempts: int | None = None
@@ -335,9 +377,17 @@ class Overrides:
         limit = own.get("max_attempts")
         valid_limit = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0
         return cls(
-            enabled=own.get("enabled", True) is not False,
+            enabled=_enabled(own.get("enabled", True)),
             max_attempts=limit if valid_limit else None,
         )
+
+
+def _enabled(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value == 1
+    return isinstance(value, str) and value.strip().lower() in ENABLED_WORDS
 
 
 # -- decisions ----------------------------------------------------------------------------------

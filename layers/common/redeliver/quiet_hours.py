@@ -12,7 +12,9 @@ every zone of North America), the number says nothing useful and `default_timezo
 
 Wall-clock times that do not exist (the hour skipped when clocks go forward) resolve as Python's
 `zoneinfo` does, to the instant one offset later; both times an hour repeats (clocks going back)
-are inside or outside the window alike, since the test is on the wall clock.
+are inside or outside the window alike, since the test is on the wall clock. An end inside the
+repeated hour is its first time, or, for a send already past that (02:15 the second time, in a
+window ending 02:30), its second: a window's end is never an instant already past.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ def _window_end(quiet: QuietHours, zone: ZoneInfo, moment: datetime) -> datetime
         end_day = local.date() + timedelta(days=1) if wall >= quiet.start else local.date()
     if not inside:
         return None
-    return datetime.combine(end_day, quiet.end, tzinfo=zone)
+    end = datetime.combine(end_day, quiet.end, tzinfo=zone)
+    if end.astimezone(UTC) <= moment.astimezone(UTC):  # in UTC: within one zone, fold is ignored
+        end = end.replace(fold=1)  # inside the repeated hour, its first time past: the second
+    return end
 
 
 def zone(name: str) -> ZoneInfo:
