@@ -24,6 +24,7 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import multiprocessing
 import os
 import queue
@@ -311,6 +312,11 @@ def _container_main(
     os.environ.clear()
     os.environ.update(environment)
     sys.stdout = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long
+    # As Lambda's Python runtime does with LoggingConfig: the root logger writes to the log at
+    # ApplicationLogLevel, so what libraries log (twilio-python, botocore) lands there too.
+    logging.basicConfig(
+        stream=sys.stdout, level=environment.get("AWS_LAMBDA_LOG_LEVEL", "INFO"), force=True
+    )
     calls = _CallCounter(conn)
     try:
         # Before the handler's module creates its clients: they copy the session's hooks.
@@ -382,14 +388,22 @@ class Runtime:
         self._specs: dict[str, tuple[str, dict[str, str], float, bool, float]] = {}
         self._guard = threading.Lock()
         overrides = environment or {}
-        for logical, resource in load_template()["Resources"].items():
+        template = load_template()
+        template_log_level = str(template["Parameters"]["ApplicationLogLevel"]["Default"])
+        for logical, resource in template["Resources"].items():
             if resource["Type"] != "AWS::Serverless::Function":
                 continue
             if logical not in stack.environments:  # its Condition is false: not deployed
                 continue
             properties = resource["Properties"]
             directory = Path(properties["CodeUri"]).name
-            env = {**os.environ, **stack.environment(logical), **overrides.get(logical, {})}
+            env = {
+                **os.environ,
+                # Lambda's own: LoggingConfig's ApplicationLogLevel (the template's default)
+                "AWS_LAMBDA_LOG_LEVEL": template_log_level,
+                **stack.environment(logical),
+                **overrides.get(logical, {}),
+            }
             enforced = logical in (timeouts or {})
             timeout = (timeouts or {}).get(logical) or _deployed_timeout(stack, logical)
             ahead = (clocks or {}).get(logical, 0.0)
@@ -803,6 +817,11 @@ class Offline:
     sweeper: Scheduler | None = None
     emitter: WebhookEmitter | None = None
     reconciler: Scheduler | None = None
+    # message SID -> its non-chat recipients when Twilio stored it (the group-send check)
+    recipients_at_create: dict[str, int] = field(default_factory=dict)
+
+    def note_recipients(self, message: dict[str, Any], _channel: str, recipients: int) -> None:
+        self.recipients_at_create[str(message["sid"])] = recipients
 
 
 @contextlib.contextmanager
@@ -866,7 +885,7 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
         if tuning.reconcile_after is not None
         else None
     )
-    return Offline(
+    offline = Offline(
         stack,
         runtime,
         api,
@@ -879,6 +898,8 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
         sweeper,
         reconciler=reconciler,
     )
+    sim.listeners.append(offline.note_recipients)
+    return offline
 
 
 # -- a scenario and its report -------------------------------------------------------------------
@@ -1334,6 +1355,8 @@ def check_invariants(
         ),
         no_server_errors(offline),
         actions_as_configured(offline),
+        no_group_sends(offline),
+        no_phone_numbers_logged(offline.runtime.log),
     ]
 
 
@@ -1493,6 +1516,38 @@ def actions_as_configured(offline: Offline) -> Check:
                 f"is in a conversation without that SMS recipient from {fallback['from']}"
             )
     check.evidence = f"{counted} template and SMS-fallback message(s)"
+    return check
+
+
+# An E.164 number as a log line could carry it: plain, or URL-encoded in a query (%2B...).
+E164 = re.compile(r"(?<![\w%])(?:\+|%2B)[1-9]\d{7,14}(?!\d)", re.IGNORECASE)
+
+
+def no_phone_numbers_logged(log: Path) -> Check:
+    """No line any function logged carries a phone number (invariant 7): not ours, and not what
+    libraries log for us (the containers' root logger writes at ApplicationLogLevel, as Lambda's
+    does)."""
+    check = Check("no phone number in any function's log")
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+    leaks = [line for line in lines if E164.search(line)]
+    for line in leaks[:5]:
+        check.violations.append(f"logged: {line[:160]}")
+    if len(leaks) > 5:
+        check.violations.append(f"... and {len(leaks) - 5} more line(s)")
+    check.evidence = f"{len(lines)} lines read"
+    return check
+
+
+def no_group_sends(offline: Offline) -> Check:
+    """No new message went into a conversation with more than one non-chat recipient (invariant
+    5): counted as Twilio stored it, at the moment of the create."""
+    check = Check("no new message in a group conversation")
+    created = {str(m["sid"]) for m in offline.sim.created}
+    at_create = {sid: n for sid, n in offline.recipients_at_create.items() if sid in created}
+    for sid, recipients in sorted(at_create.items()):
+        if recipients > 1:
+            check.violations.append(f"{sid} went to {recipients} recipients")
+    check.evidence = f"{len(at_create)} new message(s)"
     return check
 
 

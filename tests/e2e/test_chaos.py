@@ -71,6 +71,8 @@ def test_a_small_chaos_run_settles_and_keeps_every_invariant(
         "exactly one new message per attempt",
         "every failure decided or visible in the DLQ",
         "each resend as its action says",
+        "no new message in a group conversation",
+        "no phone number in any function's log",
         "no 5xx for valid input but the injected kills",
         "nothing stored for forged input",
         "every fault asked for was injected",

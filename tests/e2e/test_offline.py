@@ -296,9 +296,12 @@ def test_a_run_that_does_not_settle_reports_what_is_left_and_where(
 ) -> None:
     """Before: `_settle` raised TimeoutError and the command printed a traceback, no report."""
     mix = Mix(failure_rate=1.0, retry_success=0.0, duplicate_rate=0.0, reorder_rate=0.0)
-    report = offline.run_scenario(stack, 10, mix, seed=21, timeout=0.5, progress=False, rate=100)
+    # One message a second: whatever the machine's speed, webhooks are still to send when the
+    # run stops (at most 5 x 0.5 s in all).
+    report = offline.run_scenario(stack, 10, mix, seed=21, timeout=0.5, progress=False, rate=1)
     assert not report.settlement.settled
-    assert report.settlement.why == "not done within --timeout 0 s of no progress"
+    # 0.5 s without progress, or 5 x 0.5 s in all while still moving: whichever comes first
+    assert report.settlement.why.startswith("not done within "), report.settlement.why
     assert report.unsettled  # webhooks still to send, jobs queued or in the handler ...
     assert all(
         line.startswith(("webhooks still to send", "job", "failure of"))
@@ -307,7 +310,7 @@ def test_a_run_that_does_not_settle_reports_what_is_left_and_where(
         for line in report.unsettled
     )
     text = report.render()
-    assert "DID NOT SETTLE: not done within --timeout 0 s of no progress" in text
+    assert f"DID NOT SETTLE: {report.settlement.why}" in text
     assert f"not settled ({len(report.unsettled)}):" in text
     assert "FAILED: did not settle" in text
     assert offline.exit_code(report) == 1

@@ -1,0 +1,50 @@
+"""The offline and chaos report's privacy and group checks, on data made here (the e2e tests
+run them over a real run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from tools import offline
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /v1/Services/IS1/ParticipantConversations?Address=%2B15551234567 HTTP/1.1",
+        '{"message": "to +15551234567."}',
+        '{"address": "whatsapp:+447700900123"}',
+        "address=%2b15551234567",
+    ],
+)
+def test_a_logged_phone_number_breaks_the_check(tmp_path: Path, line: str) -> None:
+    log = tmp_path / "lambda.log"
+    log.write_text(f'{{"level": "INFO"}}\n{line}\n')
+    check = offline.no_phone_numbers_logged(log)
+    assert not check.held
+    assert check.violations == [f"logged: {line}"]
+
+
+def test_sids_timestamps_and_codes_are_not_phone_numbers(tmp_path: Path) -> None:
+    log = tmp_path / "lambda.log"
+    log.write_text(
+        '{"message_sid": "IM0123456789abcdef0123456789abcdef", "Timestamp": 1796315600765, '
+        '"error_code": 63016, "address_hash": "ab12", "x": "%2B1", "y": "+1234"}\n'
+    )
+    check = offline.no_phone_numbers_logged(log)
+    assert check.held, check.violations
+    assert check.evidence == "1 lines read"
+
+
+def test_a_new_message_to_more_than_one_recipient_breaks_the_group_check() -> None:
+    stack = SimpleNamespace(
+        sim=SimpleNamespace(created=[{"sid": "IMa"}, {"sid": "IMb"}]),
+        recipients_at_create={"IMa": 1, "IMb": 3, "IMapp": 5},  # IMapp: the app's, not ours
+    )
+    check = offline.no_group_sends(cast(Any, stack))
+    assert check.violations == ["IMb went to 3 recipients"]
+    assert check.evidence == "2 new message(s)"
