@@ -54,10 +54,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -96,6 +97,9 @@ from redeliver.sending.same import Same
 from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
 from redeliver.suppressions import Suppressions
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 
 class Outcome(StrEnum):
@@ -372,12 +376,15 @@ class RetryWorker:
         now: float,
         address: str | None = None,
     ) -> Result:
-        """No resend; the recipient is suppressed (a hash of its number) for `decision.days`."""
+        """No resend; the recipient is suppressed (a hash of its number) for `decision.days`,
+        in the transaction that records the give-up: only by the decision that records it."""
         address = address or self._address(job)
         if address is None:  # a chat participant, or one removed since: nothing to suppress
             return self._give_up(chain, job, "suppress_no_address", now)
-        self._suppressions.suppress(address, decision.days, job.event.error_code, int(now))
-        return self._give_up(chain, job, "suppressed", now)
+        suppression = self._suppressions.suppression(
+            address, decision.days, job.event.error_code, int(now)
+        )
+        return self._give_up(chain, job, "suppressed", now, also=[suppression])
 
     def _ask_policy(
         self,
@@ -550,12 +557,22 @@ class RetryWorker:
         self._queue.send(follow_up, self._follow_up)
 
     def _give_up(
-        self, chain: Chain, job: RetryJob, reason: str, now: float, claimed_at: int | None = None
+        self,
+        chain: Chain,
+        job: RetryJob,
+        reason: str,
+        now: float,
+        claimed_at: int | None = None,
+        *,
+        also: Sequence[TransactWriteItemTypeDef] = (),
     ) -> Result:
         """Only the claimant (`claimed_at`), or nobody, may give an attempt up: another worker's
-        claim may have sent, so a give-up that meets it goes the way a send does (`_resume`)."""
+        claim may have sent, so a give-up that meets it goes the way a send does (`_resume`).
+        `also`: what this decision writes with its give-up, and only if it records it."""
         for _ in range(2):
-            in_the_way = self._store.record_give_up(chain, job.event, reason, int(now), claimed_at)
+            in_the_way = self._store.record_give_up(
+                chain, job.event, reason, int(now), claimed_at, also=also
+            )
             if in_the_way is None:
                 return Result(Outcome.GAVE_UP, reason, chain=chain)
             resumed = self._resume(job, chain, in_the_way, now)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
@@ -64,7 +64,11 @@ from redeliver.receipts import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, PutItemInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        PutItemInputTypeDef,
+        TransactWriteItemTypeDef,
+    )
 
 Item = Mapping[str, "AttributeValueTypeDef"]
 
@@ -499,11 +503,17 @@ class ReceiptStore:
         reason: str,
         now: int,
         claimed_at: int | None = None,
+        *,
+        also: Sequence[TransactWriteItemTypeDef] = (),
     ) -> Attempt | None:
         """Record that `chain.attempt` will not be made. Only where nobody has the attempt, or
         by its claimant (`claimed_at`: this worker's own claim): another worker's claim may have
         sent. None when recorded; else the attempt in the way (decided, or claimed by another),
-        read from the failed write itself."""
+        read from the failed write itself.
+
+        `also`: writes that belong to this decision and to no other (a suppression): one
+        transaction with the give-up, so they happen only when this decision records it, and
+        never without it."""
         item: dict[str, AttributeValueTypeDef] = {
             **_attempt_key(chain),
             "state": {"S": AttemptState.GAVE_UP.value},
@@ -529,12 +539,42 @@ class ReceiptStore:
                 ":claimed": {"S": AttemptState.CLAIMED.value},
                 ":mine": {"N": str(claimed_at)},
             }
+        if also:
+            return self._give_up_with(request, also)
         try:
             self._db.put_item(**request)
         except ClientError as error:
             if not _conditional_failure(error):
                 raise
             old = cast("Item | None", error.response.get("Item"))
+            if old is None:  # DynamoDB returns it when asked; never guess
+                raise
+            return attempt_from_item(old)
+        return None
+
+    def _give_up_with(
+        self, request: PutItemInputTypeDef, also: Sequence[TransactWriteItemTypeDef]
+    ) -> Attempt | None:
+        put: TransactWriteItemTypeDef = {
+            "Put": {
+                "TableName": self._table,
+                "Item": request["Item"],
+                "ConditionExpression": request["ConditionExpression"],
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        if "ExpressionAttributeNames" in request:  # the claimant's own condition
+            put["Put"]["ExpressionAttributeNames"] = request["ExpressionAttributeNames"]
+            put["Put"]["ExpressionAttributeValues"] = request["ExpressionAttributeValues"]
+        try:
+            self._db.transact_write_items(TransactItems=[put, *also])
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons", [])
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise  # a conflict with a concurrent transaction: let SQS retry the record
+            old = cast("Item | None", reasons[0].get("Item"))
             if old is None:  # DynamoDB returns it when asked; never guess
                 raise
             return attempt_from_item(old)

@@ -29,7 +29,7 @@ from redeliver.quiet_hours import e164
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
 PREFIX = "SUPPRESS#"
 SORT_KEY = "SUPPRESS"
@@ -54,17 +54,24 @@ class Suppressions:
         self._db = client
         self._table = table_name
 
-    def suppress(self, address: str, days: int, error_code: int | None, now: int) -> None:
-        """Suppress `address` for `days` from `now` (again: a later failure starts it anew)."""
-        self._db.put_item(
-            TableName=self._table,
-            Item={
-                **_key(address),
-                "error_code": {"N": str(error_code or 0)},
-                "since": {"N": str(now)},
-                "expires_at": {"N": str(now + days * 86_400)},
-            },
-        )
+    def suppression(
+        self, address: str, days: int, error_code: int | None, now: int
+    ) -> TransactWriteItemTypeDef:
+        """The write that suppresses `address` for `days` from `now` (again: a later failure
+        starts it anew), for a transaction: the retry worker writes it in the one that records
+        its give-up, so only the decision that recorded the give-up suppresses (a duplicate job
+        finds the attempt decided, and does not undo an operator's `suppressions remove`)."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **_key(address),
+                    "error_code": {"N": str(error_code or 0)},
+                    "since": {"N": str(now)},
+                    "expires_at": {"N": str(now + days * 86_400)},
+                },
+            }
+        }
 
     def get(self, address: str, now: int) -> Suppression | None:
         """The suppression in force for `address` at `now`, if any."""
