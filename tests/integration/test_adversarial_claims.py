@@ -9,6 +9,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT
 from tests.integration.retry_system import T0, Crash, RetrySystem
 from tools.twilio_sim import TwilioSimulator
@@ -69,6 +71,144 @@ def sms_thread(system: RetrySystem, sim: TwilioSimulator, service: str, old: int
     for n in range(old):
         sim.add_message(existing, f"old {n}", created=T0 - timedelta(days=1, seconds=-n))
     return existing
+
+
+# -- item 7: a stale claim is searched for where its claimant sent (invariant 8) ----------------
+
+
+def test_a_stale_sms_claim_in_a_long_sms_thread_is_resolved_not_left_to_the_dlq(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The worker claimed, found the SMS thread, and died before its create. The thread has 120
+    messages, all older than the claim: the search that read back to the WhatsApp message (never
+    in that thread) ran out of its limit every time, and the job went to the DLQ unsent."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    existing = sms_thread(system, sim, sim.service_of(conversation), old=120)
+    system.fail(conversation, original, 63024, status="failed")
+    crash_in(system, "create_message", before)
+    system.advance(180)  # stale
+    system.redeliver_now()
+    system.drain()
+    [sent] = system.created()
+    assert sent["conversation_sid"] == existing
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["new_message_sid"]) == ("sent", sent["sid"])
+    assert system.queued(system.dlq_url) == []
+
+
+def test_a_stale_sms_claim_is_found_where_it_sent_after_a_policy_redeploy(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The claimant sent the SMS from SMS_FROM and died before recording it; the policy was then
+    redeployed with another `from`. Searching where today's policy would send found nothing, and
+    a second SMS went out."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    system.fail(conversation, original, 63024, status="failed")
+    crash_in(system, "create_message")
+    [first] = system.created()
+    redeployed = json.loads(json.dumps(POLICY))
+    redeployed["rules"][0]["from"] = OTHER_FROM
+    system.load_retry(redeployed)
+    system.advance(180)
+    system.redeliver_now()
+    system.drain()
+    assert system.created() == [first]
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["new_message_sid"]) == ("sent", first["sid"])
+    assert attempt["new_conversation_sid"] == first["conversation_sid"]
+
+
+def test_the_claim_records_the_intent_before_any_create_and_never_a_phone_number(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    system.fail(conversation, original, 63024, status="failed")
+    crash_in(system, "create_conversation", before)
+    intent = system.attempts(original)[1]
+    assert intent["way"] == "fallback_sms"
+    assert intent["service_sid"] == sim.service_of(conversation)
+    assert intent["unique_name"] == f"redeliver-sms-{original}-1"
+    assert intent["sender"] == SMS_FROM
+    assert intent["recipient_hash"]
+    assert "conversation_sid" not in intent  # not known yet: no message can have been created
+    assert NEW_YORK.removeprefix("+") not in json.dumps(intent)
+    # a plain retry names its conversation in the claim itself
+    other, message = system.message()
+    system.fail(other, message, 30003)
+    system.advance(60)
+    crash_in(system, "create_message", before)
+    plain = system.attempts(message)[1]
+    assert (plain["way"], plain["conversation_sid"]) == ("retry", other)
+
+
+def test_a_give_up_that_meets_a_stale_sms_claim_searches_where_the_claimant_sent(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The claimant (63024, an SMS fallback) sent and died before recording; then the receipt
+    failed again with a permanent code. The give-up resolved the stale claim with the rule for
+    its own code (a plain retry: the WhatsApp conversation), found nothing, took the claim over
+    and recorded the attempt given up: an SMS went out, unrecorded."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    system.fail(conversation, original, 63024, status="failed")
+    crash_in(system, "create_message")
+    [sms] = system.created()
+    system.fail(conversation, original, 30007, after=20, status="failed")
+    system.advance(180)
+    system.drain()
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["new_message_sid"]) == ("sent", sms["sid"])
+    assert system.created() == [sms]
+
+
+@pytest.mark.parametrize("step", ["claim_conversation", "create_message"])
+def test_an_sms_fallback_is_exactly_once_when_the_worker_dies_around_its_conversation_note(
+    system: RetrySystem, sim: TwilioSimulator, step: str
+) -> None:
+    """After the claim names the SMS conversation (and before or after the create), a crash:
+    one conversation, one message, recorded sent."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    system.fail(conversation, original, 63024, status="failed")
+    if step == "claim_conversation":
+        store = system.retry.worker._store
+        real = getattr(store, step)
+        system.monkeypatch.setattr(store, step, after(real))
+        assert system.poll(crash=True).crashed
+        system.monkeypatch.setattr(store, step, real)
+    else:
+        crash_in(system, step)
+    system.advance(180)
+    system.redeliver_now()
+    system.drain()
+    [sent] = system.created()
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["new_message_sid"]) == ("sent", sent["sid"])
+
+
+def test_a_claim_from_before_intents_still_resolves_by_todays_policy(
+    system: RetrySystem,
+) -> None:
+    """A claim written by the previous version names no way nor conversation: it is searched for
+    as it was then (the failed conversation, back to the failed message)."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.advance(60)
+    crash_in(system, "create_message")
+    [sent] = system.created()
+    system.dynamodb.update_item(
+        TableName=system.table,
+        Key={"pk": {"S": f"MSG#{original}"}, "sk": {"S": "ATTEMPT#001"}},
+        UpdateExpression="REMOVE way, service_sid, conversation_sid",
+    )
+    system.advance(180)
+    system.redeliver_now()
+    system.drain()
+    assert system.created() == [sent]
+    assert system.attempts(original)[1]["new_message_sid"] == sent["sid"]
 
 
 # -- item 11: a duplicate job does not undo `suppressions remove` -------------------------------

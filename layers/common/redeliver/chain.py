@@ -66,6 +66,27 @@ class AttemptState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Intent:
+    """What a claimant is about to create (DESIGN invariant 8), recorded on its claim before any
+    Twilio call that creates something. Whoever resolves the claim once it is stale searches
+    exactly there, for the attempt's marker (its root and number: the claim's own key), in
+    messages no older than the claim; nothing is inferred from the policy, which may have been
+    redeployed since.
+
+    An SMS fallback finds or creates its conversation after the claim: the claim names the
+    conversation's unique name, the sender and the recipient (a hash, as suppressions keep it:
+    never a phone number), and gets the conversation's SID before the message create. A claim
+    with no `conversation_sid` therefore never created a message."""
+
+    way: str  # the way of sending's name: retry, template, fallback_sms
+    service_sid: str  # the Conversation Service
+    conversation_sid: str = ""  # where the message is created; "" until an SMS fallback knows
+    unique_name: str = ""  # the conversation an SMS fallback creates if Twilio has none
+    sender: str = ""  # an SMS fallback's proxy address (the policy's `from` when claimed)
+    recipient_hash: str = ""  # an SMS fallback's recipient, hashed (redeliver.suppressions)
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     root: str
     number: int
@@ -75,6 +96,8 @@ class Attempt:
     new_conversation_sid: str = ""  # where the new message is (an SMS fallback's own)
     reason: str = ""
     first_sent_at: datetime | None = None
+    failed_message_sid: str = ""  # the failure this attempt answers (the marker's retry_of)
+    intent: Intent | None = None  # None: claimed before intents were recorded, or decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +125,26 @@ class Chain:
         return cls(origin.root, origin.attempt + 1, origin.first_sent_at)
 
 
+def marker_of(attributes: Mapping[str, Any]) -> tuple[str, int, str] | None:
+    """(root, attempt, retry_of) as a message's marker claims them, when well formed: a root
+    and a retry_of that are message SIDs, an attempt that is an integer of at least 1. What it
+    claims is not yet true (DESIGN invariant 9): the table must agree (RetryWorker)."""
+    marker = attributes.get(MARKER_KEY)
+    if not isinstance(marker, Mapping):
+        return None
+    root, attempt, retry_of = marker.get("root"), marker.get("attempt"), marker.get("retry_of")
+    if not (isinstance(root, str) and root.startswith("IM")):
+        return None
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        return None
+    return root, attempt, retry_of if isinstance(retry_of, str) else ""
+
+
 def marker_chain(message: MessageSnapshot) -> tuple[str, int] | None:
-    """(root, attempt of this message) if the message is itself a retry, from its marker."""
-    marker = message.marker
-    root, attempt = marker.get("root"), marker.get("attempt")
-    if isinstance(root, str) and isinstance(attempt, int) and not isinstance(attempt, bool):
-        return root, attempt
-    return None
+    """(root, attempt of this message) if the message's marker names a retry (well formed;
+    see `marker_of`: only the table can say whether it is true)."""
+    marked = marker_of(message.attributes)
+    return None if marked is None else marked[:2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
-from redeliver.chain import MARKER_KEY, MessageSnapshot, NewMessage, parse_attributes
+from redeliver.chain import MessageSnapshot, NewMessage, marker_of, parse_attributes
 from redeliver.credentials import CredentialSource, TwilioCredentials
 
 Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
@@ -246,18 +246,21 @@ class ConversationsGateway:
         root: str,
         attempt: int,
         *,
-        retry_of: str,
+        since: int | None = None,
+        retry_of: str = "",
         limit: int = 100,
     ) -> str | None:
         """The SID of a message in the conversation carrying this attempt's marker; None only
         when the search has proved there is none.
 
-        A retry is created after the message it retries (`retry_of`), so it is newer:
-        the search reads newest first and stops at that message, or at the conversation's
-        oldest, having seen every place the retry could be. `limit` bounds the read (pages of
-        50, through Twilio's `next_page_url`); a busy conversation where the limit runs out
-        first proves nothing (`MarkerSearchInconclusive`): taking the claim over would send
-        twice, or record a message that went out as given up.
+        A retry is created after its claim (`since`: the claim's time, less the clocks' possible
+        skew), and after the message it retries (`retry_of`: a claim from before intents were
+        recorded, searched for in the failed conversation): the search reads newest first and
+        stops at the first message older than that, or at the conversation's oldest, having
+        seen every place the retry could be. `limit` bounds the read (pages of 50, through
+        Twilio's `next_page_url`); a busy conversation where the limit runs out first proves
+        nothing (`MarkerSearchInconclusive`): taking the claim over would send twice, or record
+        a message that went out as given up.
         """
         seen = 0
         try:
@@ -266,22 +269,21 @@ class ConversationsGateway:
             )
             for message in recent:
                 seen += 1
-                marker = parse_attributes(message.attributes).get(MARKER_KEY)
-                if (
-                    isinstance(marker, Mapping)
-                    and marker.get("root") == root
-                    and marker.get("attempt") == attempt
-                ):
+                marked = marker_of(parse_attributes(message.attributes))
+                if marked is not None and marked[:2] == (root, attempt):
                     return str(message.sid)
                 if message.sid == retry_of:  # everything newer has been read
                     return None
+                if since is not None and _older(message.date_created, since):
+                    return None  # older than the claim: so is everything after it
         except Exception as error:
             self._raise(error, sent=False)
         if seen < limit:  # the whole conversation has been read
             return None
+        bound = f"since {since}" if since is not None else f"before {retry_of}"
         raise MarkerSearchInconclusive(
             f"the {limit} newest messages hold no marker of attempt {attempt} of {root} and "
-            f"end before {retry_of}: the retry may be further back"
+            f"end {bound}: the retry may be further back"
         )
 
     def list_receipts(
@@ -337,6 +339,11 @@ def _status_and_code(error: TwilioException) -> tuple[int, int | None]:
         if isinstance(body, Mapping) and isinstance(body.get("code"), int):
             code = body["code"]
     return status, code
+
+
+def _older(created: Any, since: int) -> bool:
+    """A message's DateCreated is before `since` (epoch seconds); unknown is not."""
+    return isinstance(created, datetime) and created.timestamp() < since
 
 
 def _never_connected(error: Exception) -> bool:

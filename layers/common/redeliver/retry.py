@@ -11,7 +11,10 @@ For each job (a receipt that became a failure):
    written yet; ask the policy again with the recipients and overrides;
    with policy v2, also the recipient's address (the failed receipt's participant): a suppressed
    recipient gives up here, a `suppress` rule suppresses it, quiet hours may make it wait;
-5. claim the attempt: one transaction that also checks the receipt is still this failure;
+5. claim the attempt: one transaction that also checks the receipt is still this failure, and
+   records the intent (DESIGN invariant 8): the way of sending, the Conversation Service, the
+   target conversation (an SMS fallback: the unique name of the one it would create, the sender,
+   the recipient's hash; its conversation is written on the claim before the message create);
 6. create the new message, marked with its origin, the way the rule says (redeliver/sending:
    the same content, a Content template, SMS in another conversation); record it, linked both
    ways. Every way goes through the same claim, marker, record and stale-claim search.
@@ -26,14 +29,19 @@ are lost; a REST-created retry may get no webhook at all).
 
 Where a crash or a redelivered record can land, and why it sends at most once:
 - after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A worker that
-  finds a claim older than any function run (`claim_stale_seconds`) looks in the conversation for
-  the attempt's marker before sending: found → record it; not found → take the claim over, send.
+  finds a claim older than any function run (`claim_stale_seconds`) looks for the attempt's
+  marker where the claim's intent says, never where today's policy would send (it may have been
+  redeployed): found → record it; not found → take the claim over (with its own intent), send.
+  A claim that names no conversation yet (an SMS fallback before its lookup) created nothing.
   A younger claim means another worker may be sending now: the record goes back to SQS.
 - after 6, before the record: the same marker search finds the message and records it. It
-  reads newest first back to the failed message (the retry is newer); a conversation so busy
-  that its limit runs out first proves nothing, and the job goes back (then to the DLQ).
+  reads newest first back to the claim's time (the retry is newer; `CLOCK_SKEW_SECONDS` more);
+  a conversation so busy that its limit runs out first proves nothing, and the job goes back
+  (then to the DLQ). A claim from before intents were recorded is searched for as then: where
+  this worker (or the policy's rule for the code) would send, back to the failed message.
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
-  may record a give-up, since a claim may have sent.
+  may record a give-up, since a claim may have sent; it searches where the claim's intent says,
+  whatever its own code's rule is.
 - after 6, after the record, before the follow-up is queued (or SQS refused it): the record
   comes back, finds the attempt `sent` (a duplicate) and queues the follow-up again. So a
   follow-up may run more than once: each records Twilio's truth (idempotent), and the verdict is
@@ -67,6 +75,7 @@ from redeliver.chain import (
     AttemptState,
     CannotResend,
     Chain,
+    Intent,
     MessageSnapshot,
     NewMessage,
     marker_chain,
@@ -92,7 +101,7 @@ from redeliver.reconcile import Target as Lookup
 from redeliver.reconcile import record_reported
 from redeliver.recorder import Recorder, Source
 from redeliver.retry_queue import RetryQueue
-from redeliver.sending import Sent, Target, Way, way_for
+from redeliver.sending import Sent, Target, Way, find_intended, way_for
 from redeliver.sending.same import Same
 from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
@@ -120,6 +129,9 @@ AWS_FAULT_SECONDS = (1.0, 4.0)  # DynamoDB or SQS failed, or a transaction confl
 # and its DynamoDB and SQS calls.
 TWILIO_CALLS_PER_RECORD = 11
 RECORD_MARGIN_SECONDS = 5
+# A message created after its claim may still be dated by Twilio before the claim's time (taken
+# from the worker's clock, to the second): the stale-claim search reads back this much further.
+CLOCK_SKEW_SECONDS = 60
 
 
 def record_budget_seconds(twilio_timeout_seconds: float) -> int:
@@ -445,16 +457,23 @@ class RetryWorker:
     ) -> Result:
         event = job.event
         claimed_at = int(now)
-        claim = self._store.claim(chain, event, claimed_at)
+        intent = way.intent(target, chain)  # on the claim, before any create (invariant 8)
+        claim = self._store.claim(chain, event, claimed_at, intent)
         if claim is Claim.SUPERSEDED:
             return Result(Outcome.SKIPPED, "superseded", chain=chain)
         if claim is Claim.TAKEN:
             existing = self._store.get_attempt(chain.root, chain.attempt)
-            resumed = self._resume(job, chain, existing, now, way=way, target=target)
+            resumed = self._resume(job, chain, existing, now, way=way, target=target, mine=intent)
             if resumed is not None:
                 return resumed
+
+        def note(conversation_sid: str) -> None:
+            """An SMS fallback's conversation, on the claim before the message create."""
+            if not self._store.claim_conversation(chain, claimed_at, conversation_sid):
+                raise RetryLater("the claim was taken over", self._soon(AWS_FAULT_SECONDS), chain)
+
         try:
-            sent = way.create(self._twilio, target, outgoing, chain)
+            sent = way.create(self._twilio, target, outgoing, chain, note)
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)
@@ -479,10 +498,12 @@ class RetryWorker:
         *,
         way: Way | None = None,
         target: Target | None = None,
+        mine: Intent | None = None,
     ) -> Result | None:
-        """Another record got to this attempt first. None: this worker may send after all.
-        `way`: how this worker would send, and so where the claimant's message would be; a
-        give-up does not know, and asks the policy's rule for the code (`_way_of_claimant`)."""
+        """Another record got to this attempt first. None: this worker may send after all (it
+        took the stale claim over, with its own intent `mine`; a give-up has none).
+        `way`, `target`: how this worker would send; they matter only for a claim from before
+        intents were recorded (`_claimants_message`)."""
         if existing is None:  # released in between (a transient failure): try again later
             raise RetryLater("attempt claim changed under us", self._soon(AWS_FAULT_SECONDS), chain)
         if existing.state is not AttemptState.CLAIMED:
@@ -506,11 +527,8 @@ class RetryWorker:
             seconds = self._until_stale(existing.claimed_at)
             raise RetryLater("another worker holds the claim", seconds, chain)
         # A stale claim: its worker died, or its create timed out. Did the message go out?
-        event = job.event
         try:
-            if way is None or target is None:
-                way, target = self._way_of_claimant(job)
-            found = way.find(self._twilio, target, chain, event.message_sid)
+            found = self._claimants_message(job, chain, existing, way, target)
         except TwilioError as error:
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
         except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
@@ -519,14 +537,35 @@ class RetryWorker:
         if found is not None:
             self._sent(chain, found, job.event)
             return Result(Outcome.SENT, "found after an interrupted send", found.sid, chain=chain)
-        if not self._store.take_over(chain, existing.claimed_at, int(now)):
+        if not self._store.take_over(chain, existing.claimed_at, int(now), mine):
             seconds = self._until_stale(int(now))
             raise RetryLater("another worker took the stale claim", seconds, chain)
         return None
 
+    def _claimants_message(
+        self,
+        job: RetryJob,
+        chain: Chain,
+        claim: Attempt,
+        way: Way | None,
+        target: Target | None,
+    ) -> Sent | None:
+        """A stale claim's message, searched for where its claimant said it would send, in
+        messages no older than the claim (DESIGN invariant 8): not where today's policy would
+        send, which may have been redeployed since. A claim from before intents were recorded
+        is searched for as it was then: the way this worker sends (or the policy's rule for the
+        code), back to the failed message."""
+        if claim.intent is not None:
+            since = claim.claimed_at - CLOCK_SKEW_SECONDS
+            return find_intended(self._twilio, claim.intent, chain, since)
+        if way is None or target is None:
+            way, target = self._way_of_claimant(job)
+        return way.find(self._twilio, target, chain, job.event.message_sid)
+
     def _way_of_claimant(self, job: RetryJob) -> tuple[Way, Target]:
-        """How a claimant sent this failure's attempt: the way the policy's rule for the code
-        gives (an SMS fallback's conversation is found by the recipient's number)."""
+        """How a claim from before intents were recorded would have sent this failure's
+        attempt, as that version guessed it: the way the policy's rule for the code gives (an
+        SMS fallback's conversation is found by the recipient's number)."""
         event = job.event
         rule = self._policy.rule_for(event.error_code)
         address: str | None = None

@@ -8,7 +8,9 @@ One table, keyed by message. Item shapes (all under `pk = "MSG#<IM sid>"`):
 |                   | attribute per distinct status, `retry_pending_at` and       |            |
 |                   | `pending_shard` (the outbox mark, see `PENDING_INDEX`)      |            |
 | `ATTEMPT#<nnn>`   | under a root message: attempt n's claim and outcome, and    | retry      |
-|                   | the new message it created (the forward link)               |            |
+|                   | the new message it created (the forward link); a claim also |            |
+|                   | records its intent (`INTENT_ATTRIBUTES`: the way, service,  |            |
+|                   | conversation or unique name, sender, recipient hash)        |            |
 | `ORIGIN`          | under a new message: its root, the message it retried, the  | retry      |
 |                   | attempt number (the backward link)                          |            |
 
@@ -48,7 +50,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from redeliver.chain import Attempt, AttemptState, Chain, Origin
+from redeliver.chain import Attempt, AttemptState, Chain, Intent, Origin
 from redeliver.receipts import (
     Change,
     DeliveryEvent,
@@ -106,6 +108,18 @@ STUCK_PROJECTION = ("status", "order_key", "conversation_sid", "chat_service_sid
 _NEWER = (
     "attribute_not_exists(pk) OR order_key < :order_key "
     "OR (order_key = :order_key AND #status < :status)"
+)
+
+
+# A claim's intent (chain.Intent), one attribute each: what its claimant is about to create and
+# where. Never a phone number: an SMS fallback's recipient is kept as a hash.
+INTENT_ATTRIBUTES = (
+    "way",
+    "service_sid",
+    "conversation_sid",
+    "unique_name",
+    "sender",
+    "recipient_hash",
 )
 
 
@@ -350,9 +364,12 @@ class ReceiptStore:
 
     # -- the retry worker's attempts (DESIGN invariant 4) --------------------------------------
 
-    def claim(self, chain: Chain, event: DeliveryEvent, now: int) -> Claim:
+    def claim(
+        self, chain: Chain, event: DeliveryEvent, now: int, intent: Intent | None = None
+    ) -> Claim:
         """Claim `chain.attempt` of `chain.root`, only while `event` is still its receipt's latest
-        truth: one transaction, so a receipt that turned `delivered` cannot be resent."""
+        truth: one transaction, so a receipt that turned `delivered` cannot be resent. The claim
+        records `intent`: what is about to be created, and where (DESIGN invariant 8)."""
         try:
             self._db.transact_write_items(
                 TransactItems=[
@@ -380,6 +397,7 @@ class ReceiptStore:
                                 "error_code": {"N": str(event.error_code or 0)},
                                 "first_sent_at": {"S": iso(chain.first_sent_at)},
                                 "expires_at": {"N": str(now + self._ttl_seconds)},
+                                **_intent_values(intent),
                             },
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
@@ -397,15 +415,41 @@ class ReceiptStore:
             raise  # a conflict with a concurrent transaction: let SQS retry the record
         return Claim.CLAIMED
 
-    def take_over(self, chain: Chain, claimed_at: int, now: int) -> bool:
-        """Take a stale claim (its worker died or timed out) if nobody else has meanwhile."""
+    def take_over(
+        self, chain: Chain, claimed_at: int, now: int, intent: Intent | None = None
+    ) -> bool:
+        """Take a stale claim (its worker died or timed out) if nobody else has meanwhile, with
+        this worker's `intent` (None: it creates nothing, a give-up; the old intent stays)."""
+        values: dict[str, AttributeValueTypeDef] = {
+            ":now": {"N": str(now)},
+            ":then": {"N": str(claimed_at)},
+            ":claimed": {"S": AttemptState.CLAIMED.value},
+        }
+        sets, removes = ["claimed_at = :now"], []
+        if intent is not None:
+            given = _intent_values(intent)
+            for name in INTENT_ATTRIBUTES:
+                if name in given:
+                    sets.append(f"{name} = :{name}")
+                    values[f":{name}"] = given[name]
+                else:
+                    removes.append(name)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        return self._conditional_update(
+            _attempt_key(chain), expression, "#state = :claimed AND claimed_at = :then", values
+        )
+
+    def claim_conversation(self, chain: Chain, claimed_at: int, conversation_sid: str) -> bool:
+        """Name the conversation a claim's message is about to be created in (an SMS fallback's,
+        known only after the claim): before the create, so a claim that names none never
+        created one. False: the claim is no longer this worker's (nothing may be created)."""
         return self._conditional_update(
             _attempt_key(chain),
-            "SET claimed_at = :now",
-            "#state = :claimed AND claimed_at = :then",
+            "SET conversation_sid = :conversation",
+            "#state = :claimed AND claimed_at = :mine",
             {
-                ":now": {"N": str(now)},
-                ":then": {"N": str(claimed_at)},
+                ":conversation": {"S": conversation_sid},
+                ":mine": {"N": str(claimed_at)},
                 ":claimed": {"S": AttemptState.CLAIMED.value},
             },
         )
@@ -764,6 +808,37 @@ def attempt_from_item(item: Item) -> Attempt:
         new_conversation_sid=_string(item, "new_conversation_sid"),
         reason=_string(item, "reason"),
         first_sent_at=parse_time(first_sent, "first_sent_at") if first_sent else None,
+        failed_message_sid=_string(item, "failed_message_sid"),
+        intent=_intent(item),
+    )
+
+
+def _intent_values(intent: Intent | None) -> dict[str, AttributeValueTypeDef]:
+    """A claim's intent as item attributes: the empty ones are left out."""
+    if intent is None:
+        return {}
+    given = {
+        "way": intent.way,
+        "service_sid": intent.service_sid,
+        "conversation_sid": intent.conversation_sid,
+        "unique_name": intent.unique_name,
+        "sender": intent.sender,
+        "recipient_hash": intent.recipient_hash,
+    }
+    return {name: {"S": value} for name, value in given.items() if value}
+
+
+def _intent(item: Item) -> Intent | None:
+    """A claim's intent; None for a claim written before intents were recorded."""
+    if "way" not in item:
+        return None
+    return Intent(
+        way=_string(item, "way"),
+        service_sid=_string(item, "service_sid"),
+        conversation_sid=_string(item, "conversation_sid"),
+        unique_name=_string(item, "unique_name"),
+        sender=_string(item, "sender"),
+        recipient_hash=_string(item, "recipient_hash"),
     )
 
 

@@ -3,12 +3,17 @@
 The retry worker (redeliver/retry.py) keeps the one orchestration — re-check, claim, send,
 record — and the exactly-once path around it: the same claim, the same marker in the new
 message's attributes, the same chain links and the same stale-claim search for every way. A way
-says only three things:
+says only these things:
 
 - `prepare`: the new message, marked (pure: what is sent);
+- `intent`: what it is about to create, and where, recorded on the claim before any create
+  (DESIGN invariant 8; `chain.Intent`);
 - `create`: where and how it is created (Twilio calls; a create that may have been stored raises
-  `TwilioError("ambiguous")`, and only then);
-- `find`: where a stale claim's message would be, for the marker search (`find_retry`).
+  `TwilioError("ambiguous")`, and only then). A conversation the intent could not name yet is
+  passed to `note` before the message is created in it;
+- `find`: where the message of a claim from before intents were recorded would be today, for
+  the marker search (`find_retry`). A claim with an intent is searched for where it says
+  (`find_intended`), whatever the way or the policy is now.
 
 | way          | module         | policy action                                          |
 |--------------|----------------|--------------------------------------------------------|
@@ -21,10 +26,11 @@ Adding an action is a new module here and a line in `way_for`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redeliver.chain import CannotResend, Chain, MessageSnapshot, NewMessage
+from redeliver.chain import CannotResend, Chain, Intent, MessageSnapshot, NewMessage
 from redeliver.conversations import ConversationsGateway
 from redeliver.policy import Send
 from redeliver.quiet_hours import e164, is_whatsapp
@@ -48,18 +54,41 @@ class Sent:
     conversation_sid: str
 
 
+Note = Callable[[str], None]  # records the conversation a message is about to be created in
+
+
 class Way(Protocol):
     name: str
 
     def prepare(self, original: MessageSnapshot, chain: Chain) -> NewMessage | CannotResend: ...
 
+    def intent(self, target: Target, chain: Chain) -> Intent: ...
+
     def create(
-        self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
+        self,
+        twilio: ConversationsGateway,
+        target: Target,
+        message: NewMessage,
+        chain: Chain,
+        note: Note,
     ) -> Sent: ...
 
     def find(
         self, twilio: ConversationsGateway, target: Target, chain: Chain, retry_of: str
     ) -> Sent | None: ...
+
+
+def find_intended(
+    twilio: ConversationsGateway, intent: Intent, chain: Chain, since: int
+) -> Sent | None:
+    """A stale claim's message, searched for exactly where its intent says, in messages no
+    older than `since` (the claim's time, less the clocks' possible skew)."""
+    if not intent.conversation_sid:
+        return None  # a claim names its conversation before any message create: none was made
+    sid = twilio.find_retry(
+        intent.service_sid, intent.conversation_sid, chain.root, chain.attempt, since=since
+    )
+    return None if sid is None else Sent(sid, intent.conversation_sid)
 
 
 def way_for(decision: Send, address: str | None) -> Way:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from redeliver.chain import CannotResend, Chain, MessageSnapshot, NewMessage, new_message
+from redeliver.chain import CannotResend, Chain, Intent, MessageSnapshot, NewMessage, new_message
 from redeliver.conversations import ConversationsGateway
-from redeliver.sending import Sent, Target
+from redeliver.sending import Note, Sent, Target
 
 
 class Same:
@@ -13,8 +13,17 @@ class Same:
     def prepare(self, original: MessageSnapshot, chain: Chain) -> NewMessage | CannotResend:
         return new_message(original, chain)
 
+    def intent(self, target: Target, chain: Chain) -> Intent:
+        """The failed message's own conversation: named by the claim itself."""
+        return Intent(self.name, target.service_sid, target.conversation_sid)
+
     def create(
-        self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
+        self,
+        twilio: ConversationsGateway,
+        target: Target,
+        message: NewMessage,
+        chain: Chain,
+        note: Note,
     ) -> Sent:
         sid = twilio.create_message(target.service_sid, target.conversation_sid, message)
         return Sent(sid, target.conversation_sid)
@@ -22,6 +31,7 @@ class Same:
     def find(
         self, twilio: ConversationsGateway, target: Target, chain: Chain, retry_of: str
     ) -> Sent | None:
+        """A claim from before intents: in the failed conversation, back to the failed message."""
         sid = twilio.find_retry(
             target.service_sid,
             target.conversation_sid,

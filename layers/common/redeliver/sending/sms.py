@@ -7,23 +7,37 @@ address and proxy pair sit in one conversation only (50416), so the lookup is al
 try finds what a first one built.
 
 Exactly once, under the same crashes as a plain retry, without a second conversation or message:
+- the claim records the intent first (`intent`): this way, the service, the sender (the policy's
+  `from` at the time), a hash of the recipient's number and the unique name below — never the
+  number itself;
 - the new conversation's `UniqueName` is `redeliver-sms-<root>-<attempt>`: a create repeated
   after a crash (or a timeout) meets Twilio's 50353 and fetches the first one instead;
 - a participant added before a crash makes the lookup find the conversation next time; one added
   by another worker meanwhile answers 50416, and the lookup runs again;
+- the conversation found or built is written on the claim (`note`) before the message create: a
+  stale claim that names none never created a message, and one that names it is searched for
+  there (`sending.find_intended`), back to the claim's time, whatever the policy's `from` is now;
 - the message itself is created under the attempt's claim with the attempt's marker (plus
-  `"channel": "sms"`), and a stale claim's search (`find`) looks in the conversation the lookup
-  names: no conversation there means no message was sent.
+  `"channel": "sms"`).
+
+A crash after any step leaves: a claim (no create yet: taken over once stale, and the lookup
+finds what was built); a conversation without its participant (50353 next time: fetched, the
+participant added); the participant (the lookup finds the pair); the conversation named on the
+claim (searched: nothing there, taken over, sent once); the message (found there, recorded).
+
+`find` serves claims from before intents were recorded: it looks where the policy's `from`
+sends today, back to the failed message, as it did then.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from redeliver.chain import MARKER_KEY, CannotResend, Chain, MessageSnapshot, NewMessage
+from redeliver.chain import MARKER_KEY, CannotResend, Chain, Intent, MessageSnapshot, NewMessage
 from redeliver.chain import new_message as same_content
 from redeliver.conversations import ConversationsGateway, TwilioError
-from redeliver.sending import Sent, Target
+from redeliver.sending import Note, Sent, Target
+from redeliver.suppressions import address_hash
 
 LOOKUPS = 2  # a 50416 means the pair appeared meanwhile: look once more, then leave it to SQS
 
@@ -54,10 +68,27 @@ class SmsFallback:
             content_variables=message.content_variables,
         )
 
+    def intent(self, target: Target, chain: Chain) -> Intent:
+        """The conversation is not known before the claim: its unique name, the sender and the
+        recipient (hashed) are; `create` notes the conversation before the message create."""
+        return Intent(
+            self.name,
+            target.service_sid,
+            unique_name=unique_name(chain),
+            sender=self._from,
+            recipient_hash=address_hash(self._phone),
+        )
+
     def create(
-        self, twilio: ConversationsGateway, target: Target, message: NewMessage, chain: Chain
+        self,
+        twilio: ConversationsGateway,
+        target: Target,
+        message: NewMessage,
+        chain: Chain,
+        note: Note,
     ) -> Sent:
         conversation = self._conversation(twilio, target.service_sid, chain)
+        note(conversation)
         return Sent(twilio.create_message(target.service_sid, conversation, message), conversation)
 
     def find(
