@@ -211,6 +211,48 @@ def test_a_claim_from_before_intents_still_resolves_by_todays_policy(
     assert system.attempts(original)[1]["new_message_sid"] == sent["sid"]
 
 
+# -- item 6: a marker proves nothing on its own (invariant 9) -----------------------------------
+
+
+def test_a_message_with_a_retrys_attributes_copied_is_its_own_root(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The app sent a message with attributes copied from a retry. Its failure claimed the
+    original's next attempt, so when the retry itself failed, the original was never resent."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.drain()
+    [retry] = system.created(conversation)
+    copied = json.loads(retry["attributes"])
+    copy = sim.add_message(conversation, "Your order shipped", attributes=copied)
+    system.fail(conversation, copy, 30003)
+    system.fail(conversation, retry["sid"], 30003, after=10)
+    system.advance(900)
+    system.drain()
+    assert system.attempts(copy)[1]["state"] == "sent"
+    attempt = system.attempts(original)[2]
+    assert (attempt["state"], attempt["failed_message_sid"]) == ("sent", retry["sid"])
+    [again] = [m for m in system.created(conversation) if m["sid"] == attempt["new_message_sid"]]
+    assert again["body"] == "Your code is 123456"
+
+
+@pytest.mark.parametrize("attempt", [0, -10, "1", True, 1.5, None])
+def test_a_marker_with_a_bad_attempt_is_an_ordinary_message(
+    system: RetrySystem, sim: TwilioSimulator, attempt: object
+) -> None:
+    """attempt 0 claimed the named root's attempt 1 (one message too many); -10 raised
+    IndexError on every receive until the DLQ."""
+    conversation, root = system.message()
+    odd = sim.add_message(
+        conversation, attributes={"redeliver": {"root": root, "retry_of": root, "attempt": attempt}}
+    )
+    system.fail(conversation, odd, 30003)
+    system.drain()
+    assert system.attempts(root) == {}
+    assert system.attempts(odd)[1]["state"] == "sent"
+    assert system.queued(system.dlq_url) == []
+
+
 # -- item 11: a duplicate job does not undo `suppressions remove` -------------------------------
 
 

@@ -211,9 +211,31 @@ def test_a_failed_retry_continues_the_chain_until_max_attempts(system: RetrySyst
     assert attempts[4]["reason"] == "max_attempts"
 
 
+def claimed_by_a_dead_worker(
+    system: RetrySystem, root: str, attempt: int, retry_of: str, conversation: str
+) -> None:
+    """The claim a worker left when it died between create and record: what makes a marker
+    true (DESIGN invariant 9)."""
+    system.dynamodb.put_item(
+        TableName=system.table,
+        Item={
+            "pk": {"S": f"MSG#{root}"},
+            "sk": {"S": f"ATTEMPT#{attempt:03d}"},
+            "state": {"S": "claimed"},
+            "claimed_at": {"N": str(int(system.now.timestamp()))},
+            "failed_message_sid": {"S": retry_of},
+            "first_sent_at": {"S": "2026-11-27T10:00:00Z"},
+            "way": {"S": "retry"},
+            "service_sid": {"S": system.sim.service_of(conversation)},
+            "conversation_sid": {"S": conversation},
+        },
+    )
+
+
 def test_a_retry_whose_origin_link_was_lost_continues_by_its_marker(system: RetrySystem) -> None:
     """The worker died between create and record, and the new message failed meanwhile."""
     conversation, original = system.message()
+    claimed_by_a_dead_worker(system, original, 3, original, conversation)
     retry = system.sim.add_message(
         conversation,
         attributes={"redeliver": {"retry_of": original, "root": original, "attempt": 3}},
@@ -582,6 +604,7 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
     """Its worker is between create and record (or died there): no ORIGIN yet. The marker says
     where the failure belongs, so the message is fetched before anything is recorded."""
     conversation, original = system.message()
+    claimed_by_a_dead_worker(system, original, 1, original, conversation)
     retry = sim.add_message(
         conversation,
         attributes={"redeliver": {"retry_of": original, "root": original, "attempt": 1}},

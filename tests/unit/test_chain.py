@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from redeliver.chain import (
     CannotResend,
     Chain,
@@ -12,6 +14,7 @@ from redeliver.chain import (
     NewMessage,
     Origin,
     marker_chain,
+    marker_of,
     new_message,
     parse_attributes,
 )
@@ -67,6 +70,30 @@ def test_the_marker_merges_with_the_apps_own_redeliver_settings() -> None:
     }
     assert marker_chain(original) == (ROOT, 1)
     assert marker_chain(snapshot()) is None
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        {"root": ROOT, "attempt": 0},  # attempts start at 1
+        {"root": ROOT, "attempt": -10},
+        {"root": ROOT, "attempt": True},
+        {"root": ROOT, "attempt": "1"},
+        {"root": ROOT, "attempt": 1.0},
+        {"root": "", "attempt": 1},
+        {"root": 42, "attempt": 1},
+        {"root": "CH" + ROOT[2:], "attempt": 1},  # not a message SID
+        "IMroot",
+    ],
+)
+def test_a_malformed_marker_names_no_chain(marker: object) -> None:
+    assert marker_of({"redeliver": marker}) is None
+
+
+def test_a_marker_names_root_attempt_and_retry_of() -> None:
+    marker = {"root": ROOT, "attempt": 2, "retry_of": "IMx"}
+    assert marker_of({"redeliver": marker}) == (ROOT, 2, "IMx")
+    assert marker_of({"redeliver": {"root": ROOT, "attempt": 2}}) == (ROOT, 2, "")
 
 
 def test_media_is_carried_over() -> None:

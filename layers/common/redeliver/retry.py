@@ -78,7 +78,7 @@ from redeliver.chain import (
     Intent,
     MessageSnapshot,
     NewMessage,
-    marker_chain,
+    marker_of,
 )
 from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
 from redeliver.jobs import FollowUp, RetryJob, parse_job
@@ -329,8 +329,8 @@ class RetryWorker:
                 return self._give_up(chain, job, "message_not_found", now)
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
 
-        marked = self._marked_chain(message, chain)
-        if marked != chain:  # a retry without its ORIGIN link: its marker is the truth
+        marked = chain if linked else self._marked_chain(message, chain)
+        if marked != chain:  # a retry without its ORIGIN link: its marker, the table agreeing
             chain = marked
             decision = self._ask_policy(job, chain, now)
         if isinstance(decision, Suppress):
@@ -426,13 +426,24 @@ class RetryWorker:
         return decide(self._policy, failure, moment, self._policy_jitter)
 
     def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
-        """The chain the message's marker names, when it differs from `chain`."""
-        marked = marker_chain(message)
-        if marked is None or (marked[0], marked[1] + 1) == (chain.root, chain.attempt):
+        """The chain the message's marker names, when it differs from `chain` and the table
+        agrees (DESIGN invariant 9): that root's attempt is sent as this message, or claimed for
+        it (its worker is between create and record, or died there). A marker copied from a
+        retry into another message, or malformed, proves nothing: the message is its own root."""
+        marked = marker_of(message.attributes)
+        if marked is None:
             return chain
-        origin_attempt = self._store.get_attempt(*marked)
-        first_sent = origin_attempt.first_sent_at if origin_attempt else None
-        return Chain(marked[0], marked[1] + 1, first_sent or chain.first_sent_at)
+        root, number, retry_of = marked
+        if (root, number + 1) == (chain.root, chain.attempt):
+            return chain
+        attempt = self._store.get_attempt(root, number)
+        if attempt is None or not _made(attempt, message, retry_of):
+            logger.info(
+                "marker not trusted: the table does not agree",
+                extra={"message_sid": message.sid, "root": root, "attempt": number},
+            )
+            return chain
+        return Chain(root, number + 1, attempt.first_sent_at or chain.first_sent_at)
 
     def _wait_or_give_up(
         self, job: RetryJob, chain: Chain, decision: Wait | GiveUp, now: float
@@ -680,6 +691,20 @@ _METRICS = {
     Outcome.SKIPPED: "RetrySkipped",
     Outcome.DUPLICATE: "RetryDuplicate",
 }
+
+
+def _made(attempt: Attempt, message: MessageSnapshot, retry_of: str) -> bool:
+    """Whether `attempt` is the one `message` was created for: sent as it, or claimed for the
+    failure its marker names, where the claim's intent says, since the claim."""
+    if attempt.state is AttemptState.SENT:
+        return attempt.new_message_sid == message.sid
+    if attempt.state is not AttemptState.CLAIMED or attempt.failed_message_sid != retry_of:
+        return False
+    intent = attempt.intent
+    if intent is not None and intent.conversation_sid != message.conversation_sid:
+        return False  # (a claim from before intents names no conversation: retry_of decides)
+    created = message.date_created
+    return created is None or created.timestamp() >= attempt.claimed_at - CLOCK_SKEW_SECONDS
 
 
 def _job_fields(job: RetryJob | FollowUp | None) -> dict[str, object]:
