@@ -13,6 +13,7 @@ import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT
 from tests.integration.retry_system import T0, Crash, RetrySystem
+from tests.lambdas import metric_names
 from tools.twilio_sim import TwilioSimulator
 
 SMS_FROM = "+15550100000"
@@ -251,6 +252,64 @@ def test_a_marker_with_a_bad_attempt_is_an_ordinary_message(
     assert system.attempts(root) == {}
     assert system.attempts(odd)[1]["state"] == "sent"
     assert system.queued(system.dlq_url) == []
+
+
+# -- item 1: an SMS fallback never sends into a group (invariant 5) ------------------------------
+
+
+def test_an_sms_fallback_into_a_group_conversation_gives_up_with_its_own_reason(
+    system: RetrySystem, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pair (recipient, SMS_FROM) sits in a conversation with another SMS participant: that
+    one would have received the original's content (a one-time code). Twilio allows the pair in
+    that conversation only (50416), so nowhere else can the SMS go."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    service = sim.service_of(conversation)
+    group = sms_thread(system, sim, service)
+    assert system.retry.worker._twilio.add_sms_participant(service, group, "+14155550100", SMS_FROM)
+    system.fail(conversation, original, 63024, status="failed")
+    capsys.readouterr()
+    system.drain()
+    assert system.created() == []
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "sms_group_conversation")
+    assert "RetryGaveUp" in metric_names(capsys.readouterr().out)
+
+
+def test_an_sms_fallback_that_dies_after_finding_a_group_gives_up_once_stale(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """Its claim names no conversation (the group was found, nothing noted nor created): the
+    next worker takes it over, finds the same group, and gives up under its own claim."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    service = sim.service_of(conversation)
+    group = sms_thread(system, sim, service)
+    assert system.retry.worker._twilio.add_sms_participant(service, group, "+14155550100", SMS_FROM)
+    system.fail(conversation, original, 63024, status="failed")
+    crash_in(system, "recipients")
+    assert system.attempts(original)[1]["state"] == "claimed"
+    system.advance(180)
+    system.redeliver_now()
+    system.drain()
+    assert system.created() == []
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "sms_group_conversation")
+
+
+def test_an_sms_fallback_into_a_group_is_sent_when_the_policy_allows_groups(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    system.load_retry({**POLICY, "group_conversations": "allow"})
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    service = sim.service_of(conversation)
+    group = sms_thread(system, sim, service)
+    assert system.retry.worker._twilio.add_sms_participant(service, group, "+14155550100", SMS_FROM)
+    system.fail(conversation, original, 63024, status="failed")
+    system.drain()
+    [sent] = system.created()
+    assert sent["conversation_sid"] == group
 
 
 # -- item 11: a duplicate job does not undo `suppressions remove` -------------------------------

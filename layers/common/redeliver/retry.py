@@ -101,7 +101,7 @@ from redeliver.reconcile import Target as Lookup
 from redeliver.reconcile import record_reported
 from redeliver.recorder import Recorder, Source
 from redeliver.retry_queue import RetryQueue
-from redeliver.sending import Sent, Target, Way, find_intended, way_for
+from redeliver.sending import Refused, Sent, Target, Way, find_intended, way_for
 from redeliver.sending.same import Same
 from redeliver.settings import ConfigurationError
 from redeliver.store import Claim, ReceiptStore
@@ -123,10 +123,12 @@ class Outcome(StrEnum):
 # When a record sent back to the queue is seen again, by reason (seconds).
 THROTTLED_SECONDS = (2.0, 8.0)  # a 429, or a Twilio call that did nothing: a few, spread out
 AWS_FAULT_SECONDS = (1.0, 4.0)  # DynamoDB or SQS failed, or a transaction conflicted: soon
-# The worst case of one record: every Twilio call it can make (fetch, participants, the failed
-# receipt's participant, the marker search's two pages, create; an SMS fallback adds a lookup,
-# a conversation, its participant, and the lookup's second round) taking the whole HTTP timeout,
-# and its DynamoDB and SQS calls.
+# The worst case of one record: every Twilio call it can make taking the whole HTTP timeout (and
+# its DynamoDB and SQS calls): fetch, participants, the failed receipt's participant, create; an
+# SMS fallback's lookup, conversation create, its fetch after a 50353, participant (50416),
+# second lookup, and the participants of the conversation found (a group?). A stale claim's
+# marker search (two pages) runs only where the claim names a conversation, which the SMS
+# fallback's lookup then finds at once (no conversation built).
 TWILIO_CALLS_PER_RECORD = 11
 RECORD_MARGIN_SECONDS = 5
 # A message created after its claim may still be dated by Twilio before the claim's time (taken
@@ -359,7 +361,7 @@ class RetryWorker:
         if not isinstance(decision, Send):
             return self._wait_or_give_up(job, chain, decision, now)
 
-        way = way_for(decision, address)
+        way = way_for(decision, address, groups=self._policy.group_conversations == "allow")
         outgoing = way.prepare(message, chain)
         if isinstance(outgoing, CannotResend):
             return self._give_up(chain, job, outgoing.reason, now)
@@ -485,6 +487,8 @@ class RetryWorker:
 
         try:
             sent = way.create(self._twilio, target, outgoing, chain, note)
+        except Refused as refused:  # nothing created: given up under our claim
+            return self._give_up(chain, job, refused.reason, now, claimed_at)
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)

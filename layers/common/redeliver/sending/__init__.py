@@ -57,6 +57,15 @@ class Sent:
 Note = Callable[[str], None]  # records the conversation a message is about to be created in
 
 
+class Refused(Exception):
+    """The way will not create this message (found under the claim, before any create): the
+    attempt is given up with `reason`, its own counted reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Way(Protocol):
     name: str
 
@@ -91,8 +100,9 @@ def find_intended(
     return None if sid is None else Sent(sid, intent.conversation_sid)
 
 
-def way_for(decision: Send, address: str | None) -> Way:
-    """The way a `Send` decision is carried out, for a recipient at `address`."""
+def way_for(decision: Send, address: str | None, *, groups: bool = False) -> Way:
+    """The way a `Send` decision is carried out, for a recipient at `address`; `groups`: the
+    policy allows sending into a conversation with other recipients (`group_conversations`)."""
     from redeliver.sending.same import Same  # noqa: PLC0415 - the modules import this one
     from redeliver.sending.sms import SmsFallback  # noqa: PLC0415
     from redeliver.sending.template import Templated  # noqa: PLC0415
@@ -102,5 +112,5 @@ def way_for(decision: Send, address: str | None) -> Way:
     if decision.action == "fallback_sms" and decision.sms_from is not None:
         phone = e164(address)
         if is_whatsapp(address) and phone is not None:
-            return SmsFallback(decision.sms_from, phone)
+            return SmsFallback(decision.sms_from, phone, groups=groups)
     return Same()

@@ -6,6 +6,12 @@ proxy number, in the same Conversation Service: the one Twilio already has
 address and proxy pair sit in one conversation only (50416), so the lookup is also how a second
 try finds what a first one built.
 
+The conversation found may be a group: other SMS participants would receive the original's
+content (a one-time code, say). The policy's `group_conversations` applies to it as to the failed
+one, and since the SMS can go nowhere else (50416), a group is given up as
+`sms_group_conversation` unless the policy allows groups. The lookup's answer does not say who
+else takes part: the found conversation's participants are listed (one call).
+
 Exactly once, under the same crashes as a plain retry, without a second conversation or message:
 - the claim records the intent first (`intent`): this way, the service, the sender (the policy's
   `from` at the time), a hash of the recipient's number and the unique name below — never the
@@ -36,7 +42,7 @@ from typing import Any
 from redeliver.chain import MARKER_KEY, CannotResend, Chain, Intent, MessageSnapshot, NewMessage
 from redeliver.chain import new_message as same_content
 from redeliver.conversations import ConversationsGateway, TwilioError
-from redeliver.sending import Note, Sent, Target
+from redeliver.sending import Note, Refused, Sent, Target
 from redeliver.suppressions import address_hash
 
 LOOKUPS = 2  # a 50416 means the pair appeared meanwhile: look once more, then leave it to SQS
@@ -49,9 +55,10 @@ def unique_name(chain: Chain) -> str:
 class SmsFallback:
     name = "fallback_sms"
 
-    def __init__(self, sms_from: str, phone: str) -> None:
+    def __init__(self, sms_from: str, phone: str, *, groups: bool = False) -> None:
         self._from = sms_from
         self._phone = phone  # the recipient's E.164 number (its WhatsApp address without prefix)
+        self._groups = groups  # the policy allows sending into a group conversation
 
     def prepare(self, original: MessageSnapshot, chain: Chain) -> NewMessage | CannotResend:
         message = same_content(original, chain)
@@ -106,6 +113,8 @@ class SmsFallback:
         for _ in range(LOOKUPS):
             found = twilio.conversation_with(service, self._phone, self._from)
             if found is not None:
+                if not self._groups and twilio.recipients(service, found) > 1:
+                    raise Refused("sms_group_conversation")
                 return found
             created = twilio.create_conversation(service, unique_name(chain), "SMS fallback")
             if twilio.add_sms_participant(service, created, self._phone, self._from):
