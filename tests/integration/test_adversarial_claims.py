@@ -344,3 +344,24 @@ def test_a_suppression_and_its_give_up_are_written_together(system: RetrySystem)
     assert system.attempts(original)[1]["reason"] == "suppressed"
     assert "PutItem" not in calls  # one transaction, not two writes
     assert system.retry.worker._suppressions.get(NEW_YORK, int(system.now.timestamp()))
+
+
+def test_a_suppression_that_meets_a_dead_workers_claim_is_written_under_the_claim_taken_over(
+    system: RetrySystem,
+) -> None:
+    """A worker claimed attempt 1 (30003) and died before its create; then the receipt failed
+    again with 21610. Once the claim is stale and its conversation holds no marker, the give-up
+    takes it over and records itself and the suppression in one transaction, under that claim."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(address=NEW_YORK)
+    system.fail(conversation, original, 30003)
+    system.advance(60)
+    crash_in(system, "create_message", before)
+    system.fail(conversation, original, 21610, after=20, status="failed")
+    system.advance(180)
+    system.drain()
+    assert system.created() == []
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["reason"]) == ("gave_up", "suppressed")
+    assert int(attempt["claimed_at"]) == int(system.now.timestamp())  # the claim taken over
+    assert system.retry.worker._suppressions.get(NEW_YORK, int(system.now.timestamp()))

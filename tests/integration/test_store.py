@@ -7,6 +7,7 @@ state `receipts.apply` computes, with at most one enqueue per event that became 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -14,12 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from redeliver.chain import Chain, Intent
 from redeliver.receipts import DeliveryEvent, apply, parse_delivery_event
 from redeliver.store import (
     HISTORY_PREFIX,
     PENDING_AT,
     PENDING_PROJECTION,
     PENDING_SHARD,
+    Claim,
     ReceiptStore,
 )
 from tools.samples import receipt_fields
@@ -125,3 +128,35 @@ def test_a_pending_failure_costs_one_index_write_unit(
     # What the item gains over time (history, TTL) is not projected: no index write for it.
     assert not any(k.startswith(HISTORY_PREFIX) for k in PENDING_PROJECTION)
     assert "expires_at" not in PENDING_PROJECTION
+
+
+def test_a_claims_intent_is_kept_replaced_by_a_take_over_and_named_only_by_its_claimant(
+    stack: DeployedStack,
+) -> None:
+    """DESIGN invariant 8: the claim holds what its claimant is about to create; a take-over
+    holds the new claimant's; a conversation is noted only under the claim it belongs to."""
+    store = ReceiptStore(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
+    event = parse_delivery_event(receipt_fields("failed", message="intent", error_code=63024))
+    store.record(event)
+    chain = Chain(event.message_sid, 1, event.date_created)
+    sms = Intent(
+        "fallback_sms", "IS1", unique_name="redeliver-sms-x-1", sender="+1", recipient_hash="h"
+    )
+    assert store.claim(chain, event, 100, sms) is Claim.CLAIMED
+    claimed = store.get_attempt(chain.root, 1)
+    assert claimed is not None
+    assert (claimed.intent, claimed.failed_message_sid) == (sms, event.message_sid)
+    assert not store.claim_conversation(chain, 99, "CH1")  # not this claim's
+    assert store.claim_conversation(chain, 100, "CH1")
+    noted = store.get_attempt(chain.root, 1)
+    assert noted is not None
+    assert noted.intent == replace(sms, conversation_sid="CH1")
+    same = Intent("retry", "IS1", "CH2")
+    assert store.take_over(chain, 100, 300, same)
+    taken = store.get_attempt(chain.root, 1)
+    assert taken is not None
+    assert (taken.claimed_at, taken.intent) == (300, same)
+    assert store.take_over(chain, 300, 500)  # a give-up's: creates nothing, the intent stays
+    kept = store.get_attempt(chain.root, 1)
+    assert kept is not None
+    assert (kept.claimed_at, kept.intent) == (500, same)
