@@ -8,7 +8,9 @@ For each job (a receipt that became a failure):
    with its own job), stop; resolve the chain (a failed retry continues its root's count);
 3. ask the policy with what is known: wait, or give up if the chain is linked (ORIGIN), or go on;
 4. fetch the message from Twilio; its marker names the chain of a retry whose ORIGIN link is not
-   written yet; ask the policy again with the recipients and overrides;
+   written yet, when the table agrees (that root's attempt is claimed for, or sent as, this
+   message: DESIGN invariant 9; any other marker, copied or malformed, proves nothing and the
+   message is its own root); ask the policy again with the recipients and overrides;
    with policy v2, also the recipient's address (the failed receipt's participant): a suppressed
    recipient gives up here, a `suppress` rule suppresses it, quiet hours may make it wait;
 5. claim the attempt: one transaction that also checks the receipt is still this failure, and
