@@ -165,29 +165,37 @@ def test_a_give_up_that_meets_a_stale_sms_claim_searches_where_the_claimant_sent
     assert system.created() == [sms]
 
 
-@pytest.mark.parametrize("step", ["claim_conversation", "create_message"])
-def test_an_sms_fallback_is_exactly_once_when_the_worker_dies_around_its_conversation_note(
-    system: RetrySystem, sim: TwilioSimulator, step: str
+@pytest.mark.parametrize(
+    ("where", "step"),
+    [
+        ("store", "claim"),  # the intent names no conversation yet
+        ("gateway", "conversation_with"),
+        ("store", "claim_conversation"),  # named, nothing created there
+        ("gateway", "create_message"),  # named, and the message is there
+    ],
+)
+def test_an_sms_fallback_is_exactly_once_when_the_worker_dies_around_its_intent(
+    system: RetrySystem, sim: TwilioSimulator, where: str, step: str
 ) -> None:
-    """After the claim names the SMS conversation (and before or after the create), a crash:
-    one conversation, one message, recorded sent."""
+    """A crash after each step that the claim's intent follows: once the claim is stale, one
+    conversation and one message, recorded sent."""
     system.load_retry(POLICY)
     conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
     system.fail(conversation, original, 63024, status="failed")
-    if step == "claim_conversation":
-        store = system.retry.worker._store
-        real = getattr(store, step)
-        system.monkeypatch.setattr(store, step, after(real))
-        assert system.poll(crash=True).crashed
-        system.monkeypatch.setattr(store, step, real)
-    else:
-        crash_in(system, step)
+    worker = system.retry.worker
+    target = worker._store if where == "store" else worker._twilio
+    real = getattr(target, step)
+    system.monkeypatch.setattr(target, step, after(real))
+    assert system.poll(crash=True).crashed
+    system.monkeypatch.setattr(target, step, real)
     system.advance(180)
     system.redeliver_now()
     system.drain()
     [sent] = system.created()
+    assert len([c for c in sim.conversations.values() if c.unique_name]) == 1
     attempt = system.attempts(original)[1]
     assert (attempt["state"], attempt["new_message_sid"]) == ("sent", sent["sid"])
+    assert attempt["new_conversation_sid"] == sent["conversation_sid"]
 
 
 def test_a_claim_from_before_intents_still_resolves_by_todays_policy(
