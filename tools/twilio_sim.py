@@ -244,6 +244,23 @@ class TwilioSimulator:
             )
         return conversation
 
+    def add_participant(self, conversation: str, address: str) -> str:
+        """Someone joins a conversation on its first participant's channel (its proxy too), as
+        `POST .../Participants` with a MessagingBinding would add them."""
+        with self._lock:
+            chat = self.conversations[conversation]
+            first = chat.participants[0]
+            binding = first["messaging_binding"]
+            prefix = "whatsapp:" if binding and binding.get("type") == "whatsapp" else ""
+            participant = {
+                **first,
+                "sid": sid("MB", f"{conversation}-joined-{len(chat.participants)}"),
+                "identity": None,
+                "messaging_binding": {**(binding or {}), "address": f"{prefix}{address}"},
+            }
+            chat.participants.append(participant)
+        return str(participant["sid"])
+
     def participant_of(self, conversation: str, n: int = 0) -> str:
         """The SID of a conversation's n-th participant (a receipt's ParticipantSid)."""
         return str(self.conversations[conversation].participants[n]["sid"])

@@ -125,3 +125,35 @@ def test_a_twilio_timeout_no_invocation_could_start_a_record_under_fails_the_fir
     timeout = int(system.stack.environment("RetryFunction")["RETRY_TIMEOUT_SECONDS"])
     with pytest.raises(ConfigurationError, match="TWILIO_TIMEOUT_SECONDS"):
         system.load_retry(TWILIO_TIMEOUT_SECONDS=str(timeout // 5))
+
+
+# -- who a new message reaches is who is in the conversation now -----------------------------------
+
+
+def test_a_conversation_that_became_a_group_since_the_failure_is_not_resent(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The original went to one recipient (its `delivery.total` is 1). Someone joined before the
+    retry: a new message would reach them too, another person's message (a one-time code, say).
+    The group check counts the conversation's members now, not the original's recipients."""
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    sim.add_participant(conversation, "+15559990001")
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[1]["reason"] == "group_conversation"
+
+
+def test_the_failed_recipient_is_found_in_the_same_listing_as_the_members(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """One participants listing answers both questions (how many, and the failed recipient's
+    address for suppressions and quiet hours): no call of its own for the address."""
+    conversation, original = system.message(address="+15551230001")
+    system.fail(conversation, original, 30003)
+    sim.requests.clear()
+    system.drain()
+    assert len(system.created(conversation)) == 1
+    paths = [path for _, path in sim.requests]
+    assert sum(path.endswith("/Participants") for path in paths) == 1
+    assert not any("/Participants/MB" in path for path in paths)

@@ -100,6 +100,20 @@ class ReceiptSnapshot:
     channel_message_sid: str | None
 
 
+PARTICIPANTS_LISTED = 100  # more than this is a group whatever the rest are
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    sid: str
+    address: str | None  # its messaging binding's address; None for a chat identity
+
+
+def _address(binding: object) -> str | None:
+    address = binding.get("address") if isinstance(binding, Mapping) else None
+    return str(address) if address else None
+
+
 class ConversationsGateway:
     """One twilio Client per container, created on first use from the Twilio secret.
 
@@ -149,14 +163,19 @@ class ConversationsGateway:
             self._raise(error, sent=False)
         return _snapshot(message)
 
-    def recipients(self, service_sid: str, conversation_sid: str) -> int:
-        """Non-chat participants (those with a messaging binding: SMS, WhatsApp, ...)."""
+    def participants(self, service_sid: str, conversation_sid: str) -> list[Participant]:
+        """The conversation's participants now (the first `PARTICIPANTS_LISTED`): who a new
+        message would reach, each with its messaging address (None for a chat identity)."""
         try:
             conversation = self._conversations(service_sid)(conversation_sid)
-            participants = conversation.participants.list(limit=100)
+            listed = conversation.participants.list(limit=PARTICIPANTS_LISTED)
         except Exception as error:
             self._raise(error, sent=False)
-        return sum(1 for p in participants if p.messaging_binding)
+        return [Participant(str(p.sid), _address(p.messaging_binding)) for p in listed]
+
+    def recipients(self, service_sid: str, conversation_sid: str) -> int:
+        """Non-chat participants (those with a messaging binding: SMS, WhatsApp, ...)."""
+        return sum(1 for p in self.participants(service_sid, conversation_sid) if p.address)
 
     def participant_address(
         self, service_sid: str, conversation_sid: str, participant_sid: str
@@ -168,9 +187,7 @@ class ConversationsGateway:
             participant = conversation.participants(participant_sid).fetch()
         except Exception as error:
             self._raise(error, sent=False)
-        binding = participant.messaging_binding
-        address = binding.get("address") if isinstance(binding, Mapping) else None
-        return str(address) if address else None
+        return _address(participant.messaging_binding)
 
     def conversation_with(self, service_sid: str, address: str, proxy_address: str) -> str | None:
         """The service's open conversation where `address` is a participant through

@@ -82,7 +82,12 @@ from redeliver.chain import (
     NewMessage,
     marker_of,
 )
-from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
+from redeliver.conversations import (
+    PARTICIPANTS_LISTED,
+    ConversationsGateway,
+    MarkerSearchInconclusive,
+    TwilioError,
+)
 from redeliver.jobs import FollowUp, RetryJob, parse_job
 from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.policy import (
@@ -346,13 +351,14 @@ class RetryWorker:
     def _decide_with_message(
         self, job: RetryJob, chain: Chain, message: MessageSnapshot, now: float
     ) -> Result:
-        """The last look before a send: recipients, overrides, the recipient's address."""
+        """The last look before a send: recipients, overrides, the recipient's address.
+
+        The recipients are the conversation's members now, not the original's `delivery.total`:
+        a new message goes to whoever is in the conversation when it is created, and someone who
+        joined since would receive another person's message (a one-time code, say)."""
         event = job.event
-        recipients = message.recipients
-        if recipients is None:
-            recipients = self._twilio.recipients(event.chat_service_sid, event.conversation_sid)
+        recipients, address = self._members(job)
         overrides = Overrides.from_attributes(message.attributes)
-        address = self._address(job)
         if address is not None and self._suppressions.get(address, int(now)) is not None:
             return self._give_up(chain, job, "recipient_suppressed", now)
         decision = self._ask_policy(
@@ -369,6 +375,23 @@ class RetryWorker:
             return self._give_up(chain, job, outgoing.reason, now)
         target = Target(event.chat_service_sid, event.conversation_sid, address)
         return self._send(job, chain, outgoing, now, way=way, target=target)
+
+    def _members(self, job: RetryJob) -> tuple[int, str | None]:
+        """One listing of the conversation: how many non-chat recipients a new message would
+        reach, and the failed receipt's recipient's address among them (fetched on its own only
+        when the listing was cut short: a conversation that large is a group anyway)."""
+        event = job.event
+        try:
+            members = self._twilio.participants(event.chat_service_sid, event.conversation_sid)
+        except TwilioError as error:
+            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+        recipients = sum(1 for member in members if member.address)
+        listed = {member.sid: member.address for member in members}
+        if not event.participant_sid or event.participant_sid in listed:
+            return recipients, listed.get(event.participant_sid or "")
+        if len(members) < PARTICIPANTS_LISTED:  # removed since: nobody to suppress or wait for
+            return recipients, None
+        return recipients, self._address(job)
 
     def _address(self, job: RetryJob) -> str | None:
         """The failed receipt's recipient: its participant's messaging address."""
