@@ -131,7 +131,7 @@ def test_the_claim_records_the_intent_before_any_create_and_never_a_phone_number
     intent = system.attempts(original)[1]
     assert intent["way"] == "fallback_sms"
     assert intent["service_sid"] == sim.service_of(conversation)
-    assert intent["unique_name"] == f"redeliver-sms-{original}-1"
+    assert intent["unique_name"] == f"redeliver-sms-{original}-1-{SMS_FROM[1:]}"
     assert intent["sender"] == SMS_FROM
     assert intent["recipient_hash"]
     assert "conversation_sid" not in intent  # not known yet: no message can have been created
@@ -373,3 +373,30 @@ def test_a_suppression_that_meets_a_dead_workers_claim_is_written_under_the_clai
     assert (attempt["state"], attempt["reason"]) == ("gave_up", "suppressed")
     assert int(attempt["claimed_at"]) == int(system.now.timestamp())  # the claim taken over
     assert system.retry.worker._suppressions.get(NEW_YORK, int(system.now.timestamp()))
+
+
+@pytest.mark.parametrize("step", ["create_conversation", "add_sms_participant"])
+def test_a_stale_sms_claim_taken_over_after_a_redeploy_never_adds_a_second_sender(
+    system: RetrySystem, sim: TwilioSimulator, step: str
+) -> None:
+    """The claimant built the attempt's SMS conversation (and maybe added the recipient through
+    SMS_FROM), then died before any message. The policy was redeployed with another `from`; the
+    worker that takes the stale claim over sends from the new number. Reusing the claimant's
+    conversation name, it added the recipient a second time, through the new number: one
+    message, delivered twice to the same phone from two numbers (and counted a group)."""
+    system.load_retry(POLICY)
+    conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
+    system.fail(conversation, original, 63024, status="failed")
+    crash_in(system, step)
+    redeployed = json.loads(json.dumps(POLICY))
+    redeployed["rules"][0]["from"] = OTHER_FROM
+    system.load_retry(redeployed)
+    system.advance(180)
+    system.redeliver_now()
+    system.drain()
+    [sent] = system.created()
+    chat = sim.conversations[sent["conversation_sid"]]
+    bindings = [p["messaging_binding"] for p in chat.participants if p["messaging_binding"]]
+    assert [(b["address"], b["proxy_address"]) for b in bindings] == [(NEW_YORK, OTHER_FROM)]
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt["new_message_sid"]) == ("sent", sent["sid"])

@@ -144,7 +144,7 @@ def test_fallback_sms_builds_a_conversation_with_the_sms_participant_and_sends_t
     system.fail(conversation, original, 63024, status="failed")
     system.drain()
     [sms] = sms_conversations(sim)
-    assert sim.conversations[sms].unique_name == f"redeliver-sms-{original}-1"
+    assert sim.conversations[sms].unique_name == f"redeliver-sms-{original}-1-{SMS_FROM[1:]}"
     assert sim.service_of(sms) == sim.service_of(conversation)
     [participant] = sim.conversations[sms].participants
     assert participant["messaging_binding"] == {

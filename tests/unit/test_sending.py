@@ -83,9 +83,10 @@ def test_an_sms_fallback_keeps_the_content_and_marks_the_channel() -> None:
     assert nothing == CannotResend("nothing_to_send")
 
 
-def test_the_sms_conversation_is_named_by_root_and_attempt() -> None:
-    assert unique_name(CHAIN) == "redeliver-sms-IMroot-2"
-    assert unique_name(Chain("IMroot", 3, T0)) != unique_name(CHAIN)
+def test_the_sms_conversation_is_named_by_root_attempt_and_sender() -> None:
+    assert unique_name(CHAIN, "+15550100000") == "redeliver-sms-IMroot-2-15550100000"
+    assert unique_name(Chain("IMroot", 3, T0), "+15550100000") != unique_name(CHAIN, "+15550100000")
+    assert unique_name(CHAIN, "+15550100001") != unique_name(CHAIN, "+15550100000")
 
 
 def test_a_template_resend_can_itself_be_resent_with_the_same_variables() -> None:

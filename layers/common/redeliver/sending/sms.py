@@ -16,8 +16,10 @@ Exactly once, under the same crashes as a plain retry, without a second conversa
 - the claim records the intent first (`intent`): this way, the service, the sender (the policy's
   `from` at the time), a hash of the recipient's number and the unique name below — never the
   number itself;
-- the new conversation's `UniqueName` is `redeliver-sms-<root>-<attempt>`: a create repeated
-  after a crash (or a timeout) meets Twilio's 50353 and fetches the first one instead;
+- the new conversation's `UniqueName` is `redeliver-sms-<root>-<attempt>-<sender>`: a create
+  repeated after a crash (or a timeout) meets Twilio's 50353 and fetches the first one instead;
+  a take-over after a redeploy with another `from` builds its own, never a second sender in the
+  claimant's (one message would reach the phone twice, from two numbers);
 - a participant added before a crash makes the lookup find the conversation next time; one added
   by another worker meanwhile answers 50416, and the lookup runs again;
 - the conversation found or built is written on the claim (`note`) before the message create: a
@@ -48,8 +50,11 @@ from redeliver.suppressions import address_hash
 LOOKUPS = 2  # a 50416 means the pair appeared meanwhile: look once more, then leave it to SQS
 
 
-def unique_name(chain: Chain) -> str:
-    return f"redeliver-sms-{chain.root}-{chain.attempt}"
+def unique_name(chain: Chain, sender: str) -> str:
+    """The attempt's SMS conversation from `sender`. The sender is in the name: a worker that
+    takes a stale claim over after a redeploy with another `from` builds its own conversation,
+    and never adds the recipient a second time, through a second number, to the claimant's."""
+    return f"redeliver-sms-{chain.root}-{chain.attempt}-{sender.removeprefix('+')}"
 
 
 class SmsFallback:
@@ -81,7 +86,7 @@ class SmsFallback:
         return Intent(
             self.name,
             target.service_sid,
-            unique_name=unique_name(chain),
+            unique_name=unique_name(chain, self._from),
             sender=self._from,
             recipient_hash=address_hash(self._phone),
         )
@@ -116,7 +121,9 @@ class SmsFallback:
                 if not self._groups and twilio.recipients(service, found) > 1:
                     raise Refused("sms_group_conversation")
                 return found
-            created = twilio.create_conversation(service, unique_name(chain), "SMS fallback")
+            created = twilio.create_conversation(
+                service, unique_name(chain, self._from), "SMS fallback"
+            )
             if twilio.add_sms_participant(service, created, self._phone, self._from):
                 return created
         raise TwilioError("transient", "50416: the pair sits in a conversation the lookup missed")
