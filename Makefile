@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup test checkov lock-checkov lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
+.PHONY: help setup test fuzz checkov lock-checkov lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 
 test: setup lint typecheck checkov ## everything CI runs: lint, types, checkov, unit, integration, template, e2e tests
 	$(PY) -m pytest
+
+fuzz: setup ## the retry protocol's model test with fresh seeds, long (EXAMPLES=200; make test runs 20, fixed)
+	REDELIVER_FUZZ_EXAMPLES=$${EXAMPLES:-200} $(PY) -m pytest tests/integration/test_protocol_model.py -p no:logging -q
 
 checkov: $(CHECKOV_STAMP) ## checkov on template.yaml (offline): fails on any failed check; skips carry their reason
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
