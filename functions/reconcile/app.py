@@ -48,5 +48,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         "failures": report.failures,
         "left_alone": report.left_alone,
         "errors": report.errors,
+        "refused": report.refused,
         "skipped": len(report.skipped),
     }

@@ -119,6 +119,7 @@ def test_a_failure_whose_webhook_was_lost_is_found_recorded_and_retried(
         "failures": 1,
         "left_alone": 0,
         "errors": 0,
+        "refused": 0,
         "skipped": 0,
     }
     assert rec.lookups() == 1
@@ -254,6 +255,36 @@ def test_a_transient_twilio_error_is_asked_again_next_window_without_counting(
     rec.now += timedelta(seconds=AFTER + 1)
     assert rec.run()["recorded"] == 1
     assert rec.receipt_item(message)["status"] == "delivered"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=403, code=20003), Fault(status=401, code=20003), Fault(status=403, code=20403)],
+    ids=["403-20003", "401", "403"],
+)
+def test_a_refused_lookup_is_counted_and_alarmed_never_towards_leaving_a_receipt_alone(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str], fault: Fault
+) -> None:
+    """A restricted API key (401/403, 20003) is refused every lookup: that says nothing about
+    the message, so no number of runs leaves the receipt alone, and each refusal is counted
+    `ReconcileRefused` (ReconcileRefusedAlarm) beside `ReconcileErrors`."""
+    conversation, message = rec.message()
+    rec.receipt_webhook(conversation, message, "sent")
+    capsys.readouterr()
+    runs = 5
+    for lookup in range(1, runs + 1):
+        rec.sim.fail_next("GET", fault)
+        rec.now = T0 + timedelta(seconds=lookup * (AFTER + 10))
+        result = rec.run()
+        assert (result["messages"], result["errors"], result["left_alone"]) == (1, 1, 0)
+    printed = metric_series(capsys.readouterr().out)
+    assert printed.count(("ReconcileRefused", {})) == runs
+    assert ("ReconcileLeftAlone", {}) in printed  # counted 0 each run, never more
+    assert len(stuck_entries(rec)) == 1  # still asked about
+    assert rec.receipt_item(message).get(LOOKUPS, "0") == "0"  # none counted
+    rec.sim.set_receipt(message, "failed", 30003, updated=rec.now)
+    rec.now += timedelta(seconds=AFTER + 10)
+    assert rec.run()["failures"] == 1  # once the key is fixed, the failure is found
 
 
 def test_the_index_is_sparse_and_follows_the_single_write(rec: Reconciling) -> None:
