@@ -63,7 +63,7 @@ Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
 TWILIO_URL = "https://conversations.twilio.com"
 UNIQUE_NAME_TAKEN = 50353  # a conversation with that UniqueName exists (HTTP 409)
 BINDING_TAKEN = 50416  # that address and proxy address sit in another conversation (HTTP 409)
-AUTHENTICATION_FAILED = 20003  # "Authenticate" / permission denied: our credentials, not the resource
+AUTHENTICATION_FAILED = 20003  # permission denied: our credentials, not the resource
 # loggers whose records may carry a request's URL and query: the level each is held at
 LIBRARY_LOGGERS = {
     "twilio.http_client": logging.WARNING,  # INFO: method, URL, query, headers
