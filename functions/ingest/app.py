@@ -27,7 +27,11 @@ settings = Settings.from_env()
 sqs = sqs_client(WEBHOOK)
 ingest = Ingest(
     verifier=SignatureVerifier(
-        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds)
+        CredentialSource(
+            settings.twilio_secret_arn,
+            settings.secret_max_age_seconds,
+            settings.secret_stale_max_seconds,
+        )
     ),
     store=ReceiptStore(
         dynamodb_client(WEBHOOK),

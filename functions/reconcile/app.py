@@ -25,7 +25,11 @@ store = ReceiptStore(
 reconciler = Reconciler(
     store=store,
     twilio=ConversationsGateway(
-        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
+        CredentialSource(
+            settings.twilio_secret_arn,
+            settings.secret_max_age_seconds,
+            settings.secret_stale_max_seconds,
+        ),
         base_url=settings.twilio_conversations_url,
         timeout=settings.twilio_timeout_seconds,
     ),
