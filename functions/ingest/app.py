@@ -54,7 +54,9 @@ gc.freeze()
 @event_source(data_class=APIGatewayProxyEventV2)
 def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[str, Any]:
     try:
-        ingest.receive(webhook_request(event))
+        ingest.receive(
+            webhook_request(event), lambda: context.get_remaining_time_in_millis() / 1000
+        )
     except SignatureRejected as error:
         logger.warning("signature rejected", extra={"reason": error.reason})
         count("SignatureRejected")

@@ -22,13 +22,15 @@ FAST = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
-# IngestFunction's: a DynamoDB that hangs (rather than refusing fast) must leave time, inside the
-# function's 4 s, for the spill queue, which is then the retry: two tries of the write at most
-# (2 x 1.3 s), then one spill send (1.3 s). A write normally answers in milliseconds.
+# IngestFunction's: one request per call, of at most connect + read timeout (1.3 s,
+# redeliver.ingest.REQUEST_SECONDS). Ingest counts its tries itself against the invocation's
+# remaining time (redeliver.ingest): botocore's retries, and their pauses, do not know the 4 s
+# deadline, and a DynamoDB that hangs must leave time for the spill queue. A write normally
+# answers in milliseconds.
 WEBHOOK = Config(
     connect_timeout=0.5,
     read_timeout=0.8,
-    retries={"mode": "standard", "total_max_attempts": 2},
+    retries={"mode": "standard", "total_max_attempts": 1},
     tcp_keepalive=True,
 )
 

@@ -123,6 +123,11 @@ INTENT_ATTRIBUTES = (
 )
 
 
+def new_write_id() -> str:
+    """The id of one receipt write, however many times it is sent (`WRITE_ID`)."""
+    return uuid.uuid4().hex
+
+
 def message_pk(message_sid: str) -> str:
     return f"MSG#{message_sid}"
 
@@ -195,11 +200,15 @@ class ReceiptStore:
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def record(self, event: DeliveryEvent, now: float | None = None) -> Transition:
-        """Store `event` for its receipt; one conditional write unless the event is older."""
+    def record(
+        self, event: DeliveryEvent, now: float | None = None, write_id: str | None = None
+    ) -> Transition:
+        """Store `event` for its receipt; one conditional write unless the event is older.
+        `write_id`: the same for every call that tries this one write again (ingest's own
+        tries); by default this call's, which botocore's retries of the request share."""
         now = time.time() if now is None else now
         key = _receipt_key(event)
-        write_id = uuid.uuid4().hex  # this call's: recognises its own write on a retried request
+        write_id = write_id or new_write_id()  # recognises its own write on a retried request
         names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": event.status},
