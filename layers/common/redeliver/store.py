@@ -78,7 +78,9 @@ HISTORY_PREFIX = "hist_"
 # The outbox index; template.yaml declares it and a template test checks the two agree.
 PENDING_INDEX = "RetryPendingByShard"
 PENDING_SHARD = "pending_shard"  # partition key (S): pending_shard(message SID)
-PENDING_AT = "retry_pending_at"  # sort key (N): epoch second the failure was marked (or re-queued)
+# sort key (N): epoch second the failure was marked, or re-queued by the sweeper (a later one when
+# the sweeper re-queued it behind a backlog and looks again only then: redeliver.sweep)
+PENDING_AT = "retry_pending_at"
 # Raise only: a mark in a shard the sweeper no longer queries would never be found.
 PENDING_SHARDS = 16
 # What event_from_item reads besides the table key (pk, sk): the index projects exactly these.
@@ -750,8 +752,9 @@ class ReceiptStore:
         return self._update_pending(event, "REMOVE retry_pending_at", {})
 
     def touch_pending(self, pending: PendingFailure, now: int) -> bool:
-        """Restart the grace period of a mark the sweeper is about to queue again; False if the
-        mark is no longer the one it read (taken by the worker, or set again by a newer failure).
+        """Restart the grace period of a mark the sweeper is about to queue again (`now`: the
+        mark's new time, which may be later than the clock's, to look again only then); False if
+        the mark is no longer the one it read (taken by the worker, or set again by a newer one).
 
         The sweeper reads marks from an eventually consistent index, and the worker clears them
         concurrently: only the mark still there, as read, may be re-queued, and a taken one must

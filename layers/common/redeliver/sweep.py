@@ -13,6 +13,26 @@ Touching before sending loses nothing: a send that fails leaves a mark the next 
 
 One item must not stop a run: a mark no job can be rebuilt from, or a send SQS refuses, is logged
 and counted, and the sweep goes on with the next.
+
+A mark past its grace is not always a lost enqueue: behind a backlog longer than the grace
+(RetryMaxConcurrency reached, the retry function failing) ingest's job is only waiting, its mark
+not taken yet. Queuing a copy on every run would add a copy of every waiting job each five
+minutes, and count each as a lost enqueue. The mark alone cannot tell the two apart (ingest
+records no more than its one write: DESIGN invariant 3), but the queue can: the sweeper reads
+RetryQueue's depth (waiting + in flight) once per run that has old marks.
+
+- Empty: no job is waiting, so no mark past its grace is one: each was lost. It is queued and
+  counted `SweptFailures` (OutboxSweptAlarm), its grace restarted, as before.
+- Not empty (or unknown): a mark may be a job waiting there. It is still queued once, since it may
+  be lost and a busy queue may never be empty, but counted `SweptBehindBacklog` (not a loss) and
+  its mark moved `BACKLOG_RESWEEP_SECONDS` on, so the next look at it is an hour later, not the
+  next run: at most one copy an hour per waiting job, instead of one a run.
+
+Crashes: the mark is moved on before the send (the conditional write above), so a sweeper dying
+between the two leaves a mark with no copy, queued by the run after its new time: an hour late
+at worst behind a backlog, never lost. A copy that is queued twice is one claim (DESIGN
+invariant 4). SQS's counts are approximate: a queue just emptied may still read busy (a copy, not
+counted as lost), one just filled may read empty (a copy counted as lost, as before this check).
 """
 
 from __future__ import annotations
@@ -26,12 +46,16 @@ from redeliver.observability import count, logger
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import ReceiptStore, UnreadableMark
 
+BACKLOG_RESWEEP_SECONDS = 3600  # a mark re-queued behind a backlog is looked at again after this
+
 
 def sweep(
     store: ReceiptStore, queue: RetryQueue, grace_seconds: int, now: float | None = None
 ) -> int:
+    """Queue the failures whose marks are past their grace; the number queued."""
     now = time.time() if now is None else now
-    swept = unreadable = deferred = 0
+    swept = behind = unreadable = deferred = 0
+    backlog: bool | None = None  # read once, at the first old mark
     for pending in store.pending_failures(older_than=int(now - grace_seconds)):
         if isinstance(pending, UnreadableMark):
             logger.error(
@@ -45,19 +69,40 @@ def sweep(
             "receipt_sid": pending.event.receipt_sid,
             "pending_since": pending.pending_since,
         }
-        if not store.touch_pending(pending, int(now)):  # taken, or superseded, since it was read
+        if backlog is None:
+            backlog = _backlog(queue)
+        later = max(0, BACKLOG_RESWEEP_SECONDS - grace_seconds) if backlog else 0
+        if not store.touch_pending(pending, int(now) + later):  # taken, or superseded, meanwhile
             continue
         try:
             queue.send(RetryJob(pending.event))
         except (ClientError, BotoCoreError):
-            logger.exception("re-queue failed; the next sweep tries again", extra=log)
+            logger.exception("re-queue failed; a later sweep tries again", extra=log)
             deferred += 1
             continue
-        logger.warning("re-queued a failure that never reached the worker", extra=log)
-        swept += 1
+        if backlog:
+            logger.info("re-queued a failure that may be waiting behind a backlog", extra=log)
+            behind += 1
+        else:
+            logger.warning("re-queued a failure that never reached the worker", extra=log)
+            swept += 1
     count("SweptFailures", swept)
+    if behind:
+        count("SweptBehindBacklog", behind)
     if unreadable:
         count("UnreadablePendingMarks", unreadable)
     if deferred:
         count("SweepEnqueueFailures", deferred)
-    return swept
+    return swept + behind
+
+
+def _backlog(queue: RetryQueue) -> bool:
+    """Whether RetryQueue holds jobs not yet done; unknown (the read failed) counts as yes: no
+    loss is claimed that the queue might explain."""
+    try:
+        return queue.depth() > 0
+    except (ClientError, BotoCoreError):
+        logger.exception(
+            "RetryQueue's depth is unknown; old marks are re-queued as behind a backlog"
+        )
+        return True
