@@ -10,9 +10,10 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, event_source
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import WEBHOOK, dynamodb_client, sqs_client
+from redeliver.aws import WEBHOOK, dynamodb_client, secrets_client, sqs_client
 from redeliver.credentials import CredentialSource
 from redeliver.ingest import Ingest, SignatureRejected, WebhookRequest
 from redeliver.observability import count, logger, metrics
@@ -31,6 +32,9 @@ ingest = Ingest(
             settings.twilio_secret_arn,
             settings.secret_max_age_seconds,
             settings.secret_stale_max_seconds,
+            # one request of at most 1.3 s: a hanging Secrets Manager leaves time for the
+            # last good token (redeliver.credentials) and the write, inside the 4 s
+            provider=SecretsProvider(boto3_client=secrets_client(WEBHOOK)),
         )
     ),
     store=ReceiptStore(

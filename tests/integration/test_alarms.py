@@ -97,7 +97,7 @@ def run_every_path(
     )
     invoke(sweeper, {})  # SweptFailures (the failure whose enqueue was lost just now)
     reconcile_and_spill(system, stack, monkeypatch)
-    secrets_manager_down([])
+    secrets_manager_down([], ingest)
     invoke(
         ingest,
         http_api_event(receipt_fields("sent", message="stale"), token=TEST_AUTH_TOKEN),

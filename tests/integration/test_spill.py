@@ -251,3 +251,25 @@ def test_ingest_answers_before_its_timeout_when_dynamodb_hangs(
         assert answer["statusCode"] == 200
         [spilled] = peek(resources.stack.outputs["SpillQueueUrl"])
         assert spilled["event"]["status"] == "delivered"
+
+
+def test_a_hanging_secrets_manager_falls_back_to_the_last_token_before_the_timeout(
+    ingest: ModuleType, resources: Resources, hole: BlackHole
+) -> None:
+    """The cached token expires while Secrets Manager hangs: the read must give up in time for
+    the last good token to verify the webhook and its write to answer, inside the 4 s."""
+    from aws_lambda_powertools.utilities import parameters
+
+    assert post(ingest, receipt_fields("sent")) == 200  # reads the token
+    source = ingest.ingest._verifier._credentials
+    provider = getattr(source, "_provider", None)
+    if provider is None:  # the Powertools default provider's client
+        provider = parameters.base.DEFAULT_PROVIDERS["secrets"]
+    provider.client = hang(provider.client, hole.url)
+    provider.clear_cache()  # the cached token has expired (max_age)
+    context = FakeContext.for_timeout(4.0)
+    fields = receipt_fields("delivered", updated="2026-11-27T10:00:03Z")
+    answer = ingest.lambda_handler(http_api_event(fields, token=TEST_AUTH_TOKEN), context)
+    assert context.get_remaining_time_in_millis() > 0, "Lambda would have stopped it"
+    assert answer["statusCode"] == 200
+    assert {i["status"]["S"] for i in resources.items()} == {"delivered"}

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 FAST = Config(
@@ -41,3 +42,7 @@ def dynamodb_client(config: Config = FAST) -> DynamoDBClient:
 
 def sqs_client(config: Config = FAST) -> SQSClient:
     return boto3.client("sqs", config=config)
+
+
+def secrets_client(config: Config = FAST) -> SecretsManagerClient:
+    return boto3.client("secretsmanager", config=config)

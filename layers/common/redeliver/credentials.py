@@ -76,9 +76,15 @@ class CredentialSource:
         secret_arn: str,
         max_age: int = 300,
         stale_max_seconds: float = STALE_CREDENTIALS_MAX_SECONDS,
+        *,
         retry_after: float = RETRY_AFTER_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        provider: parameters.SecretsProvider | None = None,
     ) -> None:
+        """`provider`: a Powertools SecretsProvider on a client with bounded timeouts (ingest's,
+        inside the webhook's 4 s: botocore's defaults wait a minute a try, five tries); none:
+        Powertools' default provider."""
+        self._provider = provider
         self._arn = secret_arn
         self._max_age = max_age
         self._stale_max = stale_max_seconds
@@ -94,10 +100,16 @@ class CredentialSource:
             stale = self._stale(now)
             if stale is not None:
                 return stale
+        value: Any
         try:
-            value = parameters.get_secret(
-                self._arn, transform="json", max_age=self._max_age, force_fetch=refresh
-            )
+            if self._provider is None:
+                value = parameters.get_secret(
+                    self._arn, transform="json", max_age=self._max_age, force_fetch=refresh
+                )
+            else:
+                value = self._provider.get(
+                    self._arn, transform="json", max_age=self._max_age, force_fetch=refresh
+                )
         except GetParameterError:  # Powertools wraps what the read raised (an AWS fault)
             self._failed_at = now
             stale = self._stale(now)
