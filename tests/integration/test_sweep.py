@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from redeliver import sweep as sweep_module
 from redeliver.jobs import RetryJob
@@ -174,3 +175,25 @@ def test_a_lost_enqueue_is_still_swept_and_counted_when_the_queue_is_empty(
     assert job["event"]["message_sid"] == event.message_sid
     assert store.clear_pending(event)  # the worker takes it
     assert sweep(store, queue, GRACE, now=NOW + 3 * 3600) == 0
+
+
+def test_behind_a_backlog_a_copy_that_failed_is_tried_again_after_the_grace_not_an_hour(
+    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hour is added to a mark only once its copy is sent: a send SQS refuses (or a sweeper
+    dying before it) leaves the mark for the run after the grace."""
+    queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
+    event = failure("refused")
+    store.record(event, now=NOW)
+    queue.send(RetryJob(event))  # waiting
+    real_send = queue.send
+
+    def refused(job: RetryJob, delay_seconds: int = 0) -> str:
+        raise ClientError({"Error": {"Code": "InternalError"}}, "SendMessage")
+
+    monkeypatch.setattr(queue, "send", refused)
+    assert sweep(store, queue, GRACE, now=NOW + 300) == 0
+    monkeypatch.setattr(queue, "send", real_send)
+    assert sweep(store, queue, GRACE, now=NOW + 300 + GRACE) == 1
+    assert depth(resources) == 2
+    assert sweep(store, queue, GRACE, now=NOW + 300 + 3 * GRACE) == 0  # an hour on, now

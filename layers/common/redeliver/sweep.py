@@ -24,15 +24,17 @@ RetryQueue's depth (waiting + in flight) once per run that has old marks.
 - Empty: no job is waiting, so no mark past its grace is one: each was lost. It is queued and
   counted `SweptFailures` (OutboxSweptAlarm), its grace restarted, as before.
 - Not empty (or unknown): a mark may be a job waiting there. It is still queued once, since it may
-  be lost and a busy queue may never be empty, but counted `SweptBehindBacklog` (not a loss) and
-  its mark moved `BACKLOG_RESWEEP_SECONDS` on, so the next look at it is an hour later, not the
-  next run: at most one copy an hour per waiting job, instead of one a run.
+  be lost and a busy queue may never be empty, but counted `SweptBehindBacklog` (not a loss) and,
+  once its copy is sent, its mark moved `BACKLOG_RESWEEP_SECONDS` on, so the next look at it is an
+  hour later, not the next run: at most one copy an hour per waiting job, instead of one a run.
 
-Crashes: the mark is moved on before the send (the conditional write above), so a sweeper dying
-between the two leaves a mark with no copy, queued by the run after its new time: an hour late
-at worst behind a backlog, never lost. A copy that is queued twice is one claim (DESIGN
-invariant 4). SQS's counts are approximate: a queue just emptied may still read busy (a copy, not
-counted as lost), one just filled may read empty (a copy counted as lost, as before this check).
+Crashes: the grace is restarted before the send, as always; the hour is added only after the
+send succeeded (a second conditional write, on the mark as this run set it). A sweeper dying
+before the send, or a send SQS refuses, leaves the mark for the run after the grace; one dying
+between the send and the second write leaves a copy queued and the mark for the next run, which
+queues one more (one claim: DESIGN invariant 4). Never a mark moved on without its copy sent.
+SQS's counts are approximate: a queue just emptied may still read busy (a copy, not counted as
+lost), one just filled may read empty (a copy counted as lost, as before this check).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redeliver.jobs import RetryJob
 from redeliver.observability import count, logger
 from redeliver.retry_queue import RetryQueue
-from redeliver.store import ReceiptStore, UnreadableMark
+from redeliver.store import PendingFailure, ReceiptStore, UnreadableMark
 
 BACKLOG_RESWEEP_SECONDS = 3600  # a mark re-queued behind a backlog is looked at again after this
 
@@ -71,8 +73,7 @@ def sweep(
         }
         if backlog is None:
             backlog = _backlog(queue)
-        later = max(0, BACKLOG_RESWEEP_SECONDS - grace_seconds) if backlog else 0
-        if not store.touch_pending(pending, int(now) + later):  # taken, or superseded, meanwhile
+        if not store.touch_pending(pending, int(now)):  # taken, or superseded, meanwhile
             continue
         try:
             queue.send(RetryJob(pending.event))
@@ -82,6 +83,7 @@ def sweep(
             continue
         if backlog:
             logger.info("re-queued a failure that may be waiting behind a backlog", extra=log)
+            _look_again_later(store, pending, int(now), grace_seconds, log)
             behind += 1
         else:
             logger.warning("re-queued a failure that never reached the worker", extra=log)
@@ -94,6 +96,18 @@ def sweep(
     if deferred:
         count("SweepEnqueueFailures", deferred)
     return swept + behind
+
+
+def _look_again_later(
+    store: ReceiptStore, pending: PendingFailure, now: int, grace: int, log: dict[str, object]
+) -> None:
+    """Move the mark this run set (`now`) on, so that it is looked at again only after
+    BACKLOG_RESWEEP_SECONDS; if this fails, the next run looks at it (and queues one more copy)."""
+    touched = PendingFailure(pending.event, now)
+    try:
+        store.touch_pending(touched, now + max(0, BACKLOG_RESWEEP_SECONDS - grace))
+    except (ClientError, BotoCoreError):
+        logger.exception("could not put off the next look at a re-queued mark", extra=log)
 
 
 def _backlog(queue: RetryQueue) -> bool:
