@@ -10,9 +10,10 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, event_source
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import WEBHOOK, dynamodb_client, sqs_client
+from redeliver.aws import WEBHOOK, dynamodb_client, secrets_client, sqs_client
 from redeliver.credentials import CredentialSource
 from redeliver.ingest import Ingest, SignatureRejected, WebhookRequest
 from redeliver.observability import count, logger, metrics
@@ -27,7 +28,14 @@ settings = Settings.from_env()
 sqs = sqs_client(WEBHOOK)
 ingest = Ingest(
     verifier=SignatureVerifier(
-        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds)
+        CredentialSource(
+            settings.twilio_secret_arn,
+            settings.secret_max_age_seconds,
+            settings.secret_stale_max_seconds,
+            # one request of at most 1.3 s: a hanging Secrets Manager leaves time for the
+            # last good token (redeliver.credentials) and the write, inside the 4 s
+            provider=SecretsProvider(boto3_client=secrets_client(WEBHOOK)),
+        )
     ),
     store=ReceiptStore(
         dynamodb_client(WEBHOOK),
@@ -50,7 +58,9 @@ gc.freeze()
 @event_source(data_class=APIGatewayProxyEventV2)
 def lambda_handler(event: APIGatewayProxyEventV2, context: LambdaContext) -> dict[str, Any]:
     try:
-        ingest.receive(webhook_request(event))
+        ingest.receive(
+            webhook_request(event), lambda: context.get_remaining_time_in_millis() / 1000
+        )
     except SignatureRejected as error:
         logger.warning("signature rejected", extra={"reason": error.reason})
         count("SignatureRejected")

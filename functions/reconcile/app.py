@@ -25,7 +25,11 @@ store = ReceiptStore(
 reconciler = Reconciler(
     store=store,
     twilio=ConversationsGateway(
-        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
+        CredentialSource(
+            settings.twilio_secret_arn,
+            settings.secret_max_age_seconds,
+            settings.secret_stale_max_seconds,
+        ),
         base_url=settings.twilio_conversations_url,
         timeout=settings.twilio_timeout_seconds,
     ),
@@ -48,5 +52,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         "failures": report.failures,
         "left_alone": report.left_alone,
         "errors": report.errors,
+        "refused": report.refused,
         "skipped": len(report.skipped),
     }

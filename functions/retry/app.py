@@ -47,7 +47,11 @@ worker = RetryWorker(
     store=store,
     queue=queue,
     twilio=ConversationsGateway(
-        CredentialSource(settings.twilio_secret_arn, settings.secret_max_age_seconds),
+        CredentialSource(
+            settings.twilio_secret_arn,
+            settings.secret_max_age_seconds,
+            settings.secret_stale_max_seconds,
+        ),
         base_url=settings.twilio_conversations_url,
         timeout=settings.twilio_timeout_seconds,
         webhook_enabled=settings.twilio_webhook_enabled,

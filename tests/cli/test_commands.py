@@ -379,3 +379,59 @@ def test_suppressions_check_and_remove(
     assert "was not suppressed" in run(capsys, stack, "suppressions", "remove", number)[1]
     code, out = run(capsys, stack, "suppressions", "check", "2125550100")
     assert (code, "is not an E.164 number" in out) == (1, True)
+
+
+def test_redrive_by_hand_keeps_going_past_an_empty_short_poll(
+    system: RetrySystem,
+    stack: DeployedStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A short poll samples some of SQS's servers and may answer empty while the queue holds
+    messages (moto's always answers what it holds: the first answer is made empty here)."""
+    sqs = boto3.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=system.dlq_url, MessageBody=json.dumps({"n": n}))
+    answers: list[str] = []
+
+    def sampled(params: dict[str, Any], **_: Any) -> Any:
+        if answers:
+            return None  # moto answers
+        answers.append("empty")
+        return AWSResponse("https://sqs", 200, {}, None), {}
+
+    real_client = boto3.client
+
+    def client(service: str, *args: Any, **kwargs: Any) -> Any:
+        made = real_client(service, *args, **kwargs)
+        if service == "sqs":
+            made.meta.events.register("before-call.sqs.ReceiveMessage", sampled)
+        return made
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redrive.boto3, "client", client)
+        code, out = run(capsys, stack, "redrive", "--yes", "--by-hand")
+    assert code == 0, out
+    assert answers == ["empty"]
+    assert "Moved 3 job(s)" in out
+    assert sorted(job["n"] for job in system.queued()) == [0, 1, 2]
+    assert "about 0 job(s)" in run(capsys, stack, "redrive")[1]
+
+
+def test_redrive_by_hand_reports_what_remains_when_its_deadline_passes(
+    system: RetrySystem,
+    stack: DeployedStack,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A job in flight (received elsewhere, not deleted) stays in RetryDLQ: the redrive waits for
+    it until its deadline, then says it remains instead of reporting success."""
+    sqs = boto3.client("sqs")
+    for n in range(2):
+        sqs.send_message(QueueUrl=system.dlq_url, MessageBody=json.dumps({"n": n}))
+    [held] = sqs.receive_message(
+        QueueUrl=system.dlq_url, MaxNumberOfMessages=1, VisibilityTimeout=600
+    )["Messages"]
+    code, out = run(capsys, stack, "redrive", "--yes", "--by-hand", "--wait-seconds", "1")
+    assert code == 1, out
+    assert "moved 1 job(s)" in out
+    assert "1 job(s) remain in RetryDLQ (0 visible, 1 in flight)" in out
+    assert [job["n"] for job in system.queued()] == [1 - json.loads(held["Body"])["n"]]

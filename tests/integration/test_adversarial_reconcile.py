@@ -186,3 +186,14 @@ def test_a_hung_write_leaves_ingest_time_to_spill(ingest: Any) -> None:
     spill = ingest.ingest._spill._sqs.meta.config
     one_send = spill.connect_timeout + spill.read_timeout  # the spill's first try, at least
     assert write + one_send < timeout
+
+
+def test_ingest_counts_its_tries_with_the_request_time_its_clients_allow(ingest: Any) -> None:
+    """redeliver.ingest budgets each try at REQUEST_SECONDS: its clients must make exactly one
+    request per call, of at most that long (botocore's own retries would not see the deadline)."""
+    from redeliver.ingest import REQUEST_SECONDS
+
+    for client in (ingest.ingest._store._db, ingest.ingest._spill._sqs, ingest.ingest._queue._sqs):
+        config = client.meta.config
+        assert config.retries["total_max_attempts"] == 1
+        assert config.connect_timeout + config.read_timeout == pytest.approx(REQUEST_SECONDS)

@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.retry_system import RetrySystem
+from tests.integration.test_ingest import secrets_manager_down
 from tests.lambdas import invoke, load_function, metric_names
 from tools.apigw import http_api_event
 from tools.lambdas import FakeContext, emitted_metrics
@@ -96,6 +97,11 @@ def run_every_path(
     )
     invoke(sweeper, {})  # SweptFailures (the failure whose enqueue was lost just now)
     reconcile_and_spill(system, stack, monkeypatch)
+    secrets_manager_down([], ingest)
+    invoke(
+        ingest,
+        http_api_event(receipt_fields("sent", message="stale"), token=TEST_AUTH_TOKEN),
+    )  # StaleCredentials
     boto3.client("dynamodb").delete_table(TableName=system.table)
     boto3.client("sqs").delete_queue(QueueUrl=stack.outputs["SpillQueueUrl"])  # both fail: 500
     invoke(

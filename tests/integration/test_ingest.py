@@ -545,16 +545,83 @@ def test_rotated_token_is_picked_up_with_one_refresh(
 
 def test_forged_requests_do_not_hammer_secrets_manager(ingest: ModuleType) -> None:
     calls: list[str] = []
-    client = boto3.client("secretsmanager")
+    client = ingest.ingest._verifier._credentials._provider.client  # ingest's bounded one
     client.meta.events.register(
         "before-call.secrets-manager.*", lambda model, **_: calls.append(model.name)
     )
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.base.DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider(boto3_client=client)
     for _ in range(20):
         assert post(ingest, receipt_fields("sent"), token="wrong")["statusCode"] == 403
     assert calls == ["GetSecretValue", "GetSecretValue"]  # first read, one forced refresh
+
+
+def secrets_manager_down(calls: list[str], function: ModuleType | None = None) -> Any:
+    """Every GetSecretValue fails from now on, as in an outage (no connection), counted in
+    `calls`, and the cached secret has expired (max_age): on the client of ingest's own provider
+    (`function`), else on Powertools' default provider's (the retry and reconcile functions').
+    moto has no way to make Secrets Manager fail."""
+    from aws_lambda_powertools.utilities import parameters
+    from botocore.exceptions import EndpointConnectionError
+
+    def outage(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+        raise EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
+
+    provider = function.ingest._verifier._credentials._provider if function else None
+    if provider is None:
+        parameters.clear_caches()  # drops the default providers too
+        provider = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+        parameters.base.DEFAULT_PROVIDERS["secrets"] = provider
+    provider.clear_cache()
+    provider.client.meta.events.register("before-call.secrets-manager.GetSecretValue", outage)
+    return provider.client
+
+
+def test_a_secrets_manager_outage_keeps_the_last_good_token_for_signed_webhooks(
+    ingest: ModuleType,
+    resources: Resources,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Twilio does not resend a webhook answered 500: while Secrets Manager is down, the last
+    token read is used (counted StaleCredentials, alarmed), a forgery is still 403, and Secrets
+    Manager is asked again only now and then, not on every request."""
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 200  # reads the token
+    calls: list[str] = []
+    secrets_manager_down(calls, ingest)
+    capsys.readouterr()
+    delivered = receipt_fields("delivered", updated="2026-11-27T10:00:03Z")
+    assert post(ingest, delivered)["statusCode"] == 200
+    assert stored(resources, delivered)["status"] == {"S": "delivered"}
+    for _ in range(5):
+        assert post(ingest, receipt_fields("read"), token="forged")["statusCode"] == 403
+    assert post(ingest, receipt_fields("read", updated="2026-11-27T10:00:04Z"))["statusCode"] == 200
+    assert calls == ["GetSecretValue"]  # refreshed later, not per request
+    printed = metric_names(capsys.readouterr().out)
+    assert (
+        printed.count("StaleCredentials") == 8
+    )  # each request, and the one re-read a forgery spent
+    assert "IngestFaults" not in printed
+
+
+def test_stale_credentials_are_kept_only_for_a_bounded_time(
+    stack: DeployedStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past SECRET_STALE_MAX_HOURS since the last good read, a Secrets Manager fault is a fault
+    again (500, alarmed): a token that old may have been rotated away."""
+    ingest = load_function(
+        "ingest",
+        {**stack.environment("IngestFunction"), "SECRET_STALE_MAX_HOURS": "1"},
+        monkeypatch,
+    )
+    source = ingest.ingest._verifier._credentials
+    now = [1_000.0]
+    source._clock = lambda: now[0]
+    assert post(ingest, receipt_fields("sent"))["statusCode"] == 200
+    secrets_manager_down([], ingest)
+    now[0] += 3_000
+    assert post(ingest, receipt_fields("delivered"))["statusCode"] == 200
+    now[0] += 700  # over an hour after the last good read
+    assert post(ingest, receipt_fields("read"))["statusCode"] == 500
 
 
 def test_hmac_sha256_webhooks_are_checked_with_their_shared_key(

@@ -18,6 +18,7 @@ from redeliver import observability
 from redeliver.store import LOOKUPS, STUCK_INDEX, STUCK_PROJECTION, STUCK_SHARD, STUCK_SINCE
 from redeliver_cli import main as cli
 from tests.integration.retry_system import T0, RetrySystem
+from tests.integration.test_ingest import secrets_manager_down
 from tests.integration.test_store import index_write_units
 from tests.lambdas import invoke, load_function, metric_names, metric_series
 from tools.apigw import http_api_event
@@ -119,6 +120,7 @@ def test_a_failure_whose_webhook_was_lost_is_found_recorded_and_retried(
         "failures": 1,
         "left_alone": 0,
         "errors": 0,
+        "refused": 0,
         "skipped": 0,
     }
     assert rec.lookups() == 1
@@ -254,6 +256,57 @@ def test_a_transient_twilio_error_is_asked_again_next_window_without_counting(
     rec.now += timedelta(seconds=AFTER + 1)
     assert rec.run()["recorded"] == 1
     assert rec.receipt_item(message)["status"] == "delivered"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=403, code=20003), Fault(status=401, code=20003), Fault(status=403, code=20403)],
+    ids=["403-20003", "401", "403"],
+)
+def test_a_refused_lookup_is_counted_and_alarmed_never_towards_leaving_a_receipt_alone(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str], fault: Fault
+) -> None:
+    """A restricted API key (401/403, 20003) is refused every lookup: that says nothing about
+    the message, so no number of runs leaves the receipt alone, and each refusal is counted
+    `ReconcileRefused` (ReconcileRefusedAlarm) beside `ReconcileErrors`."""
+    conversation, message = rec.message()
+    rec.receipt_webhook(conversation, message, "sent")
+    capsys.readouterr()
+    runs = 5
+    for lookup in range(1, runs + 1):
+        rec.sim.fail_next("GET", fault)
+        rec.now = T0 + timedelta(seconds=lookup * (AFTER + 10))
+        result = rec.run()
+        assert (result["messages"], result["errors"], result["left_alone"]) == (1, 1, 0)
+    printed = metric_series(capsys.readouterr().out)
+    assert printed.count(("ReconcileRefused", {})) == runs
+    assert ("ReconcileLeftAlone", {}) in printed  # counted 0 each run, never more
+    assert len(stuck_entries(rec)) == 1  # still asked about
+    assert rec.receipt_item(message).get(LOOKUPS, "0") == "0"  # none counted
+    rec.sim.set_receipt(message, "failed", 30003, updated=rec.now)
+    rec.now += timedelta(seconds=AFTER + 10)
+    assert rec.run()["failures"] == 1  # once the key is fixed, the failure is found
+
+
+def test_a_secrets_manager_outage_after_a_401_keeps_the_last_good_credentials(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 401 makes the gateway read the secret again (a rotation); if Secrets Manager is down
+    then, the reconciler goes on with the credentials it read last (StaleCredentials), as the
+    retry worker does through the same CredentialSource, instead of failing its runs."""
+    first, stuck = rec.message()
+    rec.receipt_webhook(first, stuck, "sent")
+    rec.now = T0 + timedelta(seconds=AFTER + 10)
+    rec.run()  # reads the secret, makes the Twilio client
+    rec.sim.set_receipt(stuck, "failed", 30003, updated=rec.now)
+    rec.sim.fail_next("GET", Fault(status=401, code=20003))
+    rec.now += timedelta(seconds=AFTER + 10)
+    assert rec.run()["errors"] == 1  # the 401: the client is dropped, the secret to be re-read
+    secrets_manager_down([])
+    capsys.readouterr()
+    rec.now += timedelta(seconds=AFTER + 10)
+    assert rec.run()["failures"] == 1
+    assert "StaleCredentials" in metric_names(capsys.readouterr().out)
 
 
 def test_the_index_is_sparse_and_follows_the_single_write(rec: Reconciling) -> None:

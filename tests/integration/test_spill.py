@@ -2,12 +2,15 @@
 lost; SpillFunction replays it through the same record path; only when SQS fails too is it a 5xx.
 
 DynamoDB throttling cannot be provoked in moto (it meters nothing): the fault is injected on the
-handler's own client, as botocore raises it once its retries are spent.
+handler's own client, as botocore raises it for one request (ingest counts its tries itself).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +22,7 @@ from tests.integration.conftest import WorkerLog
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
 from tools.apigw import http_api_event
+from tools.lambdas import FakeContext
 from tools.samples import receipt_fields, sid
 from tools.sqs_poller import Batch, poll_once
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack
@@ -70,7 +74,8 @@ def test_a_failed_write_is_spilled_answered_200_and_replayed_through_the_same_pa
     with monkeypatch.context() as patch:
         writes = throttle(ingest, patch)
         assert post(ingest, failed) == 200
-        assert writes == [f"MSG#{sid('IM', 'spilled')}"]
+        # Two tries of the one write, by ingest itself (its client makes one request a call).
+        assert writes == [f"MSG#{sid('IM', 'spilled')}"] * 2
     emitted = metric_names(capsys.readouterr().out)
     assert "SpilledReceipts" in emitted
     assert "IngestFaults" not in emitted
@@ -175,3 +180,96 @@ def test_a_record_that_cannot_be_replayed_goes_back_alone_and_is_logged(
     [logged] = worker_log.lines("spilled receipt not replayed; it comes back")
     assert logged["sqs_message_id"] == bad["MessageId"]
     assert logged["exc_info"] is not None
+
+
+# -- the invocation's deadline: endpoints that accept a connection and never answer -------------
+
+
+class BlackHole:
+    """A server on 127.0.0.1 that accepts every connection and never answers: an AWS endpoint
+    hanging mid-outage, where each request costs its whole connect + read timeout."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            self._held.append(connection)
+
+    def close(self) -> None:
+        self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        self._thread.join()
+        for connection in self._held:
+            connection.close()
+
+
+@pytest.fixture
+def hole() -> Iterator[BlackHole]:
+    server = BlackHole()
+    yield server
+    server.close()
+
+
+def hang(client: Any, url: str) -> Any:
+    """The same client (service, config: redeliver.aws.WEBHOOK) at the black hole. mock_aws lets
+    a request to an endpoint it does not serve go out for real."""
+    return boto3.client(
+        client.meta.service_model.service_name, endpoint_url=url, config=client.meta.config
+    )
+
+
+@pytest.mark.parametrize("spill_hangs", [True, False], ids=["spill-hangs", "spill-answers"])
+def test_ingest_answers_before_its_timeout_when_dynamodb_hangs(
+    ingest: ModuleType, resources: Resources, hole: BlackHole, spill_hangs: bool
+) -> None:
+    """IngestFunction's Timeout is 4 s. Two hanging writes, a pause of up to 1 s, then two hanging
+    spill sends took 3.2 to 5.2 s (botocore's connect/read timeouts): Lambda stopped the function
+    and the API answered 5xx, the receipt neither stored nor spilled. Each try is now started only
+    while the invocation has time for it (a write try, only with time for a spill try after it),
+    so the answer comes before the timeout: 200 spilled when SQS answers, else 500 (IngestFaults).
+    The deadline is the context's, which runs down with the clock: no fixed sleep."""
+    assert post(ingest, receipt_fields("sent")) == 200  # warm: the token is read
+    ingest.ingest._store._db = hang(ingest.ingest._store._db, hole.url)
+    if spill_hangs:
+        ingest.ingest._spill._sqs = hang(ingest.ingest._spill._sqs, hole.url)
+    context = FakeContext.for_timeout(3.0)  # of the 4 s, one spent already (a secret read)
+    fields = receipt_fields("delivered", updated="2026-11-27T10:00:03Z")
+    answer = ingest.lambda_handler(http_api_event(fields, token=TEST_AUTH_TOKEN), context)
+    assert context.get_remaining_time_in_millis() > 0, "Lambda would have stopped it"
+    if spill_hangs:
+        assert answer["statusCode"] == 500
+    else:
+        assert answer["statusCode"] == 200
+        [spilled] = peek(resources.stack.outputs["SpillQueueUrl"])
+        assert spilled["event"]["status"] == "delivered"
+
+
+def test_a_hanging_secrets_manager_falls_back_to_the_last_token_before_the_timeout(
+    ingest: ModuleType, resources: Resources, hole: BlackHole
+) -> None:
+    """The cached token expires while Secrets Manager hangs: the read must give up in time for
+    the last good token to verify the webhook and its write to answer, inside the 4 s."""
+    from aws_lambda_powertools.utilities import parameters
+
+    assert post(ingest, receipt_fields("sent")) == 200  # reads the token
+    source = ingest.ingest._verifier._credentials
+    provider = getattr(source, "_provider", None)
+    if provider is None:  # the Powertools default provider's client
+        provider = parameters.base.DEFAULT_PROVIDERS["secrets"]
+    provider.client = hang(provider.client, hole.url)
+    provider.clear_cache()  # the cached token has expired (max_age)
+    context = FakeContext.for_timeout(4.0)
+    fields = receipt_fields("delivered", updated="2026-11-27T10:00:03Z")
+    answer = ingest.lambda_handler(http_api_event(fields, token=TEST_AUTH_TOKEN), context)
+    assert context.get_remaining_time_in_millis() > 0, "Lambda would have stopped it"
+    assert answer["statusCode"] == 200
+    assert {i["status"]["S"] for i in resources.items()} == {"delivered"}

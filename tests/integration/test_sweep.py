@@ -17,7 +17,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from redeliver import sweep as sweep_module
+from redeliver.jobs import RetryJob
 from redeliver.receipts import DeliveryEvent, parse_delivery_event
 from redeliver.retry_queue import RetryQueue
 from redeliver.store import (
@@ -123,3 +126,74 @@ def indexed(resources: Resources) -> list[dict[str, object]]:
         TableName=resources.table, IndexName=PENDING_INDEX
     )["Items"]
     return items
+
+
+def depth(resources: Resources) -> int:
+    """Messages on RetryQueue, waiting or in flight. moto's counts are exact; SQS's are
+    approximate (eventually consistent, about a minute), which the sweeper allows for."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = resources.sqs.get_queue_attributes(
+        QueueUrl=resources.queue_url, AttributeNames=names
+    )
+    return sum(int(attributes["Attributes"][n]) for n in names)
+
+
+def test_a_job_only_waiting_in_the_queue_is_not_copied_on_every_sweep_nor_counted_lost(
+    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog longer than the grace (RetryMaxConcurrency reached, the retry function down):
+    ingest's job waits in RetryQueue, its mark not taken yet. A sweep cannot tell it from a lost
+    enqueue, but it sees the queue is not empty: it queues one copy (in case this one was lost
+    while others wait) and looks again only an hour later, and counts none of it as a lost
+    enqueue (`SweptFailures`, OutboxSweptAlarm)."""
+    counted: collections.Counter[str] = collections.Counter()
+    monkeypatch.setattr(sweep_module, "count", lambda name, value=1: counted.update({name: value}))
+    queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
+    event = failure("waiting")
+    store.record(event, now=NOW)
+    queue.send(RetryJob(event))  # ingest's enqueue, which worked: the job is waiting
+    for run in range(1, 13):  # an hour of five-minute sweeps
+        sweep(store, queue, GRACE, now=NOW + run * 300)
+    assert depth(resources) == 2  # ingest's job and one copy, not one per sweep
+    assert counted["SweptFailures"] == 0
+    assert counted["SweptBehindBacklog"] == 1
+
+
+def test_a_lost_enqueue_is_still_swept_and_counted_when_the_queue_is_empty(
+    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing waits in the queue, so a mark past its grace cannot be a job waiting: its enqueue
+    was lost. It is queued and counted, and its copy, taken by the worker, ends it."""
+    counted: collections.Counter[str] = collections.Counter()
+    monkeypatch.setattr(sweep_module, "count", lambda name, value=1: counted.update({name: value}))
+    queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
+    event = failure("lost")
+    store.record(event, now=NOW)  # and the process dies before the SQS send
+    assert sweep(store, queue, GRACE, now=NOW + 300) == 1
+    assert counted["SweptFailures"] == 1
+    [job] = resources.queued()
+    assert job["event"]["message_sid"] == event.message_sid
+    assert store.clear_pending(event)  # the worker takes it
+    assert sweep(store, queue, GRACE, now=NOW + 3 * 3600) == 0
+
+
+def test_behind_a_backlog_a_copy_that_failed_is_tried_again_after_the_grace_not_an_hour(
+    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hour is added to a mark only once its copy is sent: a send SQS refuses (or a sweeper
+    dying before it) leaves the mark for the run after the grace."""
+    queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
+    event = failure("refused")
+    store.record(event, now=NOW)
+    queue.send(RetryJob(event))  # waiting
+    real_send = queue.send
+
+    def refused(job: RetryJob, delay_seconds: int = 0) -> str:
+        raise ClientError({"Error": {"Code": "InternalError"}}, "SendMessage")
+
+    monkeypatch.setattr(queue, "send", refused)
+    assert sweep(store, queue, GRACE, now=NOW + 300) == 0
+    monkeypatch.setattr(queue, "send", real_send)
+    assert sweep(store, queue, GRACE, now=NOW + 300 + GRACE) == 1
+    assert depth(resources) == 2
+    assert sweep(store, queue, GRACE, now=NOW + 300 + 3 * GRACE) == 0  # an hour on, now

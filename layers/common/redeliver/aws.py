@@ -14,6 +14,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 FAST = Config(
@@ -22,13 +23,15 @@ FAST = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
-# IngestFunction's: a DynamoDB that hangs (rather than refusing fast) must leave time, inside the
-# function's 4 s, for the spill queue, which is then the retry: two tries of the write at most
-# (2 x 1.3 s), then one spill send (1.3 s). A write normally answers in milliseconds.
+# IngestFunction's: one request per call, of at most connect + read timeout (1.3 s,
+# redeliver.ingest.REQUEST_SECONDS). Ingest counts its tries itself against the invocation's
+# remaining time (redeliver.ingest): botocore's retries, and their pauses, do not know the 4 s
+# deadline, and a DynamoDB that hangs must leave time for the spill queue. A write normally
+# answers in milliseconds.
 WEBHOOK = Config(
     connect_timeout=0.5,
     read_timeout=0.8,
-    retries={"mode": "standard", "total_max_attempts": 2},
+    retries={"mode": "standard", "total_max_attempts": 1},
     tcp_keepalive=True,
 )
 
@@ -39,3 +42,7 @@ def dynamodb_client(config: Config = FAST) -> DynamoDBClient:
 
 def sqs_client(config: Config = FAST) -> SQSClient:
     return boto3.client("sqs", config=config)
+
+
+def secrets_client(config: Config = FAST) -> SecretsManagerClient:
+    return boto3.client("secretsmanager", config=config)

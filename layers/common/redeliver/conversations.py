@@ -63,6 +63,7 @@ Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
 TWILIO_URL = "https://conversations.twilio.com"
 UNIQUE_NAME_TAKEN = 50353  # a conversation with that UniqueName exists (HTTP 409)
 BINDING_TAKEN = 50416  # that address and proxy address sit in another conversation (HTTP 409)
+AUTHENTICATION_FAILED = 20003  # permission denied: our credentials, not the resource
 # loggers whose records may carry a request's URL and query: the level each is held at
 LIBRARY_LOGGERS = {
     "twilio.http_client": logging.WARNING,  # INFO: method, URL, query, headers
@@ -81,6 +82,12 @@ class TwilioError(Exception):
         self.kind = kind
         self.status = status
         self.code = code
+
+    @property
+    def refused(self) -> bool:
+        """Twilio refused our credentials (401, 403, or 20003 "permission denied": a rotated
+        token, a revoked or restricted API key): it says nothing about the resource asked for."""
+        return self.status in (401, 403) or self.code == AUTHENTICATION_FAILED
 
 
 class MarkerSearchInconclusive(Exception):

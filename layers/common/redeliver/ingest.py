@@ -18,6 +18,16 @@ again first: redeliver.recorder), the verified event goes to the spill queue and
 SQS both fail is the answer a 5xx (alarmed): Twilio does not resend, so that receipt is lost
 unless the reconciler (redeliver/reconcile.py) finds it later.
 
+All of it inside the function's 4 s: a request that hangs costs its client's whole connect + read
+timeout (`request_seconds`), and botocore's own retries (with their pauses) do not know the
+invocation's deadline, so a hanging DynamoDB and then a hanging SQS outlasted it (Lambda stops the
+function, the API answers 5xx, and a spill SQS would have taken is never sent). So ingest's clients
+make one request per call (redeliver.aws.WEBHOOK) and the tries are counted here, against the
+time the invocation has left (`time_left`, from the Lambda context): the write is tried again only
+with time for that try *and* a spill try after it; a spill or enqueue try is started only while it
+fits. A write tried again carries the same write id, so a first try applied but unanswered is
+recognised as this write, not read as a duplicate (redeliver.store).
+
 Steps 2 and 3 are `redeliver.recorder.Recorder`, the one copy of "record, then queue a new
 failure" that the spill consumer, the reconciler and the retry follow-up record through too.
 
@@ -34,14 +44,17 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redeliver.observability import count, count_by, logger
-from redeliver.receipts import DELIVERY_EVENT_TYPE, MalformedEvent, parse_receipt
-from redeliver.recorder import IngestResult, Recorder, log_fields
+from redeliver.receipts import DELIVERY_EVENT_TYPE, DeliveryEvent, MalformedEvent, parse_receipt
+from redeliver.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Recorder, log_fields
 from redeliver.retry_queue import RetryQueue
 from redeliver.signature import FormFields, SignatureVerifier
 from redeliver.spill import SpillQueue
-from redeliver.store import ReceiptStore
+from redeliver.store import ReceiptStore, new_write_id
 
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
+TRIES = 2  # of the write, of the spill send and of the enqueue, each one request
+RETRY_PAUSE_SECONDS = 0.1  # before the write is tried again
+REQUEST_SECONDS = 1.3  # redeliver.aws.WEBHOOK's connect + read timeouts: one request at worst
 
 
 class SignatureRejected(Exception):
@@ -68,14 +81,23 @@ class Ingest:
         queue: RetryQueue,
         pause: Callable[[float], None] = time.sleep,
         spill: SpillQueue | None = None,
+        *,
+        request_seconds: float = REQUEST_SECONDS,
     ) -> None:
         self._verifier = verifier
         self._store = store
         self._queue = queue
         self._spill = spill
-        self.recorder = Recorder(store, queue, pause)
+        self._pause = pause
+        self._request_seconds = request_seconds
+        self.recorder = Recorder(
+            store, queue, pause, enqueue_tries=TRIES, request_seconds=request_seconds
+        )
 
-    def receive(self, request: WebhookRequest) -> IngestResult:
+    def receive(
+        self, request: WebhookRequest, time_left: Callable[[], float] | None = None
+    ) -> IngestResult:
+        """`time_left`: seconds the invocation has left (none given: no deadline)."""
         try:
             size = len(request.body.encode())
         except UnicodeEncodeError:  # a lone surrogate: not text Twilio could have signed
@@ -108,16 +130,70 @@ class Ingest:
             for name in parsed.dropped:
                 count_by("DroppedReceiptFields", "field", name)
 
-        try:
-            return self.recorder.record(event)
-        except (ClientError, BotoCoreError) as error:
-            if self._spill is None:
-                raise
+        left = time_left or _no_deadline
+        write_id = new_write_id()  # one write, however many tries
+        # Tried again only with time for that try and a spill try after it.
+        reserve = RETRY_PAUSE_SECONDS + self._request_seconds * (2 if self._spill else 1)
+        for attempt in range(1, TRIES + 1):
             try:
-                self._spill.send(event)
+                return self.recorder.record(event, write_id=write_id, time_left=left)
+            except (ClientError, BotoCoreError) as failed:
+                error = failed
+            if (
+                attempt == TRIES
+                or not _worth_another_try(error)
+                or left() < reserve + ANSWER_MARGIN_SECONDS
+            ):
+                break
+            logger.info("receipt write failed; trying again", extra={**log, "attempt": attempt})
+            self._pause(RETRY_PAUSE_SECONDS)
+        if self._spill is None:
+            raise error
+        return self._spill_or_raise(self._spill, event, error, left, log)
+
+    def _spill_or_raise(
+        self,
+        spill: SpillQueue,
+        event: DeliveryEvent,
+        error: ClientError | BotoCoreError,
+        left: Callable[[], float],
+        log: dict[str, object],
+    ) -> IngestResult:
+        """Spill the event the write failed for, with the tries that fit; else raise `error`."""
+        for _ in range(TRIES):
+            if left() < self._request_seconds + ANSWER_MARGIN_SECONDS:
+                logger.error("no time left to spill", extra={**log, "seconds_left": left()})
+                break
+            try:
+                spill.send(event)
             except (ClientError, BotoCoreError):
-                logger.exception("spill failed too: the receipt is not stored", extra=log)
-                raise error from None
-            logger.exception("receipt write failed; spilled for replay", extra=log)
+                logger.exception("spill failed", extra=log)
+                continue
+            logger.error("receipt write failed; spilled for replay", extra=log, exc_info=error)
             count("SpilledReceipts")
             return IngestResult(transition=None, spilled=True)
+        logger.error("write and spill failed: the receipt is not stored", extra=log, exc_info=error)
+        raise error
+
+
+# What botocore's standard mode would have tried again (a conflict with a transaction has been,
+# by the Recorder): throttling, a 5xx, and no connection or answer at all.
+_THROTTLING = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "Throttling",
+    }
+)
+
+
+def _worth_another_try(error: ClientError | BotoCoreError) -> bool:
+    if isinstance(error, BotoCoreError):
+        return True
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return error.response.get("Error", {}).get("Code") in _THROTTLING or status >= 500
+
+
+def _no_deadline() -> float:
+    return float("inf")

@@ -20,6 +20,11 @@ timeout cuts short leaves the youngest for the next one, and a backlog cannot st
 A lookup that finds nothing new moves the entry one window on; after `max_lookups` such lookups
 the receipt is left alone (it leaves the index) and counted `ReconcileLeftAlone`: a message Twilio
 never reports further (a carrier that sends no delivery report) is not asked about forever.
+
+A lookup Twilio refuses for our credentials (401, 403, 20003: a restricted or revoked API key)
+says nothing about the message: it is counted `ReconcileRefused` (alarmed: a reconciler whose
+every lookup is refused is dead, yet raises nothing) and, like a transient error, never towards
+leaving the receipt alone, so what is stuck is found once the credentials are fixed.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Report:
     unchanged: int = 0  # stuck receipts with nothing new
     left_alone: int = 0
     errors: int = 0  # lookups Twilio did not answer
+    refused: int = 0  # of them, refused for our credentials (401, 403, 20003)
     skipped: list[str] = field(default_factory=list)  # messages not reached (time ran out)
 
 
@@ -189,6 +195,7 @@ class Reconciler:
             ("ReconcileUnchanged", report.unchanged),
             ("ReconcileLeftAlone", report.left_alone),
             ("ReconcileErrors", report.errors),
+            ("ReconcileRefused", report.refused),
         ):
             count(name, value)
         logger.info(
@@ -200,6 +207,7 @@ class Reconciler:
                 "unchanged": report.unchanged,
                 "left_alone": report.left_alone,
                 "errors": report.errors,
+                "refused": report.refused,
                 "skipped": len(report.skipped),
             },
         )
@@ -213,13 +221,21 @@ class Reconciler:
             found = self.lookup(target)
         except TwilioError as error:
             # Gone (404) or refused for good: counted towards leaving it alone. Transient
-            # (429, 5xx, no connection): not counted, but not asked again before a window passes.
+            # (429, 5xx, no connection) or our credentials refused: not counted, but not asked
+            # again before a window passes.
             logger.warning(
                 "receipts lookup failed",
-                extra={"message_sid": target.message_sid, "kind": error.kind},
+                extra={
+                    "message_sid": target.message_sid,
+                    "kind": error.kind,
+                    "status": error.status,
+                    "code": error.code,
+                },
             )
             report.errors += 1
-            counted = error.kind in ("not_found", "permanent")
+            if error.refused:
+                report.refused += 1
+            counted = error.kind in ("not_found", "permanent") and not error.refused
             for receipt in stuck:
                 self._note(receipt, now, counted, report)
             return

@@ -15,7 +15,9 @@ number of times: the event that meets a claim is a newer one of the claimed rece
 
 A crash between the write and the enqueue must not lose the failure: the write also marks the
 receipt `retry_pending_at` (the outbox pattern, in the same single write), and the sweeper queues
-any mark left. So an SQS error on the enqueue is logged and counted, not raised.
+any mark left. So an SQS error on the enqueue is logged and counted, not raised; and where the
+caller gives the time it has left (ingest, inside Twilio's 5 s), an enqueue try that might outlast
+it is not started: the mark holds the failure, and the answer is not lost to a timeout.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 WRITE_ATTEMPTS = 3  # for a write that meets a transaction; each wait is 50 ms more
 _CONFLICT_PAUSE_SECONDS = 0.05
+ANSWER_MARGIN_SECONDS = 0.3  # of the caller's time, kept for answering after the last request
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +82,32 @@ class Recorder:
         store: ReceiptStore,
         queue: RetryQueue,
         pause: Callable[[float], None] = time.sleep,
+        *,
+        enqueue_tries: int = 1,
+        request_seconds: float = 0.0,
     ) -> None:
+        """`enqueue_tries`: SendMessage calls for one enqueue (ingest's client makes one request
+        per call; the others' clients retry inside botocore). `request_seconds`: the longest one
+        request can take (its client's connect + read timeouts), for `time_left`."""
         self._store = store
         self._queue = queue
         self._pause = pause
+        self._enqueue_tries = enqueue_tries
+        self._request_seconds = request_seconds
 
-    def record(self, event: DeliveryEvent, source: Source = Source.WEBHOOK) -> IngestResult:
-        """Raises what the write raised (ClientError, BotoCoreError); an enqueue error does not."""
+    def record(
+        self,
+        event: DeliveryEvent,
+        source: Source = Source.WEBHOOK,
+        *,
+        write_id: str | None = None,
+        time_left: Callable[[], float] | None = None,
+    ) -> IngestResult:
+        """Raises what the write raised (ClientError, BotoCoreError); an enqueue error does not.
+        `write_id`: the same on each call that tries one write again. `time_left` (seconds): an
+        enqueue try is started only while one request and the answer still fit."""
         log: dict[str, object] = {**log_fields(event), "source": source.value}
-        transition = self._record(event, log)
+        transition = self._record(event, log, write_id)
         metrics.ride(receipt_line(event, transition, source))
         changed = transition.change in (Change.NEW, Change.LATEST)
         asked = _ASKED_METRICS.get(source)
@@ -110,19 +130,29 @@ class Recorder:
             logger.info("a failed retry found by its follow-up", extra=log)
         if asked is not None:
             count(asked[1])
-        try:
-            self._queue.send(RetryJob(event))
-        except (ClientError, BotoCoreError):
-            # Stored and marked pending: the sweeper queues it. Not a reason to fail the webhook.
-            logger.exception("retry enqueue failed; the sweeper will queue it", extra=log)
-            count("EnqueueDeferred")
-            return IngestResult(transition, enqueued=False)
-        return IngestResult(transition, enqueued=True)
+        for _ in range(self._enqueue_tries):
+            if (
+                time_left is not None
+                and time_left() < self._request_seconds + ANSWER_MARGIN_SECONDS
+            ):
+                logger.warning("no time left to enqueue; the sweeper will queue it", extra=log)
+                break
+            try:
+                self._queue.send(RetryJob(event))
+            except (ClientError, BotoCoreError):
+                logger.exception("retry enqueue failed", extra=log)
+                continue
+            return IngestResult(transition, enqueued=True)
+        # Stored and marked pending: the sweeper queues it. Not a reason to fail the webhook.
+        count("EnqueueDeferred")
+        return IngestResult(transition, enqueued=False)
 
-    def _record(self, event: DeliveryEvent, log: Mapping[str, object]) -> Transition:
+    def _record(
+        self, event: DeliveryEvent, log: Mapping[str, object], write_id: str | None
+    ) -> Transition:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return self._store.record(event)
+                return self._store.record(event, write_id=write_id)
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code")
                 if code != "TransactionConflictException" or attempt == WRITE_ATTEMPTS:

@@ -31,6 +31,17 @@ class RetryQueue:
         )
         return answer["MessageId"]
 
+    def depth(self) -> int:
+        """Jobs on the queue not yet done: waiting to be received, or received and in flight
+        (SQS's approximate counts; delayed ones, not yet due, are not among them)."""
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self._url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        waiting = attributes.get("ApproximateNumberOfMessages", "0")
+        in_flight = attributes.get("ApproximateNumberOfMessagesNotVisible", "0")
+        return int(waiting) + int(in_flight)
+
     def show_again_in(self, receipt_handle: str, seconds: int) -> None:
         """Make a received job visible again in `seconds` (0: at once)."""
         self._sqs.change_message_visibility(

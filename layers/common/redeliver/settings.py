@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 CLAIM_MARGIN_SECONDS = 20
 RETRY_TIMEOUT_SECONDS = 120  # template.yaml's RetryTiming, when the environment does not say
+STALE_CREDENTIALS_MAX_SECONDS = 12 * 3600  # template.yaml's SecretStaleMaxHours default
 
 
 class ConfigurationError(RuntimeError):
@@ -22,6 +23,8 @@ class Settings:
     webhook_base_url: str = ""
     receipt_ttl_days: int = 30
     secret_max_age_seconds: int = 300
+    # how long the last good Twilio credentials are kept while Secrets Manager fails (0: never)
+    secret_stale_max_seconds: int = STALE_CREDENTIALS_MAX_SECONDS
     sweep_grace_seconds: int = 120
     retry_policy: str = ""  # the RetryPolicy document (JSON); empty: the built-in default
     twilio_conversations_url: str = ""  # empty: Twilio; the simulator's URL offline
@@ -70,6 +73,8 @@ class Settings:
             webhook_base_url=env.get("WEBHOOK_BASE_URL", "").rstrip("/"),
             receipt_ttl_days=integer("RECEIPT_TTL_DAYS", 30),
             secret_max_age_seconds=integer("SECRET_MAX_AGE_SECONDS", 300),
+            secret_stale_max_seconds=3600
+            * integer("SECRET_STALE_MAX_HOURS", STALE_CREDENTIALS_MAX_SECONDS // 3600),
             sweep_grace_seconds=integer("SWEEP_GRACE_SECONDS", 120),
             retry_policy=env.get("RETRY_POLICY", ""),
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),

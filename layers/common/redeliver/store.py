@@ -78,7 +78,9 @@ HISTORY_PREFIX = "hist_"
 # The outbox index; template.yaml declares it and a template test checks the two agree.
 PENDING_INDEX = "RetryPendingByShard"
 PENDING_SHARD = "pending_shard"  # partition key (S): pending_shard(message SID)
-PENDING_AT = "retry_pending_at"  # sort key (N): epoch second the failure was marked (or re-queued)
+# sort key (N): epoch second the failure was marked, or re-queued by the sweeper (a later one when
+# the sweeper re-queued it behind a backlog and looks again only then: redeliver.sweep)
+PENDING_AT = "retry_pending_at"
 # Raise only: a mark in a shard the sweeper no longer queries would never be found.
 PENDING_SHARDS = 16
 # What event_from_item reads besides the table key (pk, sk): the index projects exactly these.
@@ -121,6 +123,11 @@ INTENT_ATTRIBUTES = (
     "sender",
     "recipient_hash",
 )
+
+
+def new_write_id() -> str:
+    """The id of one receipt write, however many times it is sent (`WRITE_ID`)."""
+    return uuid.uuid4().hex
 
 
 def message_pk(message_sid: str) -> str:
@@ -195,11 +202,15 @@ class ReceiptStore:
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def record(self, event: DeliveryEvent, now: float | None = None) -> Transition:
-        """Store `event` for its receipt; one conditional write unless the event is older."""
+    def record(
+        self, event: DeliveryEvent, now: float | None = None, write_id: str | None = None
+    ) -> Transition:
+        """Store `event` for its receipt; one conditional write unless the event is older.
+        `write_id`: the same for every call that tries this one write again (ingest's own
+        tries); by default this call's, which botocore's retries of the request share."""
         now = time.time() if now is None else now
         key = _receipt_key(event)
-        write_id = uuid.uuid4().hex  # this call's: recognises its own write on a retried request
+        write_id = write_id or new_write_id()  # recognises its own write on a retried request
         names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": event.status},
@@ -741,8 +752,9 @@ class ReceiptStore:
         return self._update_pending(event, "REMOVE retry_pending_at", {})
 
     def touch_pending(self, pending: PendingFailure, now: int) -> bool:
-        """Restart the grace period of a mark the sweeper is about to queue again; False if the
-        mark is no longer the one it read (taken by the worker, or set again by a newer failure).
+        """Restart the grace period of a mark the sweeper is about to queue again (`now`: the
+        mark's new time, which may be later than the clock's, to look again only then); False if
+        the mark is no longer the one it read (taken by the worker, or set again by a newer one).
 
         The sweeper reads marks from an eventually consistent index, and the worker clears them
         concurrently: only the mark still there, as read, may be re-queued, and a taken one must
