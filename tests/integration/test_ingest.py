@@ -606,11 +606,11 @@ def test_stale_credentials_are_kept_only_for_a_bounded_time(
     stack: DeployedStack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Past SECRET_STALE_MAX_HOURS since the last good read, a Secrets Manager fault is a fault
+    """Past STALE_CREDENTIALS_MAX_HOURS since the last good read, a Secrets Manager fault is a fault
     again (500, alarmed): a token that old may have been rotated away."""
     ingest = load_function(
         "ingest",
-        {**stack.environment("IngestFunction"), "SECRET_STALE_MAX_HOURS": "1"},
+        {**stack.environment("IngestFunction"), "STALE_CREDENTIALS_MAX_HOURS": "1"},
         monkeypatch,
     )
     source = ingest.ingest._verifier._credentials

@@ -74,7 +74,7 @@ class Settings:
             receipt_ttl_days=integer("RECEIPT_TTL_DAYS", 30),
             secret_max_age_seconds=integer("SECRET_MAX_AGE_SECONDS", 300),
             secret_stale_max_seconds=3600
-            * integer("SECRET_STALE_MAX_HOURS", STALE_CREDENTIALS_MAX_SECONDS // 3600),
+            * integer("STALE_CREDENTIALS_MAX_HOURS", STALE_CREDENTIALS_MAX_SECONDS // 3600),
             sweep_grace_seconds=integer("SWEEP_GRACE_SECONDS", 120),
             retry_policy=env.get("RETRY_POLICY", ""),
             twilio_conversations_url=env.get("TWILIO_CONVERSATIONS_URL", ""),
