@@ -1,0 +1,45 @@
+"""Adversarial review (adv-logic): each test shows one way the retry path doubles, loses or
+leaks. A test marked xfail(strict) fails on the code as it is; its reason says what it shows."""
+
+from __future__ import annotations
+
+from tests.integration.retry_system import RetrySystem
+from tools.twilio_sim import TwilioSimulator
+
+
+def _remove_first_participant(sim: TwilioSimulator, conversation: str) -> None:
+    """`DELETE .../Participants/{first}`: the failed receipt's recipient leaves."""
+    with sim._lock:
+        sim.conversations[conversation].participants.pop(0)
+
+
+def test_a_retry_is_not_sent_when_the_failed_recipient_left_a_group(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """group_conversations "skip" (the default). The original went to two recipients: the
+    first's receipt failed, the second's was delivered. The first leaves the conversation before
+    the worker takes the job (the app drops a participant whose channel fails; or the job waited
+    its delay). The group check now counts one member, so the worker resends: the second
+    recipient gets the same message twice, and the failed one never gets it."""
+    conversation, original = system.message(recipients=2)
+    system.fail(conversation, original, 30003)
+    _remove_first_participant(sim, conversation)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[1]["reason"] == "recipient_left"
+
+
+def test_a_retry_is_not_sent_when_the_failed_recipient_was_replaced(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """A one-to-one conversation: its recipient's delivery failed, it was removed and someone
+    else was added before the retry. The group check counts one member (the newcomer), the
+    recipient's address is unknown (removed), and the worker sends: the newcomer receives the
+    previous recipient's message (a one-time code, say), the body reaching the wrong phone."""
+    conversation, original = system.message(recipients=1)
+    system.fail(conversation, original, 30003)
+    sim.add_participant(conversation, "+15559990002")
+    _remove_first_participant(sim, conversation)
+    system.drain()
+    assert system.created() == []
+    assert system.attempts(original)[1]["reason"] == "recipient_left"
