@@ -3,7 +3,9 @@ leaks. A test marked xfail(strict) fails on the code as it is; its reason says w
 
 from __future__ import annotations
 
-from tests.integration.retry_system import RetrySystem
+import pytest
+
+from tests.integration.retry_system import T0, RetrySystem
 from tools.twilio_sim import TwilioSimulator
 
 
@@ -43,3 +45,25 @@ def test_a_retry_is_not_sent_when_the_failed_recipient_was_replaced(
     system.drain()
     assert system.created() == []
     assert system.attempts(original)[1]["reason"] == "recipient_left"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gives up wrongly (not a double): the group check counts the message's author",
+)
+def test_a_one_to_one_conversation_between_two_phones_is_not_a_group(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """A masked-number conversation: two SMS participants, one writing to the other (the
+    message's author is the writer's address; Twilio does not deliver a message to its author).
+    The reader's delivery failed. A new message, authored the same, reaches the reader alone:
+    it is no group, and the failure is retried (before the group check counted members, the
+    original's `delivery.total` of 1 said so; counting every member with an address, the author
+    included, gave it up as `group_conversation`)."""
+    conversation = sim.add_conversation(recipients=2)
+    writer = sim.conversations[conversation].participants[1]["messaging_binding"]["address"]
+    original = sim.add_message(conversation, author=writer, created=T0)
+    system.fail(conversation, original, 30003)
+    system.drain()
+    [retry] = system.created(conversation)
+    assert retry["author"] == writer
