@@ -3,9 +3,12 @@ leaks. A test marked xfail(strict) fails on the code as it is; its reason says w
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.integration.retry_system import T0, RetrySystem
+from tests.integration.test_adversarial_retry import after
 from tools.twilio_sim import TwilioSimulator
 
 
@@ -67,3 +70,36 @@ def test_a_one_to_one_conversation_between_two_phones_is_not_a_group(
     system.drain()
     [retry] = system.created(conversation)
     assert retry["author"] == writer
+
+
+def test_the_stale_claim_search_does_not_record_a_copy_of_the_retry(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """The worker created attempt 1 and died before recording it. The app then copied that
+    retry, attributes and all, into a message of its own in the conversation (a "send again"
+    button, a bot that forwards what it reads): a marker that proves nothing (invariant 9). The
+    stale-claim search reads newest first and takes the first marker it meets, the copy: the
+    attempt is recorded as the app's message, the real retry is left unlinked, and when it fails
+    its marker is not trusted (the table names the copy), so it is retried as a root of its own:
+    the original's content goes out again past max_attempts 1."""
+    policy = {"max_attempts": 1, "rules": [{"codes": "*", "action": "retry", "delays": [60]}]}
+    system.load_retry(policy)
+    conversation, original = system.message()
+    system.fail(conversation, original, 30003)
+    system.advance(60)
+    gateway = system.retry.worker._twilio
+    create = gateway.create_message
+    system.monkeypatch.setattr(gateway, "create_message", after(create))
+    assert system.poll(crash=True).crashed  # created, then died before recording
+    system.monkeypatch.setattr(gateway, "create_message", create)
+    [retry] = system.created(conversation)
+    sim.add_message(conversation, retry["body"], attributes=json.loads(retry["attributes"]))
+    system.advance(system.retry.worker._stale + 1)
+    system.redeliver_now()
+    system.drain()
+    attempt = system.attempts(original)[1]
+    system.fail(conversation, retry["sid"], 30003)  # the real retry fails too
+    system.advance(3600)
+    system.drain()
+    assert attempt["new_message_sid"] == retry["sid"]
+    assert len(system.created(conversation)) == 1  # max_attempts 1: no resend of the retry
