@@ -24,8 +24,9 @@ def test_a_retry_is_not_sent_when_the_failed_recipient_left_a_group(
     """group_conversations "skip" (the default). The original went to two recipients: the
     first's receipt failed, the second's was delivered. The first leaves the conversation before
     the worker takes the job (the app drops a participant whose channel fails; or the job waited
-    its delay). The group check now counts one member, so the worker resends: the second
-    recipient gets the same message twice, and the failed one never gets it."""
+    its delay). The group check then counts one member: the worker resent (before this test),
+    the second recipient got the same message twice, and the failed one never got it. Now the
+    attempt is given up as `recipient_left`."""
     conversation, original = system.message(recipients=2)
     system.fail(conversation, original, 30003)
     _remove_first_participant(sim, conversation)
@@ -39,8 +40,8 @@ def test_a_retry_is_not_sent_when_the_failed_recipient_was_replaced(
 ) -> None:
     """A one-to-one conversation: its recipient's delivery failed, it was removed and someone
     else was added before the retry. The group check counts one member (the newcomer), the
-    recipient's address is unknown (removed), and the worker sends: the newcomer receives the
-    previous recipient's message (a one-time code, say), the body reaching the wrong phone."""
+    recipient's address is unknown (removed), and the worker sent (before this test): the
+    newcomer received the previous recipient's message (a one-time code, say)."""
     conversation, original = system.message(recipients=1)
     system.fail(conversation, original, 30003)
     sim.add_participant(conversation, "+15559990002")
@@ -81,7 +82,8 @@ def test_the_stale_claim_search_does_not_record_a_copy_of_the_retry(
     stale-claim search reads newest first and takes the first marker it meets, the copy: the
     attempt is recorded as the app's message, the real retry is left unlinked, and when it fails
     its marker is not trusted (the table names the copy), so it is retried as a root of its own:
-    the original's content goes out again past max_attempts 1."""
+    the original's content went out again past max_attempts 1 (before this test; the search
+    now takes the oldest marker back to the claim)."""
     policy = {"max_attempts": 1, "rules": [{"codes": "*", "action": "retry", "delays": [60]}]}
     system.load_retry(policy)
     conversation, original = system.message()
