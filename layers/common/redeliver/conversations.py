@@ -274,8 +274,14 @@ class ConversationsGateway:
         retry_of: str = "",
         limit: int = 100,
     ) -> str | None:
-        """The SID of a message in the conversation carrying this attempt's marker; None only
+        """The SID of the message in the conversation carrying this attempt's marker; None only
         when the search has proved there is none.
+
+        The oldest such message back to the bound, not the newest: the claimant creates its
+        retry before anyone can copy it, and a copy (the app sending a message again, its
+        attributes and all) carries the same marker, which proves nothing (DESIGN invariant
+        9). Recording the copy would leave the real retry unlinked, its failure its own root.
+        A search cut short by `limit` returns the oldest match it read.
 
         A retry is created after its claim (`since`: the claim's time, less the clocks' possible
         skew), and after the message it retries (`retry_of`: a claim from before intents were
@@ -287,6 +293,7 @@ class ConversationsGateway:
         a message that went out as given up.
         """
         seen = 0
+        oldest: str | None = None  # the oldest message read that carries the marker
         try:
             recent = self._conversations(service_sid)(conversation_sid).messages.stream(
                 order="desc", limit=limit, page_size=min(limit, 50)
@@ -295,15 +302,15 @@ class ConversationsGateway:
                 seen += 1
                 marked = marker_of(parse_attributes(message.attributes))
                 if marked is not None and marked[:2] == (root, attempt):
-                    return str(message.sid)
+                    oldest = str(message.sid)
                 if message.sid == retry_of:  # everything newer has been read
-                    return None
+                    return oldest
                 if since is not None and _older(message.date_created, since):
-                    return None  # older than the claim: so is everything after it
+                    return oldest  # older than the claim: so is everything after it
         except Exception as error:
             self._raise(error, sent=False)
-        if seen < limit:  # the whole conversation has been read
-            return None
+        if seen < limit or oldest is not None:  # the whole conversation read, or found
+            return oldest
         bound = f"since {since}" if since is not None else f"before {retry_of}"
         raise MarkerSearchInconclusive(
             f"the {limit} newest messages hold no marker of attempt {attempt} of {root} and "

@@ -357,7 +357,9 @@ class RetryWorker:
         a new message goes to whoever is in the conversation when it is created, and someone who
         joined since would receive another person's message (a one-time code, say)."""
         event = job.event
-        recipients, address = self._members(job)
+        recipients, address, present = self._members(job)
+        if not present:  # the new message would reach only others: some got the original
+            return self._give_up(chain, job, "recipient_left", now)
         overrides = Overrides.from_attributes(message.attributes)
         if address is not None and self._suppressions.get(address, int(now)) is not None:
             return self._give_up(chain, job, "recipient_suppressed", now)
@@ -376,10 +378,13 @@ class RetryWorker:
         target = Target(event.chat_service_sid, event.conversation_sid, address)
         return self._send(job, chain, outgoing, now, way=way, target=target)
 
-    def _members(self, job: RetryJob) -> tuple[int, str | None]:
+    def _members(self, job: RetryJob) -> tuple[int, str | None, bool]:
         """One listing of the conversation: how many non-chat recipients a new message would
-        reach, and the failed receipt's recipient's address among them (fetched on its own only
-        when the listing was cut short: a conversation that large is a group anyway)."""
+        reach, the failed receipt's recipient's address among them (fetched on its own only
+        when the listing was cut short: a conversation that large is a group anyway), and
+        whether that recipient is still a member. One who left (or was replaced) is not resent
+        to: the new message would reach only the others, who may have received the original
+        (a group's other member would get it twice) or never should (someone added since)."""
         event = job.event
         try:
             members = self._twilio.participants(event.chat_service_sid, event.conversation_sid)
@@ -388,10 +393,18 @@ class RetryWorker:
         recipients = sum(1 for member in members if member.address)
         listed = {member.sid: member.address for member in members}
         if not event.participant_sid or event.participant_sid in listed:
-            return recipients, listed.get(event.participant_sid or "")
-        if len(members) < PARTICIPANTS_LISTED:  # removed since: nobody to suppress or wait for
-            return recipients, None
-        return recipients, self._address(job)
+            return recipients, listed.get(event.participant_sid or ""), True
+        if len(members) < PARTICIPANTS_LISTED:  # the whole listing: removed since
+            return recipients, None, False
+        try:
+            address = self._twilio.participant_address(
+                event.chat_service_sid, event.conversation_sid, event.participant_sid
+            )
+        except TwilioError as error:
+            if error.kind == "not_found":  # removed since
+                return recipients, None, False
+            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+        return recipients, address, True
 
     def _address(self, job: RetryJob) -> str | None:
         """The failed receipt's recipient: its participant's messaging address."""
