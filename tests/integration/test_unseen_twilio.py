@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.integration.retry_system import T0, Crash, RetrySystem
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim import Fault, TwilioSimulator
 
 
 def markers(sim: TwilioSimulator, conversation: str) -> list[dict[str, Any]]:
@@ -63,3 +63,30 @@ def test_a_backdated_message_after_the_retry_does_not_hide_it_from_the_take_over
     system.redeliver_now()
     system.drain()
     assert len(markers(sim, conversation)) == 1, "attempt 1 sent twice"
+
+
+def test_a_create_refused_for_our_credentials_is_retried_not_given_up(
+    system: RetrySystem, sim: TwilioSimulator
+) -> None:
+    """Twilio answers 403 when "the request used a Restricted API key that does not include
+    permission for the resource or endpoint" and when "the Auth Token was rotated recently ...
+    until the updated token finishes propagating" (https://www.twilio.com/docs/api/errors/403),
+    and 20003 "Permission Denied" for a deleted key or one of another Twilio Region
+    (https://www.twilio.com/docs/api/errors/20003). Neither says anything about the message:
+    `TwilioError.refused` (layers/common/redeliver/conversations.py) names exactly these, and the
+    reconciler does not count them against a receipt. The retry worker sorts them `permanent`
+    (`ConversationsGateway._raise`: "any other 4xx") and records a give-up
+    (`twilio_rejected_20003`): every failure met while a key lacks a permission, or while a
+    rotation propagates, was never retried, and fixing the key brought none of them back. Now
+    `transient`: the claim is released and the job comes back (the DLQ, alarmed, if it lasts)."""
+    conversation, original = system.message()
+    system.fail(conversation, original)
+    system.advance(120)  # the first attempt is due
+    sim.fail_next("POST", Fault(status=403, code=20003))
+    system.poll()
+    system.redeliver_now()
+    system.advance(600)
+    system.drain()
+    attempt = system.attempts(original)[1]
+    assert (attempt["state"], attempt.get("reason")) == ("sent", None)
+    assert len(system.created(conversation)) == 1
