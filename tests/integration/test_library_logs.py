@@ -88,3 +88,27 @@ def test_retry_at_debug_keeps_the_auth_token_and_the_recipient_out_of_the_logs(
     assert TEST_AUTH_TOKEN not in text
     assert "5557654321" not in text
     assert "482913" not in text
+
+
+def test_an_sms_fallback_at_debug_keeps_the_recipient_out_of_the_logs(
+    debug_root: RootLog, system: RetrySystem
+) -> None:
+    """The fallback's lookup puts the number in a query (`ParticipantConversations?Address=`)
+    and its participant create in a form: twilio-python logs both at INFO, urllib3 the request
+    line at DEBUG (held by redeliver.conversations); botocore, the claim's intent (a hash)."""
+    system.load_retry(
+        {
+            "max_attempts": 3,
+            "max_age_seconds": 86400,
+            "rules": [{"codes": [63024], "action": "fallback_sms", "from": "+15550100000"}],
+        }
+    )
+    debug_root.records.clear()  # the stack's deployment: the test's own doing
+    conversation, original = system.message(channel="whatsapp", address="+12125557788")
+    system.fail(conversation, original, 63024, status="failed")
+    system.drain()
+    [sent] = system.created()
+    assert sent["conversation_sid"] != conversation  # an SMS conversation was looked up, made
+    text = debug_root.text()
+    assert TEST_AUTH_TOKEN not in text
+    assert "2125557788" not in text
