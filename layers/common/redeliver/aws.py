@@ -3,10 +3,18 @@
 Twilio gives a webhook 5 seconds: connect and read timeouts are short and retries are few, so a
 slow AWS call fails inside the function's timeout instead of hanging past Twilio's.
 `AWS_ENDPOINT_URL` (read by botocore itself) points every client at moto when run offline.
+
+botocore logs at DEBUG every request's parameters (`botocore.endpoint`: "Making request for ...
+with params") and every response's body (`botocore.parsers`: "Response body"), and Lambda sets the
+root logger to `ApplicationLogLevel`, which the template allows to be DEBUG or TRACE: Secrets
+Manager's answer, the Twilio secret itself, would be printed on every cold start (DESIGN,
+invariant 7). Its loggers are held at INFO here, on import, before any client exists (as
+redeliver.conversations holds twilio-python's and urllib3's).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import boto3
@@ -16,6 +24,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+
+# DEBUG: every request's parameters and every response's body (secrets, items, job bodies)
+logging.getLogger("botocore").setLevel(logging.INFO)
 
 FAST = Config(
     connect_timeout=1,

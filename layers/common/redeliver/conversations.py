@@ -9,7 +9,8 @@ An empty service SID (a receipt without `ChatServiceSid`) falls back to that sho
 Every failure is sorted into what the worker must do about it (`TwilioError.kind`):
 
 - `transient`: Twilio did not act. A 429 / 20429 ("never processed, always safe to retry"), a
-  request that never left (connection refused, connect timeout), credentials just rotated (401);
+  request that never left (connection refused, connect timeout), credentials just rotated (401)
+  or refused (403, 20003: a restricted key lacking a permission, a rotation propagating);
   and on a read (GET) also a 5xx or a read timeout. Safe to retry.
 - `ambiguous`: a create that may have been stored: any 5xx (Twilio's edge can answer 502/503/504
   after the message was stored; error 20500's own note says so), a read timeout, a dropped
@@ -334,6 +335,11 @@ class ConversationsGateway:
             detail = f"HTTP {status} code {code}"
             if status == 401:  # a rotated auth token or API key: read the secret again
                 self._client, self._refresh = None, True
+                raise TwilioError("transient", detail, status, code) from error
+            if status == 403 or code == AUTHENTICATION_FAILED:
+                # Twilio refused our credentials (a restricted key lacking a permission, a
+                # rotation still propagating): nothing was done, and nothing is wrong with the
+                # resource. Never a give-up: it comes back, and ends in the DLQ if it lasts.
                 raise TwilioError("transient", detail, status, code) from error
             if status == 429 or code == 20429:  # never processed
                 raise TwilioError("transient", detail, status, code) from error
