@@ -341,7 +341,15 @@ class TwilioSimulator:
         created: datetime | None,
     ) -> dict[str, Any]:
         chat = self.conversations[conversation]
-        bindings = [p["messaging_binding"] for p in chat.participants if p["messaging_binding"]]
+        author = form.get("Author") or "system"
+        # Twilio delivers a message to every non-chat participant but its author (an SMS
+        # participant's own text is not sent back to it): receipts and delivery.total follow.
+        recipients = [
+            p
+            for p in chat.participants
+            if p["messaging_binding"] and p["messaging_binding"].get("address") != author
+        ]
+        bindings = [p["messaging_binding"] for p in recipients]
         moment = _date(created or datetime.now(UTC))
         message_sid = sid("IM", f"{self._seed}-{conversation}-{len(chat.messages)}")
         url = f"{TWILIO_URL}{_base(chat.service, conversation)}/Messages/{message_sid}"
@@ -351,7 +359,7 @@ class TwilioSimulator:
             "conversation_sid": conversation,
             "sid": message_sid,
             "index": len(chat.messages),
-            "author": form.get("Author") or "system",
+            "author": author,
             "body": form.get("Body"),
             "media": media,
             "attributes": form.get("Attributes") or "{}",
@@ -391,7 +399,7 @@ class TwilioSimulator:
                 "date_updated": moment,
                 "url": f"{url}/Receipts/{sid('DY', f'{message_sid}-{n}')}",
             }
-            for n, participant in enumerate(p for p in chat.participants if p["messaging_binding"])
+            for n, participant in enumerate(recipients)
         ]
         if bindings:  # what Twilio will report receipts for: one per non-chat participant
             self._new.append((message, bindings[0]["type"], len(bindings)))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.integration.retry_system import T0, RetrySystem
 from tests.integration.test_adversarial_retry import after
 from tools.twilio_sim import TwilioSimulator
@@ -51,10 +49,6 @@ def test_a_retry_is_not_sent_when_the_failed_recipient_was_replaced(
     assert system.attempts(original)[1]["reason"] == "recipient_left"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gives up wrongly (not a double): the group check counts the message's author",
-)
 def test_a_one_to_one_conversation_between_two_phones_is_not_a_group(
     system: RetrySystem, sim: TwilioSimulator
 ) -> None:

@@ -357,7 +357,7 @@ class RetryWorker:
         a new message goes to whoever is in the conversation when it is created, and someone who
         joined since would receive another person's message (a one-time code, say)."""
         event = job.event
-        recipients, address, present = self._members(job)
+        recipients, address, present = self._members(job, message.author)
         if not present:  # the new message would reach only others: some got the original
             return self._give_up(chain, job, "recipient_left", now)
         overrides = Overrides.from_attributes(message.attributes)
@@ -378,10 +378,13 @@ class RetryWorker:
         target = Target(event.chat_service_sid, event.conversation_sid, address)
         return self._send(job, chain, outgoing, now, way=way, target=target)
 
-    def _members(self, job: RetryJob) -> tuple[int, str | None, bool]:
+    def _members(self, job: RetryJob, author: str | None) -> tuple[int, str | None, bool]:
         """One listing of the conversation: how many non-chat recipients a new message would
-        reach, the failed receipt's recipient's address among them (fetched on its own only
-        when the listing was cut short: a conversation that large is a group anyway), and
+        reach (it keeps the original's `author`, and Twilio delivers a message to every
+        participant but its author: in a masked-number conversation between two phones the
+        writer is no recipient), the failed receipt's recipient's address among them (fetched
+        on its own only when the listing was cut short: a conversation that large is a group
+        anyway), and
         whether that recipient is still a member. One who left (or was replaced) is not resent
         to: the new message would reach only the others, who may have received the original
         (a group's other member would get it twice) or never should (someone added since)."""
@@ -390,7 +393,7 @@ class RetryWorker:
             members = self._twilio.participants(event.chat_service_sid, event.conversation_sid)
         except TwilioError as error:
             raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
-        recipients = sum(1 for member in members if member.address)
+        recipients = sum(1 for member in members if member.address and member.address != author)
         listed = {member.sid: member.address for member in members}
         if not event.participant_sid or event.participant_sid in listed:
             return recipients, listed.get(event.participant_sid or ""), True
