@@ -6,8 +6,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from tests.integration.retry_system import T0, Crash, RetrySystem
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -21,12 +19,6 @@ def markers(sim: TwilioSimulator, conversation: str) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="find_retry stops at the first message whose DateCreated is before the claim, but "
-    "Order=desc is by index and DateCreated is settable on create: the search stops before the "
-    "retry, the take-over sends a second message",
-)
 def test_a_backdated_message_after_the_retry_does_not_hide_it_from_the_take_over(
     system: RetrySystem, sim: TwilioSimulator
 ) -> None:

@@ -287,17 +287,20 @@ class ConversationsGateway:
         A retry is created after its claim (`since`: the claim's time, less the clocks' possible
         skew), and after the message it retries (`retry_of`: a claim from before intents were
         recorded, searched for in the failed conversation): the search reads newest first and
-        stops at the first message older than that, or at the conversation's oldest, having
-        seen every place the retry could be. `limit` bounds the read (pages of 50, through
-        Twilio's `next_page_url`); a busy conversation where the limit runs out first proves
-        nothing (`MarkerSearchInconclusive`): taking the claim over would send twice, or record
-        a message that went out as given up.
+        stops at the end of the page holding the first message older than the claim (the page
+        is paid for, and a back-dated message may sit just above the retry), at `retry_of`, or
+        at the conversation's oldest, having seen every place the retry could be. `limit`
+        bounds the read (pages of 50, through Twilio's `next_page_url`); a busy conversation
+        where the limit runs out first proves nothing (`MarkerSearchInconclusive`): taking the
+        claim over would send twice, or record a message that went out as given up.
         """
         seen = 0
         oldest: str | None = None  # the oldest message read that carries the marker
+        page_size = min(limit, 50)
+        past_since = False
         try:
             recent = self._conversations(service_sid)(conversation_sid).messages.stream(
-                order="desc", limit=limit, page_size=min(limit, 50)
+                order="desc", limit=limit, page_size=page_size
             )
             for message in recent:
                 seen += 1
@@ -306,8 +309,15 @@ class ConversationsGateway:
                     oldest = str(message.sid)
                 if message.sid == retry_of:  # everything newer has been read
                     return oldest
-                if since is not None and _older(message.date_created, since):
-                    return oldest  # older than the claim: so is everything after it
+                past_since = past_since or (
+                    since is not None and _older(message.date_created, since)
+                )
+                if past_since and seen % page_size == 0:
+                    # Older than the claim, and the page it came in is read to its end. Not at
+                    # once: `Order=desc` is by index, while DateCreated can be set on a create
+                    # (back-dated), so a message older by date may sit just above the retry.
+                    # The rest of a page already fetched costs no call.
+                    return oldest
         except Exception as error:
             self._raise(error, sent=False)
         if seen < limit or oldest is not None:  # the whole conversation read, or found
