@@ -36,6 +36,31 @@ class Crash(BaseException):
     """A Lambda runtime dying mid-record (timeout, OOM): nothing after it runs."""
 
 
+def after(original: Any) -> Any:
+    """Run the step, then die: its effect happened, nothing after it did."""
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise Crash
+
+    return dying
+
+
+def before(_: Any) -> Any:
+    """Die instead of the step: nothing of it happened."""
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        raise Crash
+
+    return dying
+
+
+def marker(message: dict[str, Any]) -> dict[str, Any]:
+    """A created message's `redeliver` marker."""
+    own: dict[str, Any] = json.loads(message["attributes"])["redeliver"]
+    return own
+
+
 class RetrySystem(Resources):
     def __init__(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT
-from tests.integration.retry_system import T0, Crash, RetrySystem
+from tests.integration.retry_system import T0, RetrySystem, after, before
 from tests.lambdas import metric_names
 from tools.twilio_sim import TwilioSimulator
 
@@ -29,30 +29,6 @@ POLICY = {
         {"codes": "*", "action": "retry", "delays": [300]},
     ],
 }
-
-
-def marker(message: dict[str, Any]) -> dict[str, Any]:
-    own: dict[str, Any] = json.loads(message["attributes"])["redeliver"]
-    return own
-
-
-def after(original: Any) -> Any:
-    """Run the step, then die: its effect happened, nothing after it did."""
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Crash
-
-    return dying
-
-
-def before(_: Any) -> Any:
-    """Die instead of the step: nothing of it happened."""
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        raise Crash
-
-    return dying
 
 
 def crash_in(system: RetrySystem, step: str, how: Any = after) -> None:

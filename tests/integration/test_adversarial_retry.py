@@ -11,21 +11,11 @@ import pytest
 
 from redeliver.retry import record_budget_seconds
 from redeliver.settings import ConfigurationError
-from tests.integration.retry_system import Crash, RetrySystem
+from tests.integration.retry_system import RetrySystem, after
 from tools.lambdas import FakeContext
 from tools.sqs_poller import poll_once
 from tools.stack import load_template
 from tools.twilio_sim import TwilioSimulator
-
-
-def after(original: Any) -> Any:
-    """Run the step, then die: the step's effect happened, nothing after it did."""
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Crash
-
-    return dying
 
 
 def max_receive_count() -> int:

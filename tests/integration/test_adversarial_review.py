@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.retry_system import T0, RetrySystem
-from tests.integration.test_adversarial_retry import after
+from tests.integration.retry_system import T0, RetrySystem, after
 from tools.twilio_sim import TwilioSimulator
 
 

@@ -18,7 +18,7 @@ import pytest
 from redeliver.jobs import FollowUp, parse_job
 from redeliver.retry import THROTTLED_SECONDS
 from tests.integration.conftest import WorkerLog
-from tests.integration.retry_system import T0, Crash, RetrySystem
+from tests.integration.retry_system import T0, RetrySystem, after
 from tests.lambdas import metric_names
 from tools.lambdas import emitted_metrics
 from tools.samples import sid
@@ -26,16 +26,6 @@ from tools.twilio_sim import Fault, TwilioSimulator
 
 VERDICTS = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"}
 SLACK = 5  # moto's visibility is a wall-clock deadline: seconds pass on a loaded machine
-
-
-def after(original: Any) -> Any:
-    """Run the step, then die: the step's effect happened, nothing after it did."""
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Crash
-
-    return dying
 
 
 def lookups(sim: TwilioSimulator) -> list[str]:

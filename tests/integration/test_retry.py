@@ -15,17 +15,11 @@ from botocore.exceptions import ClientError
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from redeliver.retry import AWS_FAULT_SECONDS, THROTTLED_SECONDS, record_budget_seconds
 from tests.integration.conftest import WorkerLog
-from tests.integration.retry_system import Crash, RetrySystem
+from tests.integration.retry_system import RetrySystem, after, marker
 from tests.lambdas import invoke, load_function
 from tools.lambdas import FakeContext
 from tools.stack import deploy, load_template
 from tools.twilio_sim import Fault, TwilioSimulator
-
-
-def marker(message: dict[str, Any]) -> dict[str, Any]:
-    attributes: dict[str, Any] = json.loads(message["attributes"])["redeliver"]
-    return attributes
-
 
 # -- each outcome end to end ----------------------------------------------------------------------
 
@@ -286,16 +280,6 @@ def test_two_receipts_of_one_message_failing_send_once(system: RetrySystem) -> N
 
 
 # -- crashes between every two steps -------------------------------------------------------------
-
-
-def after(original: Any) -> Any:
-    """Run the step, then die: the step's effect happened, nothing after it did."""
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Crash
-
-    return dying
 
 
 # The simulated crash unwinds through Powertools' log_metrics, which flushes an empty set and

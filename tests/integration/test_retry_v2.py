@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, stable_jitter
 from redeliver.suppressions import address_hash
 from tests.integration.conftest import WorkerLog
-from tests.integration.retry_system import T0, Crash, RetrySystem
+from tests.integration.retry_system import T0, RetrySystem, after, marker
 from tests.lambdas import metric_names
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -36,21 +35,6 @@ POLICY = {
         {"codes": "*", "action": "retry", "delays": [60]},
     ],
 }
-
-
-def marker(message: dict[str, Any]) -> dict[str, Any]:
-    own: dict[str, Any] = json.loads(message["attributes"])["redeliver"]
-    return own
-
-
-def after(original: Any) -> Any:
-    """Run the step, then die: its effect happened, nothing after it did."""
-
-    def dying(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        raise Crash
-
-    return dying
 
 
 def sms_conversations(sim: TwilioSimulator) -> list[str]:
