@@ -147,6 +147,9 @@ def offline() -> Iterator[Offline]:
                 created=f"{at:%Y-%m-%dT%H:%M:%SZ}",
                 updated=f"{at + timedelta(seconds=5):%Y-%m-%dT%H:%M:%SZ}",
             )
+            # A receipt names its conversation's participant, as Twilio's do: the worker gives
+            # a failure up as recipient_left when its participant is no longer a member.
+            fields["ParticipantSid"] = sim.participant_of(conversation)
             event = http_api_event(fields, token=TEST_AUTH_TOKEN)
             assert ingest.lambda_handler(event, FakeContext())["statusCode"] == 200
 
