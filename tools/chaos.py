@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import boto3
 
 from tools import twilio_sim
-from tools.offline import (
+from tools.offline.checks import (
     Check,
     KillPlan,
     KillPoint,

@@ -13,8 +13,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tools import chaos, offline
+from tools import chaos
 from tools.moto_server import free_port
+from tools.offline import checks as offline
 from tools.webhook_emitter import Mix
 
 CONFIG = chaos.ChaosConfig(

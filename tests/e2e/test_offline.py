@@ -15,9 +15,9 @@ import boto3
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
-from tools import offline
 from tools.latency import percentile
 from tools.moto_server import free_port
+from tools.offline import checks as offline
 from tools.webhook_emitter import Mix, Stats
 
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from tools import offline
+from tools.offline import checks as offline
 
 
 @pytest.mark.parametrize(
