@@ -46,22 +46,12 @@ from typing import Any, ClassVar
 import boto3
 
 from tools import twilio_sim
-from tools.offline import (
-    Check,
-    KillPlan,
-    KillPoint,
-    Offline,
-    Report,
-    Tuning,
-    _port_free,
-    _terminated,
-    collect,
-    exit_code,
-    no_server_errors,
-    recipient,
-    run_scenario,
-    running,
-)
+from tools.offline.checks import Check, no_server_errors
+from tools.offline.cli import exit_code, port_free, terminated
+from tools.offline.report import Report, collect
+from tools.offline.scenario import recipient, run_scenario
+from tools.offline.stack import Offline, running
+from tools.offline.tuning import KillPlan, KillPoint, Tuning
 from tools.samples import receipt_fields, sid
 from tools.stack import ROOT
 from tools.twilio_sim import TwilioSimulator
@@ -527,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.sweep_every <= 0 or args.reconcile_every <= 0 or args.rate <= 0:
         parser.error("--sweep-every, --reconcile-every and --rate must be > 0")
-    if not _port_free(args.port):
+    if not port_free(args.port):
         parser.error(f"port {args.port} is in use: choose another with --port")
     config = ChaosConfig(
         messages=args.messages,
@@ -551,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_every=args.sweep_every,
         reconcile_every=args.reconcile_every,
     )
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, terminated)
     print(f"Chaos: moto, template.yaml, Twilio simulator with faults, API on :{args.port} ...")
     with running(args.port, ROOT / ".offline", config.seed, tuning(config)) as offline:
         _, report = run(offline, config, progress=True)

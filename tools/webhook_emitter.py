@@ -8,7 +8,7 @@ sends the receipt's status changes, signed as Twilio signs them, to a webhook UR
     WhatsApp sent → delivered → read  | failed 63016 (outside the 24 h window), 63024 (not a
                                       |   WhatsApp user) | sent → undelivered 63032, 30003
 
-each code picked so that every action of the offline policy (tools.offline.OFFLINE_POLICY)
+each code picked so that every action of the offline policy (tools.offline.policy.OFFLINE_POLICY)
 comes up: retry, template (63016), fallback_sms (63024, 63032), suppress (30005, 30006, 21610),
 give_up (30007). A `failed` is refused before sending: no `sent` comes first.
 

@@ -13,8 +13,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tools import chaos, offline
+from tools import chaos
 from tools.moto_server import free_port
+from tools.offline.cli import exit_code
+from tools.offline.report import Report
+from tools.offline.stack import Offline, running
+from tools.stack import ROOT
 from tools.webhook_emitter import Mix
 
 CONFIG = chaos.ChaosConfig(
@@ -45,15 +49,15 @@ CONFIG = chaos.ChaosConfig(
 
 @dataclass
 class Run:
-    stack: offline.Offline
+    stack: Offline
     state: chaos.Chaos
-    report: offline.Report
+    report: Report
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("chaos")
-    with offline.running(free_port(), workdir, CONFIG.seed, chaos.tuning(CONFIG)) as stack:
+    with running(free_port(), workdir, CONFIG.seed, chaos.tuning(CONFIG)) as stack:
         state, report = chaos.run(stack, CONFIG, progress=False)
         print(report.render("Redeliver chaos"))  # in the test's output when it fails
         yield Run(stack, state, report)
@@ -65,7 +69,7 @@ def test_a_small_chaos_run_settles_and_keeps_every_invariant(
 ) -> None:
     assert run.report.settlement.settled, run.report.unsettled
     assert run.report.violations == []
-    assert offline.exit_code(run.report) == 0
+    assert exit_code(run.report) == 0
     names = [check.name for check in run.report.checks]
     assert names == [
         "exactly one new message per attempt",
@@ -155,7 +159,7 @@ def test_a_double_send_breaks_the_run(run: Run) -> None:
     marker = json.loads(double["attributes"])["redeliver"]
     [check] = [c for c in again.checks if c.name == "exactly one new message per attempt"]
     assert check.violations == [f"2 messages sent for {marker['root']} attempt {marker['attempt']}"]
-    assert offline.exit_code(again) == 1
+    assert exit_code(again) == 1
     assert "BROKEN exactly one new message per attempt" in again.render()
 
 
@@ -179,7 +183,7 @@ def test_a_message_out_for_an_attempt_recorded_given_up_breaks_the_run(
         f"{stray['sid']} went out for IM{'f' * 32} attempt 1, recorded as no attempt item"
         in (again.violations[0])
     )
-    assert offline.exit_code(again) == 1
+    assert exit_code(again) == 1
 
 
 @pytest.mark.slow
@@ -199,7 +203,7 @@ def test_a_stored_forgery_or_an_extra_5xx_breaks_the_run(run: Run) -> None:
         "nothing stored for forged input",
         "no 5xx for valid input but the injected kills",
     }
-    assert offline.exit_code(again) == 1
+    assert exit_code(again) == 1
 
 
 # -- the parts, without a stack ------------------------------------------------------------------
@@ -229,7 +233,7 @@ def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_the_makefile_and_readme_explain_make_chaos() -> None:
-    root = Path(offline.ROOT)
+    root = Path(ROOT)
     assert "chaos: setup ## " in (root / "Makefile").read_text()
     readme = (root / "README.md").read_text()
     for flag in ("--throttled", "--kill-ingest", "--forged", "--second-service", "--lose-webhooks"):

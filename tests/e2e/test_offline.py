@@ -15,22 +15,33 @@ import boto3
 import pytest
 
 from redeliver.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
-from tools import offline
 from tools.latency import percentile
 from tools.moto_server import free_port
+from tools.offline.checks import Check, action_of
+from tools.offline.cli import exit_code, load_test, main, serve_instructions
+from tools.offline.policy import OFFLINE_ONLY_RULES, OFFLINE_POLICY, policy_notes
+from tools.offline.report import Report, Settlement
+from tools.offline.runtime import describe_job
+from tools.offline.scenario import run_scenario
+from tools.offline.sources import Scheduler
+from tools.offline.stack import Offline, running
+from tools.offline.state import twilio_truth
+from tools.offline.tuning import schedule_seconds
+from tools.offline.whereabouts import log_reasons
+from tools.stack import ROOT
 from tools.webhook_emitter import Mix, Stats
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[offline.Offline]:
-    with offline.running(free_port(), tmp_path_factory.mktemp("offline"), seed=3) as running:
-        yield running
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offline]:
+    with running(free_port(), tmp_path_factory.mktemp("offline"), seed=3) as offline:
+        yield offline
 
 
 @pytest.mark.slow
-def test_a_seeded_scenario_keeps_every_invariant(stack: offline.Offline) -> None:
+def test_a_seeded_scenario_keeps_every_invariant(stack: Offline) -> None:
     mix = Mix(failure_rate=0.4, retry_success=0.5, duplicate_rate=0.2, reorder_rate=0.3)
-    report = offline.run_scenario(stack, 40, mix, seed=3, timeout=90, progress=False, rate=100)
+    report = run_scenario(stack, 40, mix, seed=3, timeout=90, progress=False, rate=100)
     assert report.violations == []
     assert report.api_answers == {200: report.webhooks.sent}
     assert report.dlq == 0
@@ -47,11 +58,11 @@ def test_a_seeded_scenario_keeps_every_invariant(stack: offline.Offline) -> None
 # -- issue 9 item 7: lost webhooks, recovered by asking Twilio -----------------------------------
 
 
-def _lost_failures(stack: offline.Offline) -> list[tuple[str, str]]:
+def _lost_failures(stack: Offline) -> list[tuple[str, str]]:
     """(message, receipt) of failures whose own webhook was lost while their `sent` was stored:
     the ones only the reconciler (or a retry's follow-up) can learn."""
     assert stack.emitter is not None
-    truth = offline.twilio_truth(stack)
+    truth = twilio_truth(stack)
     return [
         (f["MessageSid"], f["DeliveryReceiptSid"])
         for f in stack.emitter.dropped
@@ -61,7 +72,7 @@ def _lost_failures(stack: offline.Offline) -> list[tuple[str, str]]:
     ]
 
 
-def _stored_status(stack: offline.Offline, message: str, receipt: str) -> str | None:
+def _stored_status(stack: Offline, message: str, receipt: str) -> str | None:
     item = boto3.client("dynamodb").get_item(
         TableName=stack.stack.outputs["ReceiptsTableName"],
         Key={"pk": {"S": f"MSG#{message}"}, "sk": {"S": f"RCPT#{receipt}"}},
@@ -72,10 +83,10 @@ def _stored_status(stack: offline.Offline, message: str, receipt: str) -> str | 
 
 @pytest.mark.slow
 def test_lost_webhooks_are_recovered_by_the_reconciler_and_every_failure_decided(
-    stack: offline.Offline,
+    stack: Offline,
 ) -> None:
     mix = Mix(failure_rate=1.0, retry_success=1.0, duplicate_rate=0.1, lose_rate=0.4)
-    report = offline.run_scenario(stack, 20, mix, seed=31, timeout=90, progress=False, rate=100)
+    report = run_scenario(stack, 20, mix, seed=31, timeout=90, progress=False, rate=100)
     assert report.settlement.settled, report.unsettled
     assert report.violations == []
     lost = _lost_failures(stack)
@@ -92,14 +103,14 @@ def test_lost_webhooks_are_recovered_by_the_reconciler_and_every_failure_decided
 
 
 @pytest.mark.slow
-def test_a_lost_failure_not_recovered_breaks_the_run(stack: offline.Offline) -> None:
+def test_a_lost_failure_not_recovered_breaks_the_run(stack: Offline) -> None:
     """The reconciler stopped: a failure whose webhook was lost stays at `sent`, and the check
     over Twilio's truth says so; started again, it recovers it and the run holds."""
     assert stack.reconciler is not None
     stack.reconciler.stop()
     mix = Mix(failure_rate=1.0, retry_success=1.0, duplicate_rate=0.0, lose_rate=0.5)
     try:
-        report = offline.run_scenario(stack, 20, mix, seed=32, timeout=90, progress=False)
+        report = run_scenario(stack, 20, mix, seed=32, timeout=90, progress=False)
         lost = _lost_failures(stack)
         assert lost
         assert report.settlement.settled
@@ -110,12 +121,12 @@ def test_a_lost_failure_not_recovered_breaks_the_run(stack: offline.Offline) -> 
                 and "its webhook lost) is stored as sent: never learned" in v
                 for v in check.violations
             ), check.violations
-        assert offline.exit_code(report) == 1
+        assert exit_code(report) == 1
         assert "BROKEN every failure decided or visible in the DLQ" in report.render()
     finally:
-        stack.reconciler = offline.Scheduler(stack.runtime, "ReconcileFunction", 2.0).start()
+        stack.reconciler = Scheduler(stack.runtime, "ReconcileFunction", 2.0).start()
     # Settles once nothing is at `sent`: the reconciler has asked, the failures are retried.
-    again = offline.run_scenario(stack, 0, Mix(), seed=33, timeout=90, progress=False)
+    again = run_scenario(stack, 0, Mix(), seed=33, timeout=90, progress=False)
     assert again.settlement.settled, again.unsettled
     assert again.violations == []
     for message, receipt in lost:
@@ -124,12 +135,10 @@ def test_a_lost_failure_not_recovered_breaks_the_run(stack: offline.Offline) -> 
 
 @pytest.mark.slow
 def test_the_local_api_answers_a_signed_curl_and_rejects_an_unsigned_one(
-    stack: offline.Offline,
+    stack: Offline,
 ) -> None:
     command = next(
-        line
-        for line in offline.serve_instructions(stack).splitlines()
-        if line.strip().startswith("curl")
+        line for line in serve_instructions(stack).splitlines() if line.strip().startswith("curl")
     )
     words = shlex.split(command)
     signature = words[words.index("-H") + 1].split(": ", 1)[1]
@@ -149,38 +158,38 @@ def test_the_local_api_answers_a_signed_curl_and_rejects_an_unsigned_one(
 
 @pytest.mark.slow
 def test_the_load_test_sends_bounded_signed_webhooks(
-    stack: offline.Offline,
+    stack: Offline,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """What --target does to a deployed stack, aimed at the local API instead."""
     before = sum(stack.api.answers.values())
     url = stack.api.url + "/twilio/delivery-receipts"
-    assert offline.load_test(url, stack.token, 10, rate=50, mix=Mix(), seed=5) == 0
+    assert load_test(url, stack.token, 10, rate=50, mix=Mix(), seed=5) == 0
     sent = sum(stack.api.answers.values()) - before
     assert 10 <= sent <= 40  # 2-3 receipts a message, a few duplicates: bounded
     assert "answers {200: " in capsys.readouterr().out
-    assert offline.load_test(url, "wrong-token", 2, rate=50, mix=Mix(), seed=6) == 1
+    assert load_test(url, "wrong-token", 2, rate=50, mix=Mix(), seed=6) == 1
 
 
 def test_a_report_with_a_broken_invariant_says_so() -> None:
-    report = offline.Report(
+    report = Report(
         1,
         1.0,
         Stats(),
         Counter({200: 1}),
-        checks=[offline.Check("every failure decided", ["failure of IMx left without a decision"])],
+        checks=[Check("every failure decided", ["failure of IMx left without a decision"])],
     )
     text = report.render()
     assert "BROKEN every failure decided" in text
     assert "FAILED: 1 invariant(s) broken" in text
-    assert offline.exit_code(report) == 1
+    assert exit_code(report) == 1
     # Unsettled, what a check finds may be work in flight: open, not yet a verdict; still a fail.
-    report.settlement = offline.Settlement(False, "interrupted (KeyboardInterrupt)")
+    report.settlement = Settlement(False, "interrupted (KeyboardInterrupt)")
     text = report.render()
     assert "open   every failure decided" in text
     assert "invariants (as things stood: not settled)" in text
     assert "FAILED: did not settle; 1 invariant(s) open" in text
-    assert offline.exit_code(report) == 130
+    assert exit_code(report) == 130
 
 
 def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,7 +200,7 @@ def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -
         ["--target", "https://example.invalid/x"],
     ):
         with pytest.raises(SystemExit) as exit_:
-            offline.main(argv)
+            main(argv)
         assert exit_.value.code == 2
     assert "TWILIO_AUTH_TOKEN" in capsys.readouterr().err
 
@@ -203,30 +212,30 @@ def test_a_busy_port_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(SystemExit) as exit_:
-            offline.main(["--port", str(taken.getsockname()[1])])
+            main(["--port", str(taken.getsockname()[1])])
     assert exit_.value.code == 2
     assert "is in use" in capsys.readouterr().err
 
 
 def test_the_offline_policy_is_valid_and_keeps_the_default_rules() -> None:
-    policy = RetryPolicy.parse(offline.OFFLINE_POLICY)
+    policy = RetryPolicy.parse(OFFLINE_POLICY)
     default = RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
-    extra = len(offline.OFFLINE_ONLY_RULES)
+    extra = len(OFFLINE_ONLY_RULES)
     assert [(r.codes, r.action) for r in policy.rules[extra:]] == [
         (r.codes, r.action) for r in default.rules
     ]
     # Only its offline rules (template, fallback_sms) come first, and the report says so.
     assert [r.action for r in policy.rules[:extra]] == ["template", "fallback_sms"]
-    assert any("offline-only rules" in note for note in offline.policy_notes())
+    assert any("offline-only rules" in note for note in policy_notes())
 
 
 @pytest.mark.slow
 def test_a_small_run_takes_every_action_and_keeps_every_invariant(
-    stack: offline.Offline,
+    stack: Offline,
 ) -> None:
     """Issue 10 item 6: each action of policy v2 shows in the report, with its invariants."""
     mix = Mix(failure_rate=0.6, retry_success=0.5, whatsapp_share=0.5)
-    report = offline.run_scenario(stack, 60, mix, seed=41, timeout=120, progress=False, rate=100)
+    report = run_scenario(stack, 60, mix, seed=41, timeout=120, progress=False, rate=100)
     assert report.settlement.settled, report.unsettled
     assert report.violations == []
     for action in ("retry", "template", "fallback_sms", "suppress", "give_up"):
@@ -237,7 +246,7 @@ def test_a_small_run_takes_every_action_and_keeps_every_invariant(
     assert "  actions         retry " in report.render()
     assert "every invariant held" in report.render()
     # Every SMS-fallback message went out by SMS, from the scenario's SMS number.
-    fallbacks = [m for m in stack.sim.created if offline.action_of(m) == "fallback_sms"]
+    fallbacks = [m for m in stack.sim.created if action_of(m) == "fallback_sms"]
     assert fallbacks
     for message in fallbacks:
         chat = stack.sim.conversations[message["conversation_sid"]]
@@ -245,7 +254,7 @@ def test_a_small_run_takes_every_action_and_keeps_every_invariant(
     _assert_latency_from_this_run(stack, report)
 
 
-def _assert_latency_from_this_run(stack: offline.Offline, report: offline.Report) -> None:
+def _assert_latency_from_this_run(stack: Offline, report: Report) -> None:
     """Issue 11 item 2: the failure-to-resend time (0 s rules) beside a bare SQS round trip,
     from this run's events: one figure per template or SMS-fallback resend of a failure whose
     webhook ingest answered, each a plausible time; the round trip probed meanwhile."""
@@ -256,7 +265,7 @@ def _assert_latency_from_this_run(stack: offline.Offline, report: offline.Report
     posted = stack.emitter.failure_posted
     first_create: dict[str, float] = {}
     for m in stack.sim.created:
-        if offline.action_of(m) in ("template", "fallback_sms"):
+        if action_of(m) in ("template", "fallback_sms"):
             failed = json.loads(m["attributes"])["redeliver"]["retry_of"]
             at = stack.sim.created_at[m["sid"]]
             first_create[failed] = min(at, first_create.get(failed, at))
@@ -283,7 +292,7 @@ def _assert_latency_from_this_run(stack: offline.Offline, report: offline.Report
 
 
 def test_workdir_is_ignored_by_git() -> None:
-    assert ".offline/" in (Path(offline.ROOT) / ".gitignore").read_text()
+    assert ".offline/" in (Path(ROOT) / ".gitignore").read_text()
 
 
 # -- issue 8 item 13: the report is always printed, and says what did not settle ----------------
@@ -292,13 +301,13 @@ def test_workdir_is_ignored_by_git() -> None:
 
 @pytest.mark.slow
 def test_a_run_that_does_not_settle_reports_what_is_left_and_where(
-    stack: offline.Offline,
+    stack: Offline,
 ) -> None:
     """Before: `_settle` raised TimeoutError and the command printed a traceback, no report."""
     mix = Mix(failure_rate=1.0, retry_success=0.0, duplicate_rate=0.0, reorder_rate=0.0)
     # One message a second: whatever the machine's speed, webhooks are still to send when the
     # run stops (at most 5 x 0.5 s in all).
-    report = offline.run_scenario(stack, 10, mix, seed=21, timeout=0.5, progress=False, rate=1)
+    report = run_scenario(stack, 10, mix, seed=21, timeout=0.5, progress=False, rate=1)
     assert not report.settlement.settled
     # 0.5 s without progress, or 5 x 0.5 s in all while still moving: whichever comes first
     assert report.settlement.why.startswith("not done within "), report.settlement.why
@@ -313,27 +322,25 @@ def test_a_run_that_does_not_settle_reports_what_is_left_and_where(
     assert f"DID NOT SETTLE: {report.settlement.why}" in text
     assert f"not settled ({len(report.unsettled)}):" in text
     assert "FAILED: did not settle" in text
-    assert offline.exit_code(report) == 1
+    assert exit_code(report) == 1
 
 
 @pytest.mark.slow
-def test_an_error_or_ctrl_c_during_the_run_still_gives_a_report(stack: offline.Offline) -> None:
-    def broken(_: offline.Offline) -> None:
+def test_an_error_or_ctrl_c_during_the_run_still_gives_a_report(stack: Offline) -> None:
+    def broken(_: Offline) -> None:
         raise RuntimeError("the app fell over")
 
-    def interrupted(_: offline.Offline) -> None:
+    def interrupted(_: Offline) -> None:
         raise KeyboardInterrupt
 
-    report = offline.run_scenario(stack, 1, Mix(), seed=22, timeout=30, progress=False, send=broken)
+    report = run_scenario(stack, 1, Mix(), seed=22, timeout=30, progress=False, send=broken)
     assert report.settlement.why == "the run failed: RuntimeError: the app fell over"
     assert "Redeliver offline: 1 messages" in report.render()
-    assert offline.exit_code(report) == 1
-    report = offline.run_scenario(
-        stack, 1, Mix(), seed=23, timeout=30, progress=False, send=interrupted
-    )
+    assert exit_code(report) == 1
+    report = run_scenario(stack, 1, Mix(), seed=23, timeout=30, progress=False, send=interrupted)
     assert report.settlement.why == "interrupted (KeyboardInterrupt)"
     assert report.checks  # the table was still read: the invariants over what was stored
-    assert offline.exit_code(report) == 130
+    assert exit_code(report) == 130
 
 
 def test_a_job_is_described_by_its_sids() -> None:
@@ -341,13 +348,13 @@ def test_a_job_is_described_by_its_sids() -> None:
         "v": 1,
         "event": {"message_sid": "IMa", "status": "undelivered", "error_code": 30003},
     }
-    assert offline.describe_job(json.dumps(job)) == "IMa undelivered 30003"
+    assert describe_job(json.dumps(job)) == "IMa undelivered 30003"
     follow_up = {"v": 1, "kind": "follow_up", "message_sid": "IMb", "root": "IMa", "attempt": 2}
-    assert offline.describe_job(json.dumps(follow_up)) == "follow-up of IMb (root IMa, attempt 2)"
-    assert offline.describe_job("not json") == "unparseable job"
-    assert offline.schedule_seconds("rate(5 minutes)") == 300
-    assert offline.schedule_seconds("rate(1 hour)") == 3600
-    assert offline.schedule_seconds("cron(0 * * * ? *)") is None
+    assert describe_job(json.dumps(follow_up)) == "follow-up of IMb (root IMa, attempt 2)"
+    assert describe_job("not json") == "unparseable job"
+    assert schedule_seconds("rate(5 minutes)") == 300
+    assert schedule_seconds("rate(1 hour)") == 3600
+    assert schedule_seconds("cron(0 * * * ? *)") is None
 
 
 def test_the_reasons_for_a_job_come_from_the_functions_log(tmp_path: Path) -> None:
@@ -363,7 +370,7 @@ def test_the_reasons_for_a_job_come_from_the_functions_log(tmp_path: Path) -> No
         {"level": "ERROR", "message": "retry job failed", "root": "IMr"},
     ]
     log.write_text("\n".join(json.dumps(line, separators=(",", ":")) for line in lines) + "\n")
-    assert offline.log_reasons(log) == {
+    assert log_reasons(log) == {
         "IMa": "retry job back to the queue: another worker holds the claim",
         "IMr": "retry job failed",
     }

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from tools import offline
+from tools.offline.checks import no_group_sends, no_phone_numbers_logged
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from tools import offline
 def test_a_logged_phone_number_breaks_the_check(tmp_path: Path, line: str) -> None:
     log = tmp_path / "lambda.log"
     log.write_text(f'{{"level": "INFO"}}\n{line}\n')
-    check = offline.no_phone_numbers_logged(log)
+    check = no_phone_numbers_logged(log)
     assert not check.held
     assert check.violations == [f"logged: {line}"]
 
@@ -35,7 +35,7 @@ def test_sids_timestamps_and_codes_are_not_phone_numbers(tmp_path: Path) -> None
         '{"message_sid": "IM0123456789abcdef0123456789abcdef", "Timestamp": 1796315600765, '
         '"error_code": 63016, "address_hash": "ab12", "x": "%2B1", "y": "+1234"}\n'
     )
-    check = offline.no_phone_numbers_logged(log)
+    check = no_phone_numbers_logged(log)
     assert check.held, check.violations
     assert check.evidence == "1 lines read"
 
@@ -45,6 +45,6 @@ def test_a_new_message_to_more_than_one_recipient_breaks_the_group_check() -> No
         sim=SimpleNamespace(created=[{"sid": "IMa"}, {"sid": "IMb"}]),
         recipients_at_create={"IMa": 1, "IMb": 3, "IMapp": 5},  # IMapp: the app's, not ours
     )
-    check = offline.no_group_sends(cast(Any, stack))
+    check = no_group_sends(cast(Any, stack))
     assert check.violations == ["IMb went to 3 recipients"]
     assert check.evidence == "2 new message(s)"

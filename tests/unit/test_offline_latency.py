@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tools.latency import Latency, failure_to_resend, immediate_codes, percentile, retry_of
-from tools.offline import OFFLINE_POLICY
+from tools.offline.policy import OFFLINE_POLICY
 
 
 def created(sid: str, retry_of: str | None, **extra: Any) -> dict[str, Any]:
