@@ -47,9 +47,10 @@ fuzz: setup ## the retry protocol's model test with fresh seeds, long (EXAMPLES=
 checkov: $(CHECKOV_STAMP) ## checkov on template.yaml (offline): fails on any failed check; skips carry their reason
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check; lint-imports: the layers' one-way imports (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

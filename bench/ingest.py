@@ -275,12 +275,12 @@ def cpu_per_receipt(
 
 
 def baseline_client() -> Any:
-    """The CPU baseline's DynamoDB client, built as the handler's own is (redeliver.aws).
+    """The CPU baseline's DynamoDB client, built as the handler's own is (redeliver.adapters.aws).
 
     Not from the handler client's `meta.config`: that carries the resolved User-Agent as if the
     caller had supplied one, and botocore then skips rebuilding the header on every request
     (~0.09 ms a call here), which no client built from a Config skips, the handler's included."""
-    from redeliver.aws import WEBHOOK, dynamodb_client
+    from redeliver.adapters.aws import WEBHOOK, dynamodb_client
 
     return dynamodb_client(WEBHOOK)
 
@@ -288,7 +288,12 @@ def baseline_client() -> Any:
 def index_writes(post: Any, app: Any, table: str) -> dict[str, Any]:
     """One message's receipts through the real handler: after each, is the receipt in the
     reconciliation index, and how big is its entry? Each move in or out is one index write."""
-    from redeliver.store import STUCK_PROJECTION, STUCK_SHARD, STUCK_SINCE, message_pk
+    from redeliver.adapters.dynamodb.store import (
+        STUCK_PROJECTION,
+        STUCK_SHARD,
+        STUCK_SINCE,
+        message_pk,
+    )
     from tools.samples import receipt_fields, sid
 
     client = app.ingest._store._db

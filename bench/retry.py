@@ -50,7 +50,7 @@ import time; t, c = time.perf_counter(), time.process_time()
 import importlib.util
 spec = importlib.util.spec_from_file_location("app", "functions/retry/app.py")
 module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
-from redeliver.credentials import TwilioCredentials
+from redeliver.adapters.twilio.credentials import TwilioCredentials
 gateway = module.worker._twilio
 gateway._credentials.get = lambda refresh=False: TwilioCredentials("AC" + "0" * 32, "token")
 gateway._conversations("")  # the Twilio client, as the first record makes it
@@ -202,8 +202,8 @@ def cold(setup: Offline, repeats: int = COLD_REPEATS) -> Cold:
 
 
 def calls(setup: Offline) -> list[list[str]]:
-    from redeliver import retry_queue
-    from redeliver.policy import no_jitter
+    from redeliver.adapters.sqs import retry_queue
+    from redeliver.domain.policy import no_jitter
     from tools.lambdas import FakeContext, import_function
     from tools.sqs_poller import poll_once
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 from twilio.base.exceptions import TwilioException
 
-from redeliver.conversations import TwilioError
+from redeliver.adapters.twilio.conversations import TwilioError
 from redeliver_cli import policy, reconcile, redrive, stats, suppressions, trace, webhook
 from redeliver_cli.stack import CommandError
 

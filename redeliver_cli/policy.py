@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from redeliver.policy import (
+from redeliver.domain.policy import (
     Failure,
     GiveUp,
     PolicyError,

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 
 import boto3
 
-from redeliver.conversations import ConversationsGateway
-from redeliver.credentials import CredentialSource
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.adapters.twilio.credentials import CredentialSource
 from redeliver.observability import logger, metrics
-from redeliver.reconcile import Reconciler, Target
-from redeliver.recorder import Recorder
-from redeliver.retry_queue import RetryQueue
-from redeliver.store import ReceiptStore
+from redeliver.usecases.reconcile import Reconciler, Target
+from redeliver.usecases.recorder import Recorder
 from redeliver_cli.stack import CommandError, Stack, check_message_sid, iso, partition
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")

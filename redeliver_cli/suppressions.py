@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import boto3
 
-from redeliver.quiet_hours import e164
-from redeliver.suppressions import Suppressions, address_hash
+from redeliver.adapters.dynamodb.suppressions import Suppressions, address_hash
+from redeliver.domain.quiet_hours import e164
 from redeliver_cli.stack import CommandError, Stack, iso
 
 

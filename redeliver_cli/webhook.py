@@ -24,7 +24,7 @@ import boto3
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from redeliver.credentials import TwilioCredentials
+from redeliver.adapters.twilio.credentials import TwilioCredentials
 from redeliver_cli.stack import CommandError, Stack
 
 DELIVERY_EVENT = "onDeliveryUpdated"

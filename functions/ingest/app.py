@@ -1,4 +1,5 @@
-"""IngestFunction: the `POST /twilio/delivery-receipts` route. Wiring only; see redeliver.ingest.
+"""IngestFunction: the `POST /twilio/delivery-receipts` route. Wiring only; see
+redeliver.usecases.ingest.
 
 The HTTP API routes only that method and path here, so there is no router: the event data class
 and the one place below that maps outcomes to HTTP answers. (APIGatewayHttpResolver and the
@@ -13,16 +14,16 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2,
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import WEBHOOK, dynamodb_client, secrets_client, sqs_client
-from redeliver.credentials import CredentialSource
-from redeliver.ingest import Ingest, SignatureRejected, WebhookRequest
+from redeliver.adapters.aws import WEBHOOK, dynamodb_client, secrets_client, sqs_client
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.sqs.spill import SpillQueue
+from redeliver.adapters.twilio.credentials import CredentialSource
+from redeliver.adapters.twilio.signature import SignatureVerifier, signed_url
+from redeliver.domain.receipts import MalformedEvent
 from redeliver.observability import count, logger, metrics
-from redeliver.receipts import MalformedEvent
-from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
-from redeliver.signature import SignatureVerifier, signed_url
-from redeliver.spill import SpillQueue
-from redeliver.store import ReceiptStore
+from redeliver.usecases.ingest import Ingest, SignatureRejected, WebhookRequest
 
 settings = Settings.from_env()
 sqs = sqs_client(WEBHOOK)
@@ -33,7 +34,7 @@ ingest = Ingest(
             settings.secret_max_age_seconds,
             settings.secret_stale_max_seconds,
             # one request of at most 1.3 s: a hanging Secrets Manager leaves time for the
-            # last good token (redeliver.credentials) and the write, inside the 4 s
+            # last good token (redeliver.adapters.twilio.credentials) and the write, inside the 4 s
             provider=SecretsProvider(boto3_client=secrets_client(WEBHOOK)),
         )
     ),

@@ -1,19 +1,19 @@
 """ReconcileFunction: every ReconcileEveryMinutes, ask Twilio about receipts stuck at `sent` and
-record what it reports. Wiring only; see redeliver.reconcile."""
+record what it reports. Wiring only; see redeliver.usecases.reconcile."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import dynamodb_client, sqs_client
-from redeliver.conversations import ConversationsGateway
-from redeliver.credentials import CredentialSource
+from redeliver.adapters.aws import dynamodb_client, sqs_client
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.adapters.twilio.credentials import CredentialSource
 from redeliver.observability import logger, metrics
-from redeliver.reconcile import Reconciler
-from redeliver.recorder import Recorder
-from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
-from redeliver.store import ReceiptStore
+from redeliver.usecases.reconcile import Reconciler
+from redeliver.usecases.recorder import Recorder
 
 settings = Settings.from_env()
 store = ReceiptStore(

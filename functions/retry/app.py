@@ -1,9 +1,9 @@
-"""RetryFunction: the RetryQueue batch. Wiring only; see redeliver.retry.
+"""RetryFunction: the RetryQueue batch. Wiring only; see redeliver.usecases.retry.worker.
 
-Partial batch responses (redeliver.batch): a record that raises (a transient Twilio fault,
-another worker's claim, a malformed job) is reported failed and comes back when the worker set it
-to (else after the queue's visibility timeout); after maxReceiveCount it moves to RetryDLQ. The
-others are deleted.
+Partial batch responses (redeliver.adapters.sqs.batch): a record that raises (a transient Twilio
+fault, another worker's claim, a malformed job) is reported failed and comes back when the worker
+set it to (else after the queue's visibility timeout); after maxReceiveCount it moves to RetryDLQ.
+The others are deleted.
 A record is started only while the invocation has time for its worst case; the rest are queued
 again as new messages (a deferral costs no receive) and succeed.
 
@@ -17,18 +17,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import dynamodb_client, sqs_client
-from redeliver.batch import BatchResponse, partial_response
-from redeliver.conversations import ConversationsGateway
-from redeliver.credentials import CredentialSource
+from redeliver.adapters.aws import dynamodb_client, sqs_client
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.suppressions import Suppressions
+from redeliver.adapters.sqs.batch import BatchResponse, partial_response
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.adapters.twilio.credentials import CredentialSource
+from redeliver.domain.policy import RetryPolicy, rules_summary
 from redeliver.observability import logger, metrics
-from redeliver.policy import RetryPolicy, rules_summary
-from redeliver.recorder import Recorder
-from redeliver.retry import RetryWorker
-from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
-from redeliver.store import ReceiptStore
-from redeliver.suppressions import Suppressions
+from redeliver.usecases.recorder import Recorder
+from redeliver.usecases.retry.worker import RetryWorker
 
 settings = Settings.from_env()
 policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receipt_ttl_days)
@@ -84,5 +84,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchRespon
     # A batch whose every record failed is reported like any other (all items back to SQS), not
     # raised: Lambda's Errors metric, and RetryErrorsAlarm, then mean a crash or a timeout, while
     # record failures are counted as RetryError. (Powertools' BatchProcessor did the same with
-    # raise_on_entire_batch_failure=False; redeliver.batch says why it is no longer imported.)
+    # raise_on_entire_batch_failure=False; redeliver.adapters.sqs.batch says why it is no longer
+    # imported.)
     return partial_response(event, lambda record: record_handler(record, context))

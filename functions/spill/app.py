@@ -1,5 +1,5 @@
 """SpillFunction: the SpillQueue batch, receipts ingest verified but could not write. Wiring only;
-see redeliver.spill and redeliver.recorder.
+see redeliver.adapters.sqs.spill and redeliver.usecases.recorder.
 
 Each record goes through the same `Recorder` as a webhook. A record that raises (DynamoDB still
 failing, a malformed body) is reported failed and comes back after the visibility timeout; after
@@ -11,14 +11,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import dynamodb_client, sqs_client
-from redeliver.batch import BatchResponse, partial_response
+from redeliver.adapters.aws import dynamodb_client, sqs_client
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.sqs.batch import BatchResponse, partial_response
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.sqs.spill import parse_spilled
 from redeliver.observability import count, logger, metrics
-from redeliver.recorder import Recorder
-from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
-from redeliver.spill import parse_spilled
-from redeliver.store import ReceiptStore
+from redeliver.usecases.recorder import Recorder
 
 settings = Settings.from_env()
 recorder = Recorder(
@@ -53,6 +53,6 @@ def _ids(record: Mapping[str, Any]) -> dict[str, object]:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
-    # The same partial-batch contract as RetryFunction (redeliver.batch): a failed record goes
-    # back to SpillQueue, and after maxReceiveCount to SpillDLQ (alarmed).
+    # The same partial-batch contract as RetryFunction (redeliver.adapters.sqs.batch): a failed
+    # record goes back to SpillQueue, and after maxReceiveCount to SpillDLQ (alarmed).
     return partial_response(event, record_handler)

@@ -1,15 +1,16 @@
-"""SweepFunction: every few minutes, queue failures whose SQS send was lost. See redeliver.sweep."""
+"""SweepFunction: every few minutes, queue failures whose SQS send was lost. See
+redeliver.usecases.sweep."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from redeliver.aws import dynamodb_client, sqs_client
+from redeliver.adapters.aws import dynamodb_client, sqs_client
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.observability import logger, metrics
-from redeliver.retry_queue import RetryQueue
 from redeliver.settings import Settings
-from redeliver.store import ReceiptStore
-from redeliver.sweep import sweep
+from redeliver.usecases.sweep import sweep
 
 settings = Settings.from_env()
 store = ReceiptStore(dynamodb_client(), settings.table_name, settings.receipt_ttl_days)

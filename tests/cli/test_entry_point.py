@@ -128,7 +128,8 @@ def test_the_built_package_installs_a_working_redeliver_script(tmp_path: Path) -
         cwd=tmp_path,
     )
     packages = {p.parent.relative_to(target).as_posix() for p in target.rglob("__init__.py")}
-    assert {"redeliver", "redeliver/sending", "redeliver_cli"} <= packages
+    layers = {"redeliver/domain", "redeliver/adapters/dynamodb", "redeliver/usecases/retry/sending"}
+    assert {"redeliver", "redeliver_cli", *layers} <= packages
     assert not packages & {"tools", "tests", "bench"}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -140,7 +141,8 @@ def test_the_built_package_installs_a_working_redeliver_script(tmp_path: Path) -
     where = _run_script(
         Path(sys.executable),
         "-c",
-        "import redeliver.sending, redeliver_cli.main; print(redeliver_cli.main.__file__)",
+        "import redeliver.usecases.retry.sending, redeliver_cli.main;"
+        " print(redeliver_cli.main.__file__)",
         env=env,
         cwd=elsewhere,
     )

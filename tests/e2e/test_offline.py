@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
 from tools.latency import percentile
 from tools.moto_server import free_port
 from tools.offline.checks import Check, action_of

@@ -19,8 +19,8 @@ import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs.models import sqs_backends
 
-from redeliver import retry_queue
-from redeliver.policy import no_jitter
+from redeliver.adapters.sqs import retry_queue
+from redeliver.domain.policy import no_jitter
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function
 from tools.apigw import http_api_event

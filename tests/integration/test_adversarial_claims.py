@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
 from tests.integration.retry_system import T0, RetrySystem, after, before
 from tests.lambdas import metric_names
 from tools.twilio_sim import TwilioSimulator

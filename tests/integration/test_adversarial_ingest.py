@@ -14,9 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver.receipts import DeliveryEvent, parse_delivery_event
-from redeliver.retry_queue import RetryQueue
-from redeliver.store import (
+from redeliver.adapters.dynamodb.store import (
     PENDING_AT,
     PENDING_SHARD,
     PendingFailure,
@@ -25,7 +23,9 @@ from redeliver.store import (
     pending_shard,
     receipt_sk,
 )
-from redeliver.sweep import sweep
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.domain.receipts import DeliveryEvent, parse_delivery_event
+from redeliver.usecases.sweep import sweep
 from tests.integration.resources import Resources
 from tools.samples import receipt_fields, sid
 
@@ -194,8 +194,8 @@ def test_a_forged_request_does_not_delay_a_rotated_token() -> None:
     `secondary_auth_token` before promoting it: no re-read is needed at all."""
     from twilio.request_validator import RequestValidator
 
-    from redeliver.credentials import CredentialSource, TwilioCredentials
-    from redeliver.signature import FormFields, SignatureVerifier
+    from redeliver.adapters.twilio.credentials import CredentialSource, TwilioCredentials
+    from redeliver.adapters.twilio.signature import FormFields, SignatureVerifier
 
     class Rotating(CredentialSource):
         """Step 1 of the rotation: the new token is in the secret as the secondary, and cached."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.store import pending_shard
+from redeliver.adapters.dynamodb.store import pending_shard
 from tests.integration.retry_system import T0
 from tests.integration.test_reconcile import AFTER, Reconciling
 from tests.lambdas import invoke, metric_series
@@ -189,9 +189,10 @@ def test_a_hung_write_leaves_ingest_time_to_spill(ingest: Any) -> None:
 
 
 def test_ingest_counts_its_tries_with_the_request_time_its_clients_allow(ingest: Any) -> None:
-    """redeliver.ingest budgets each try at REQUEST_SECONDS: its clients must make exactly one
-    request per call, of at most that long (botocore's own retries would not see the deadline)."""
-    from redeliver.ingest import REQUEST_SECONDS
+    """redeliver.usecases.ingest budgets each try at REQUEST_SECONDS: its clients must make exactly
+    one request per call, of at most that long (botocore's own retries would not see the
+    deadline)."""
+    from redeliver.usecases.ingest import REQUEST_SECONDS
 
     for client in (ingest.ingest._store._db, ingest.ingest._spill._sqs, ingest.ingest._queue._sqs):
         config = client.meta.config

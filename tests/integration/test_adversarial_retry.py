@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from redeliver.retry import record_budget_seconds
 from redeliver.settings import ConfigurationError
+from redeliver.usecases.retry.worker import record_budget_seconds
 from tests.integration.retry_system import RetrySystem, after
 from tools.lambdas import FakeContext
 from tools.sqs_poller import poll_once

@@ -222,7 +222,7 @@ def test_every_dashboard_series_is_emitted_with_a_value_it_names(
         if extra:  # a value the code can emit: status, error class
             [(name, value)] = extra.items()
             from redeliver import observability
-            from redeliver.receipts import Change
+            from redeliver.domain.receipts import Change
 
             allowed = {
                 "change": {change.value for change in Change},

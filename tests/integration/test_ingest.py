@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 
-from redeliver.store import HISTORY_PREFIX
+from redeliver.adapters.dynamodb.store import HISTORY_PREFIX
 from tests.integration.conftest import WorkerLog
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names

@@ -95,7 +95,8 @@ def test_an_sms_fallback_at_debug_keeps_the_recipient_out_of_the_logs(
 ) -> None:
     """The fallback's lookup puts the number in a query (`ParticipantConversations?Address=`)
     and its participant create in a form: twilio-python logs both at INFO, urllib3 the request
-    line at DEBUG (held by redeliver.conversations); botocore, the claim's intent (a hash)."""
+    line at DEBUG (held by redeliver.adapters.twilio.conversations); botocore, the claim's intent (a
+    hash)."""
     system.load_retry(
         {
             "max_attempts": 3,

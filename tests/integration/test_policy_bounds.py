@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
 from tests.lambdas import load_function
 from tools.stack import deploy
 

@@ -58,8 +58,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT
-from redeliver.sweep import sweep
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.usecases.sweep import sweep
 from tests.integration.retry_system import Crash, RetrySystem
 from tests.lambdas import load_function
 from tools.sqs_poller import Batch, poll_once

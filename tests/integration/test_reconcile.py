@@ -15,7 +15,13 @@ import boto3
 import pytest
 
 from redeliver import observability
-from redeliver.store import LOOKUPS, STUCK_INDEX, STUCK_PROJECTION, STUCK_SHARD, STUCK_SINCE
+from redeliver.adapters.dynamodb.store import (
+    LOOKUPS,
+    STUCK_INDEX,
+    STUCK_PROJECTION,
+    STUCK_SHARD,
+    STUCK_SINCE,
+)
 from redeliver_cli import main as cli
 from tests.integration.retry_system import T0, RetrySystem
 from tests.integration.test_ingest import secrets_manager_down

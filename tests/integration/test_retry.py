@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
-from redeliver.retry import AWS_FAULT_SECONDS, THROTTLED_SECONDS, record_budget_seconds
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.usecases.retry.worker import (
+    AWS_FAULT_SECONDS,
+    THROTTLED_SECONDS,
+    record_budget_seconds,
+)
 from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import RetrySystem, after, marker
 from tests.lambdas import invoke, load_function

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT, stable_jitter
-from redeliver.suppressions import address_hash
+from redeliver.adapters.dynamodb.suppressions import address_hash
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, stable_jitter
 from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import T0, RetrySystem, after, marker
 from tests.lambdas import metric_names

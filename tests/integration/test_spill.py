@@ -161,9 +161,9 @@ def test_a_record_that_cannot_be_replayed_goes_back_alone_and_is_logged(
     capsys: pytest.CaptureFixture[str],
     worker_log: WorkerLog,
 ) -> None:
-    """The partial-batch contract (redeliver.batch): the bad record is reported failed, so SQS
-    keeps it (and, after maxReceiveCount, SpillDLQ gets it); the good one in the same batch is
-    recorded and deleted."""
+    """The partial-batch contract (redeliver.adapters.sqs.batch): the bad record is reported failed,
+    so SQS keeps it (and, after maxReceiveCount, SpillDLQ gets it); the good one in the same batch
+    is recorded and deleted."""
     spill_url = resources.stack.outputs["SpillQueueUrl"]
     with monkeypatch.context() as patch:
         throttle(ingest, patch)
@@ -220,8 +220,8 @@ def hole() -> Iterator[BlackHole]:
 
 
 def hang(client: Any, url: str) -> Any:
-    """The same client (service, config: redeliver.aws.WEBHOOK) at the black hole. mock_aws lets
-    a request to an endpoint it does not serve go out for real."""
+    """The same client (service, config: redeliver.adapters.aws.WEBHOOK) at the black hole. mock_aws
+    lets a request to an endpoint it does not serve go out for real."""
     return boto3.client(
         client.meta.service_model.service_name, endpoint_url=url, config=client.meta.config
     )

@@ -1,4 +1,4 @@
-"""The conditional write in ReceiptStore against the pure model in redeliver.receipts.
+"""The conditional write in ReceiptStore against the pure model in redeliver.domain.receipts.
 
 Any order and any duplication of one receipt's events must leave DynamoDB holding exactly the
 state `receipts.apply` computes, with at most one enqueue per event that became the latest.
@@ -15,9 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redeliver.chain import Chain, Intent
-from redeliver.receipts import DeliveryEvent, apply, parse_delivery_event
-from redeliver.store import (
+from redeliver.adapters.dynamodb.store import (
     HISTORY_PREFIX,
     PENDING_AT,
     PENDING_PROJECTION,
@@ -25,6 +23,8 @@ from redeliver.store import (
     Claim,
     ReceiptStore,
 )
+from redeliver.domain.chain import Chain, Intent
+from redeliver.domain.receipts import DeliveryEvent, apply, parse_delivery_event
 from tools.samples import receipt_fields
 from tools.stack import DeployedStack
 

@@ -19,11 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver import sweep as sweep_module
-from redeliver.jobs import RetryJob
-from redeliver.receipts import DeliveryEvent, parse_delivery_event
-from redeliver.retry_queue import RetryQueue
-from redeliver.store import (
+from redeliver.adapters.dynamodb.store import (
     PENDING_AT,
     PENDING_INDEX,
     PENDING_SHARD,
@@ -31,7 +27,11 @@ from redeliver.store import (
     ReceiptStore,
     pending_shard,
 )
-from redeliver.sweep import sweep
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.domain.jobs import RetryJob
+from redeliver.domain.receipts import DeliveryEvent, parse_delivery_event
+from redeliver.usecases import sweep as sweep_module
+from redeliver.usecases.sweep import sweep
 from tests.integration.resources import Resources
 from tools.samples import receipt_fields, sid
 
@@ -107,7 +107,7 @@ def test_a_failure_storm_spreads_evenly_over_the_shards() -> None:
 def test_a_message_has_the_same_shard_in_every_process() -> None:
     """Ingest and the sweeper run in different processes: no salted `hash()`."""
     sids = [sid("IM", n) for n in range(32)]
-    script = "import sys; from redeliver.store import pending_shard; " + (
+    script = "import sys; from redeliver.adapters.dynamodb.store import pending_shard; " + (
         "print(' '.join(pending_shard(s) for s in sys.argv[1:]))"
     )
     for seed in ("1", "2"):

@@ -25,9 +25,13 @@ import requests
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from twilio.base import deserialize
 
-from redeliver.chain import NewMessage
-from redeliver.conversations import ConversationsGateway, MarkerSearchInconclusive, TwilioError
-from redeliver.credentials import CredentialSource, TwilioCredentials
+from redeliver.adapters.twilio.conversations import (
+    ConversationsGateway,
+    MarkerSearchInconclusive,
+    TwilioError,
+)
+from redeliver.adapters.twilio.credentials import CredentialSource, TwilioCredentials
+from redeliver.domain.chain import NewMessage
 from tools.stack import ROOT
 from tools.twilio_sim import TWILIO_URL, Fault, FaultRates, TwilioSimulator, running
 

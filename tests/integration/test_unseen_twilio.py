@@ -65,9 +65,9 @@ def test_a_create_refused_for_our_credentials_is_retried_not_given_up(
     until the updated token finishes propagating" (https://www.twilio.com/docs/api/errors/403),
     and 20003 "Permission Denied" for a deleted key or one of another Twilio Region
     (https://www.twilio.com/docs/api/errors/20003). Neither says anything about the message:
-    `TwilioError.refused` (layers/common/redeliver/conversations.py) names exactly these, and the
-    reconciler does not count them against a receipt. The retry worker sorts them `permanent`
-    (`ConversationsGateway._raise`: "any other 4xx") and records a give-up
+    `TwilioError.refused` (layers/common/redeliver/adapters/twilio/conversations.py) names exactly
+    these, and the reconciler does not count them against a receipt. The retry worker sorts them
+    `permanent` (`ConversationsGateway._raise`: "any other 4xx") and records a give-up
     (`twilio_rejected_20003`): every failure met while a key lacks a permission, or while a
     rotation propagates, was never retried, and fixing the key brought none of them back. Now
     `transient`: the claim is released and the job comes back (the DLQ, alarmed, if it lasts)."""

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.shared.constants import LAMBDA_ADVANCED_LOGGING_LEVELS
 
-from redeliver import store
-from redeliver.retry import record_budget_seconds
+from redeliver.adapters.dynamodb import store
 from redeliver.settings import Settings
+from redeliver.usecases.retry.worker import record_budget_seconds
 from tools.stack import ROOT, TEMPLATE, load_template
 
 BIN = Path(sys.executable).parent
@@ -165,8 +165,8 @@ def test_retry_timings_follow_from_the_function_timeout_in_one_place(sam: dict[s
             "TWILIO_TIMEOUT_SECONDS": environment["TWILIO_TIMEOUT_SECONDS"],
         }
     )
-    # A claim older than any run of the function belongs to a dead worker (redeliver.retry);
-    # a job waiting out the queue's visibility finds it stale.
+    # A claim older than any run of the function belongs to a dead worker
+    # (redeliver.usecases.retry.worker); a job waiting out the queue's visibility finds it stale.
     assert timeout < settings.claim_stale_seconds < visibility
     # A record starts only with its worst case left: at least one fits in a run.
     assert record_budget_seconds(settings.twilio_timeout_seconds) < timeout
@@ -540,7 +540,7 @@ def test_sam_build_makes_an_arm64_layer(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     layer = build / "CommonLayer" / "python"
-    assert (layer / "redeliver" / "receipts.py").is_file()
+    assert (layer / "redeliver" / "domain" / "receipts.py").is_file()
     assert (layer / "twilio").is_dir()
     assert (layer / "aws_lambda_powertools").is_dir()
     native = list(layer.rglob("*.so"))

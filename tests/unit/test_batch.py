@@ -1,5 +1,5 @@
-"""redeliver.batch: the SQS partial batch response RetryFunction answers Lambda with, as
-Powertools' BatchProcessor (EventType.SQS, raise_on_entire_batch_failure=False) answered it."""
+"""redeliver.adapters.sqs.batch: the SQS partial batch response RetryFunction answers Lambda with,
+as Powertools' BatchProcessor (EventType.SQS, raise_on_entire_batch_failure=False) answered it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.batch import NotAnSqsBatch, partial_response
+from redeliver.adapters.sqs.batch import NotAnSqsBatch, partial_response
 
 
 def sqs_event(*bodies: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench.ingest import baseline_client
-from redeliver.aws import WEBHOOK, dynamodb_client
+from redeliver.adapters.aws import WEBHOOK, dynamodb_client
 
 
 class _Sent(Exception):

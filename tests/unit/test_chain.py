@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.chain import (
+from redeliver.domain.chain import (
     CannotResend,
     Chain,
     MessageSnapshot,

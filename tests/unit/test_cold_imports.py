@@ -50,11 +50,11 @@ module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
 def test_the_retry_handler_imports_neither_time_zones_nor_powertools_batch() -> None:
     # zoneinfo (quiet hours only), phonenumbers (a recipient's zone), asyncio and Powertools'
     # batch utility with every event class (~20 ms): none is needed by a default policy. Nor
-    # ingest's signature checking: the retry worker records through redeliver.recorder.
+    # ingest's signature checking: the retry worker records through redeliver.usecases.recorder.
     loaded = json.loads(
         fresh(
             IMPORT_HANDLER + "print(json.dumps([m for m in ('zoneinfo', 'phonenumbers', 'asyncio',"
-            " 'aws_lambda_powertools.utilities.batch', 'redeliver.signature',"
+            " 'aws_lambda_powertools.utilities.batch', 'redeliver.adapters.twilio.signature',"
             " 'aws_lambda_powertools.utilities.data_classes') if m in sys.modules]))"
         )
     )
@@ -90,7 +90,7 @@ def test_quiet_hours_are_read_after_a_cold_import() -> None:
         """
 import json, sys
 from datetime import UTC, datetime
-from redeliver.policy import RetryPolicy
+from redeliver.domain.policy import RetryPolicy
 before = [m for m in ("zoneinfo", "phonenumbers") if m in sys.modules]
 rules = [{"codes": "*", "action": "retry", "delays": [60]}]
 night = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """CredentialSource when Secrets Manager fails: the last good credentials, for a bounded time,
-and Secrets Manager asked again only now and then (redeliver.credentials)."""
+and Secrets Manager asked again only now and then (redeliver.adapters.twilio.credentials)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from redeliver.credentials import RETRY_AFTER_SECONDS, CredentialSource
+from redeliver.adapters.twilio.credentials import RETRY_AFTER_SECONDS, CredentialSource
 from redeliver.settings import ConfigurationError
 
 SECRET = {"account_sid": "AC" + "0" * 32, "auth_token": "first"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redeliver.policy import (
+from redeliver.domain.policy import (
     DEFAULT_POLICY_DOCUMENT,
     Decision,
     Failure,
@@ -24,8 +24,8 @@ from redeliver.policy import (
     Wait,
     no_jitter,
 )
-from redeliver.policy import decide as decide_jittered
-from redeliver.receipts import EARLIEST_DATE, LATEST_DATE, MAX_INTERVAL
+from redeliver.domain.policy import decide as decide_jittered
+from redeliver.domain.receipts import EARLIEST_DATE, LATEST_DATE, MAX_INTERVAL
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from redeliver.policy import (
+from redeliver.domain.policy import (
     DEFAULT_POLICY_DOCUMENT,
     Failure,
     GiveUp,
@@ -25,7 +25,7 @@ from redeliver.policy import (
     no_jitter,
     stable_jitter,
 )
-from redeliver.quiet_hours import QuietHours, e164, is_whatsapp, zones_of_number
+from redeliver.domain.quiet_hours import QuietHours, e164, is_whatsapp, zones_of_number
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 HX = "HX" + "0" * 31 + "a"

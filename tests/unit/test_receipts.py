@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from redeliver.receipts import (
+from redeliver.domain.receipts import (
     EARLIEST_DATE,
     LATEST_DATE,
     OPTIONAL_FIELDS,

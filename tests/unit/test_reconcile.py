@@ -6,11 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from redeliver.conversations import ReceiptSnapshot
-from redeliver.receipts import Change, DeliveryEvent, MalformedEvent, apply, parse_delivery_event
-from redeliver.reconcile import Target, event_from_snapshot
+from redeliver.adapters.sqs.spill import parse_spilled, spilled_body
+from redeliver.adapters.twilio.conversations import ReceiptSnapshot
+from redeliver.domain.receipts import (
+    Change,
+    DeliveryEvent,
+    MalformedEvent,
+    apply,
+    parse_delivery_event,
+)
 from redeliver.settings import Settings
-from redeliver.spill import parse_spilled, spilled_body
+from redeliver.usecases.reconcile import Target, event_from_snapshot
 from tools.samples import receipt_fields, sid
 
 TARGET = Target(sid("IM", 1), sid("CH", 1), sid("IS", "service"))

@@ -1,15 +1,15 @@
-"""The ways to send (redeliver/sending): which way a decision takes, and what each prepares."""
+"""The ways to send (usecases/retry/sending): which way a decision takes, and what each prepares."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from redeliver.chain import CannotResend, Chain, MessageSnapshot, NewMessage
-from redeliver.policy import Send, Template
-from redeliver.sending import way_for
-from redeliver.sending.same import Same
-from redeliver.sending.sms import SmsFallback, unique_name
-from redeliver.sending.template import Templated
+from redeliver.domain.chain import CannotResend, Chain, MessageSnapshot, NewMessage
+from redeliver.domain.policy import Send, Template
+from redeliver.usecases.retry.sending import way_for
+from redeliver.usecases.retry.sending.same import Same
+from redeliver.usecases.retry.sending.sms import SmsFallback, unique_name
+from redeliver.usecases.retry.sending.template import Templated
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 HX = "HX" + "0" * 32

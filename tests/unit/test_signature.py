@@ -1,4 +1,5 @@
-"""redeliver.signature: RequestValidator's answer for every request, one HMAC for a genuine one."""
+"""redeliver.adapters.twilio.signature: RequestValidator's answer for every request, one HMAC for a
+genuine one."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from redeliver.credentials import TwilioCredentials
-from redeliver.signature import FormFields, SignatureVerifier, _signed_by
+from redeliver.adapters.twilio.credentials import TwilioCredentials
+from redeliver.adapters.twilio.signature import FormFields, SignatureVerifier, _signed_by
 
 TOKEN = "12345678901234567890123456789012"  # noqa: S105 - a test value, not a secret
 URL = "https://abc.execute-api.us-east-1.amazonaws.com/twilio/delivery-receipts"

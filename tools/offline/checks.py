@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redeliver.receipts import FAILURE_STATUSES
+from redeliver.domain.receipts import FAILURE_STATUSES
 from tools.offline.policy import OFFLINE_ONLY_RULES, SMS_FROM
 from tools.offline.runtime import describe_job
 from tools.offline.stack import Offline

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redeliver.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
 
 # The scenario's SMS sender: every SMS conversation's proxy number (send_messages), and the
 # offline `fallback_sms` rule's `from`, so that a fallback lands in the recipient's SMS

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 
-from redeliver.receipts import FAILURE_STATUSES
+from redeliver.domain.receipts import FAILURE_STATUSES
 from tools.latency import Latency
 from tools.offline.checks import Check, action_of, check_invariants, redeliver_marker
 from tools.offline.policy import policy_notes

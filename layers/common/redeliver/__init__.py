@@ -1,6 +1,7 @@
 """Redeliver: retries failed Twilio Conversations messages.
 
-Domain modules (`receipts`, `jobs`, `policy`) import no AWS or Twilio code. Adapters (`store`,
-`retry_queue`, `signature`, `credentials`) each wrap one outside system. Use cases (`ingest`,
-`sweep`) wire them; the Lambda handlers in functions/ only wire the use cases to events.
+The layers are folders, and imports run one way: `usecases` → `adapters` → `domain` (and anything
+→ `observability`, `settings`). `domain/` imports no AWS or Twilio code; each module of
+`adapters/` wraps one outside system; `usecases/` wire them; the Lambda handlers in functions/
+only wire the use cases to events. `lint-imports` (pyproject.toml) holds the rule.
 """

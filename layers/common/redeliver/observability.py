@@ -31,8 +31,8 @@ without a unit; `"Unit":"Count"` was 15 bytes a metric, on every invocation.
 
 The receipt log line rides on that document (`Emf.ride`): EMF allows other properties beside the
 metrics, so an ordinary receipt costs one compact line, not a Powertools log line repeating the
-Lambda context plus documents. It holds only what an operator needs (see redeliver.ingest). Warnings
-and errors still go through the Powertools `Logger`, with the Lambda context.
+Lambda context plus documents. It holds only what an operator needs (see redeliver.usecases.ingest).
+Warnings and errors still go through the Powertools `Logger`, with the Lambda context.
 
 Log levels: Lambda's advanced logging controls (template `LoggingConfig`) set
 AWS_LAMBDA_LOG_LEVEL, which the Powertools Logger obeys over POWERTOOLS_LOG_LEVEL: one source of

@@ -83,7 +83,9 @@ class Intent:
     conversation_sid: str = ""  # where the message is created; "" until an SMS fallback knows
     unique_name: str = ""  # the conversation an SMS fallback creates if Twilio has none
     sender: str = ""  # an SMS fallback's proxy address (the policy's `from` when claimed)
-    recipient_hash: str = ""  # an SMS fallback's recipient, hashed (redeliver.suppressions)
+    recipient_hash: str = (
+        ""  # an SMS fallback's recipient, hashed (redeliver.adapters.dynamodb.suppressions)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,22 +13,22 @@ mark older than a few minutes. An SQS error in 3 is therefore logged and answere
 is stored and the sweeper will queue it. Only a failed write in 2 is a fault (5xx, alarmed).
 
 When the write in 2 fails (throttling, an outage; one that meets a retry worker's claim is tried
-again first: redeliver.recorder), the verified event goes to the spill queue and Twilio gets its
-200: a consumer (functions/spill) replays it through the same `Recorder`. Only when DynamoDB and
-SQS both fail is the answer a 5xx (alarmed): Twilio does not resend, so that receipt is lost
-unless the reconciler (redeliver/reconcile.py) finds it later.
+again first: redeliver.usecases.recorder), the verified event goes to the spill queue and Twilio
+gets its 200: a consumer (functions/spill) replays it through the same `Recorder`. Only when
+DynamoDB and SQS both fail is the answer a 5xx (alarmed): Twilio does not resend, so that receipt is
+lost unless the reconciler (redeliver/usecases/reconcile.py) finds it later.
 
 All of it inside the function's 4 s: a request that hangs costs its client's whole connect + read
 timeout (`request_seconds`), and botocore's own retries (with their pauses) do not know the
 invocation's deadline, so a hanging DynamoDB and then a hanging SQS outlasted it (Lambda stops the
 function, the API answers 5xx, and a spill SQS would have taken is never sent). So ingest's clients
-make one request per call (redeliver.aws.WEBHOOK) and the tries are counted here, against the
-time the invocation has left (`time_left`, from the Lambda context): the write is tried again only
-with time for that try *and* a spill try after it; a spill or enqueue try is started only while it
-fits. A write tried again carries the same write id, so a first try applied but unanswered is
-recognised as this write, not read as a duplicate (redeliver.store).
+make one request per call (redeliver.adapters.aws.WEBHOOK) and the tries are counted here, against
+the time the invocation has left (`time_left`, from the Lambda context): the write is tried again
+only with time for that try *and* a spill try after it; a spill or enqueue try is started only while
+it fits. A write tried again carries the same write id, so a first try applied but unanswered is
+recognised as this write, not read as a duplicate (redeliver.adapters.dynamodb.store).
 
-Steps 2 and 3 are `redeliver.recorder.Recorder`, the one copy of "record, then queue a new
+Steps 2 and 3 are `redeliver.usecases.recorder.Recorder`, the one copy of "record, then queue a new
 failure" that the spill consumer, the reconciler and the retry follow-up record through too.
 
 Nothing Twilio signs can hold a lone surrogate (the signature is over UTF-8 bytes), so a body
@@ -43,18 +43,25 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from redeliver.adapters.dynamodb.store import ReceiptStore, new_write_id
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.sqs.spill import SpillQueue
+from redeliver.adapters.twilio.signature import FormFields, SignatureVerifier
+from redeliver.domain.receipts import (
+    DELIVERY_EVENT_TYPE,
+    DeliveryEvent,
+    MalformedEvent,
+    parse_receipt,
+)
 from redeliver.observability import count, count_by, logger
-from redeliver.receipts import DELIVERY_EVENT_TYPE, DeliveryEvent, MalformedEvent, parse_receipt
-from redeliver.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Recorder, log_fields
-from redeliver.retry_queue import RetryQueue
-from redeliver.signature import FormFields, SignatureVerifier
-from redeliver.spill import SpillQueue
-from redeliver.store import ReceiptStore, new_write_id
+from redeliver.usecases.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Recorder, log_fields
 
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
 TRIES = 2  # of the write, of the spill send and of the enqueue, each one request
 RETRY_PAUSE_SECONDS = 0.1  # before the write is tried again
-REQUEST_SECONDS = 1.3  # redeliver.aws.WEBHOOK's connect + read timeouts: one request at worst
+REQUEST_SECONDS = (
+    1.3  # redeliver.adapters.aws.WEBHOOK's connect + read timeouts: one request at worst
+)
 
 
 class SignatureRejected(Exception):

@@ -22,7 +22,7 @@ Every failure is sorted into what the worker must do about it (`TwilioError.kind
 twilio-python raises `TwilioRestException`, or `TwilioServiceException` for RFC-9457 answers (not a
 subclass): both are caught as `TwilioException`. Its default HTTP timeout is none: set here.
 
-Policy v2's ways of sending (redeliver/sending) add: the failed receipt's participant (its
+Policy v2's ways of sending (usecases/retry/sending) add: the failed receipt's participant (its
 address: suppression, quiet hours, the SMS fallback's recipient), the service's
 `ParticipantConversations?Address=` lookup, and creating a conversation (named by `UniqueName`,
 so that a create repeated after a crash meets Twilio's 50353 and finds the first one) and an SMS
@@ -57,8 +57,8 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
-from redeliver.chain import MessageSnapshot, NewMessage, marker_of, parse_attributes
-from redeliver.credentials import CredentialSource, TwilioCredentials
+from redeliver.adapters.twilio.credentials import CredentialSource, TwilioCredentials
+from redeliver.domain.chain import MessageSnapshot, NewMessage, marker_of, parse_attributes
 
 Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
 TWILIO_URL = "https://conversations.twilio.com"

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlparse
 
 from twilio.request_validator import RequestValidator, get_signature_algorithm, remove_port
 
-from redeliver.credentials import CredentialSource, TwilioCredentials
+from redeliver.adapters.twilio.credentials import CredentialSource, TwilioCredentials
 
 MAX_FIELDS = 100
 SUPPORTED_ALGORITHMS = frozenset({"HMAC_SHA1", "HMAC_SHA256"})
@@ -123,7 +123,8 @@ def _check(  # noqa: PLR0917 - a private helper, called twice with the same argu
         if token is None:
             return Verdict(False, "unknown_key")
         tokens = [token]
-    else:  # the secondary auth token too: a rotation in progress (redeliver.credentials)
+    else:
+        # the secondary auth token too: a rotation in progress (adapters.twilio.credentials)
         tokens = [t for t in (credentials.auth_token, credentials.secondary_auth_token) if t]
     if algorithm.upper() not in SUPPORTED_ALGORITHMS:
         return Verdict(False, "bad_algorithm")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from redeliver.chain import (
+from redeliver.domain.chain import (
     MARKER_KEY,
     CannotResend,
     Chain,
@@ -18,8 +18,8 @@ from redeliver.chain import (
     NewMessage,
     marked_attributes,
 )
-from redeliver.policy import Template
-from redeliver.sending.same import Same
+from redeliver.domain.policy import Template
+from redeliver.usecases.retry.sending.same import Same
 
 
 class Templated(Same):

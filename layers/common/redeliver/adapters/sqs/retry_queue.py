@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redeliver.jobs import FollowUp, RetryJob
+from redeliver.domain.jobs import FollowUp, RetryJob
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

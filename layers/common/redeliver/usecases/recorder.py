@@ -1,7 +1,7 @@
 """Record one delivery event and queue it if it is a new failure: the path every receipt takes.
 
-`Recorder` is steps 2 and 3 of ingest (redeliver.ingest), the one copy of "record, then queue a
-new failure": ingest, the spill consumer, the reconciler and the retry follow-up all record
+`Recorder` is steps 2 and 3 of ingest (redeliver.usecases.ingest), the one copy of "record, then
+queue a new failure": ingest, the spill consumer, the reconciler and the retry follow-up all record
 through it. Its `Source` decides only the metrics: a receipt the reconciler had to ask for means a
 webhook was lost (alarmed), one a retry's follow-up asked for does not (Twilio may send no webhook
 for a REST-created message). It lives apart from ingest so that the functions that only record
@@ -30,7 +30,10 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redeliver.jobs import RetryJob
+from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.domain.jobs import RetryJob
+from redeliver.domain.receipts import Change, Transition
 from redeliver.observability import (
     count,
     count_by,
@@ -40,12 +43,9 @@ from redeliver.observability import (
     metrics,
     status_value,
 )
-from redeliver.receipts import Change, Transition
-from redeliver.retry_queue import RetryQueue
-from redeliver.store import ReceiptStore
 
 if TYPE_CHECKING:
-    from redeliver.receipts import DeliveryEvent
+    from redeliver.domain.receipts import DeliveryEvent
 
 WRITE_ATTEMPTS = 3  # for a write that meets a transaction; each wait is 50 ms more
 _CONFLICT_PAUSE_SECONDS = 0.05

@@ -17,7 +17,7 @@ For each job (a receipt that became a failure):
    records the intent (DESIGN invariant 8): the way of sending, the Conversation Service, the
    target conversation (an SMS fallback: the unique name of the one it would create, the sender,
    the recipient's hash; its conversation is written on the claim before the message create);
-6. create the new message, marked with its origin, the way the rule says (redeliver/sending:
+6. create the new message, marked with its origin, the way the rule says (retry/sending/:
    the same content, a Content template, SMS in another conversation); record it, linked both
    ways. Every way goes through the same claim, marker, record and stale-claim search.
 
@@ -72,7 +72,16 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redeliver.chain import (
+from redeliver.adapters.dynamodb.store import Claim, ReceiptStore
+from redeliver.adapters.dynamodb.suppressions import Suppressions
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.adapters.twilio.conversations import (
+    PARTICIPANTS_LISTED,
+    ConversationsGateway,
+    MarkerSearchInconclusive,
+    TwilioError,
+)
+from redeliver.domain.chain import (
     Attempt,
     AttemptState,
     CannotResend,
@@ -82,15 +91,8 @@ from redeliver.chain import (
     NewMessage,
     marker_of,
 )
-from redeliver.conversations import (
-    PARTICIPANTS_LISTED,
-    ConversationsGateway,
-    MarkerSearchInconclusive,
-    TwilioError,
-)
-from redeliver.jobs import FollowUp, RetryJob, parse_job
-from redeliver.observability import count, count_by, logger, reason_value
-from redeliver.policy import (
+from redeliver.domain.jobs import FollowUp, RetryJob, parse_job
+from redeliver.domain.policy import (
     Decision,
     Failure,
     GiveUp,
@@ -103,16 +105,14 @@ from redeliver.policy import (
     decide,
     stable_jitter,
 )
-from redeliver.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
-from redeliver.reconcile import Target as Lookup
-from redeliver.reconcile import record_reported
-from redeliver.recorder import Recorder, Source
-from redeliver.retry_queue import RetryQueue
-from redeliver.sending import Refused, Sent, Target, Way, find_intended, way_for
-from redeliver.sending.same import Same
+from redeliver.domain.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
+from redeliver.observability import count, count_by, logger, reason_value
 from redeliver.settings import ConfigurationError
-from redeliver.store import Claim, ReceiptStore
-from redeliver.suppressions import Suppressions
+from redeliver.usecases.reconcile import Target as Lookup
+from redeliver.usecases.reconcile import record_reported
+from redeliver.usecases.recorder import Recorder, Source
+from redeliver.usecases.retry.sending import Refused, Sent, Target, Way, find_intended, way_for
+from redeliver.usecases.retry.sending.same import Same
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from redeliver.receipts import DeliveryEvent, MalformedEvent
+from redeliver.domain.receipts import DeliveryEvent, MalformedEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

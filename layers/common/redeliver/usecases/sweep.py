@@ -1,9 +1,10 @@
 """The outbox sweeper: queue failures that were stored but never reached the retry worker.
 
 Ingest marks a failure `retry_pending_at` in the same write that stores it and the worker clears
-the mark when it takes the job (see redeliver.ingest). A mark older than the grace period means
-the SQS send was lost (a crash or an SQS error between the two): queue the job again. A duplicate
-job is harmless, since the worker claims each attempt with a conditional write; a lost one is not.
+the mark when it takes the job (see redeliver.usecases.ingest). A mark older than the grace period
+means the SQS send was lost (a crash or an SQS error between the two): queue the job again. A
+duplicate job is harmless, since the worker claims each attempt with a conditional write; a lost one
+is not.
 
 The index the marks are read from is eventually consistent and the worker clears marks while the
 sweeper runs, so a mark read may be gone already. Each one is first moved on, on the condition that
@@ -43,10 +44,10 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redeliver.jobs import RetryJob
+from redeliver.adapters.dynamodb.store import PendingFailure, ReceiptStore, UnreadableMark
+from redeliver.adapters.sqs.retry_queue import RetryQueue
+from redeliver.domain.jobs import RetryJob
 from redeliver.observability import count, logger
-from redeliver.retry_queue import RetryQueue
-from redeliver.store import PendingFailure, ReceiptStore, UnreadableMark
 
 BACKLOG_RESWEEP_SECONDS = 3600  # a mark re-queued behind a backlog is looked at again after this
 

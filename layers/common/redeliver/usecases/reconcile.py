@@ -4,15 +4,16 @@ Twilio does not retry Conversations webhooks, and Event Streams does not carry
 `onDeliveryUpdated`: a webhook that never reaches us (our 5xx, throttling, a network drop, a
 redeploy) is a failure nobody retries. So every ReconcileEveryMinutes the reconciler reads the
 receipts whose latest status has been `sent` for longer than ReconcileAfterMinutes (a sparse,
-sharded index: redeliver/store.py), asks Twilio's Receipts API about each of their messages (one
-call per message and run, plus paging), and records every receipt Twilio reports through
-`Recorder` — the path a webhook takes, with the same ordering, dedupe, outbox mark and enqueue.
-A failure found this way is retried exactly as a webhook's would be, and counted
+sharded index: redeliver/adapters/dynamodb/store.py), asks Twilio's Receipts API about each of their
+messages (one call per message and run, plus paging), and records every receipt Twilio reports
+through `Recorder` — the path a webhook takes, with the same ordering, dedupe, outbox mark and
+enqueue. A failure found this way is retried exactly as a webhook's would be, and counted
 `ReconciledFailures`: it means webhook delivery is broken.
 
 Twilio's REST dates are whole seconds while a webhook's `DateUpdated` may carry milliseconds:
-receipts are ordered to the whole second (redeliver/receipts.py), so a `failed` Twilio reports in
-the second of a stored `sent` is newer than it, and the same event from both paths is one event.
+receipts are ordered to the whole second (redeliver/domain/receipts.py), so a `failed` Twilio
+reports in the second of a stored `sent` is newer than it, and the same event from both paths is one
+event.
 
 The oldest stuck receipts are asked about first, whatever their shard: a run that the function's
 timeout cuts short leaves the youngest for the next one, and a backlog cannot starve a shard.
@@ -33,9 +34,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from redeliver.conversations import ConversationsGateway, ReceiptSnapshot, TwilioError
-from redeliver.observability import count, logger
-from redeliver.receipts import (
+from redeliver.adapters.dynamodb.store import ReceiptStore, StuckReceipt
+from redeliver.adapters.twilio.conversations import (
+    ConversationsGateway,
+    ReceiptSnapshot,
+    TwilioError,
+)
+from redeliver.domain.receipts import (
     Change,
     DeliveryEvent,
     MalformedEvent,
@@ -43,8 +48,8 @@ from redeliver.receipts import (
     classify,
     iso,
 )
-from redeliver.recorder import Recorder, Source
-from redeliver.store import ReceiptStore, StuckReceipt
+from redeliver.observability import count, logger
+from redeliver.usecases.recorder import Recorder, Source
 
 MAX_LOOKUPS = 3  # lookups with nothing new before a stuck receipt is left alone
 

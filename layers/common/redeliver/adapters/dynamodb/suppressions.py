@@ -25,7 +25,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from redeliver.quiet_hours import e164
+from redeliver.domain.quiet_hours import e164
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

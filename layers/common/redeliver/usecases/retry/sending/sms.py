@@ -41,11 +41,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from redeliver.chain import MARKER_KEY, CannotResend, Chain, Intent, MessageSnapshot, NewMessage
-from redeliver.chain import new_message as same_content
-from redeliver.conversations import ConversationsGateway, TwilioError
-from redeliver.sending import Note, Refused, Sent, Target
-from redeliver.suppressions import address_hash
+from redeliver.adapters.dynamodb.suppressions import address_hash
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
+from redeliver.domain.chain import (
+    MARKER_KEY,
+    CannotResend,
+    Chain,
+    Intent,
+    MessageSnapshot,
+    NewMessage,
+)
+from redeliver.domain.chain import new_message as same_content
+from redeliver.usecases.retry.sending import Note, Refused, Sent, Target
 
 LOOKUPS = 2  # a 50416 means the pair appeared meanwhile: look once more, then leave it to SQS
 

@@ -31,7 +31,7 @@ the TTL) writes no index entry, and an entry stays far under one write unit.
 The reconciliation index (`STUCK_INDEX`, issue 9) is sparse the same way: only a receipt whose
 latest status is `sent` carries `sent_since` (its Twilio DateUpdated, in epoch seconds), set by
 that same single write and removed by the write that moves the receipt on (delivered, read, a
-failure). The reconciler (redeliver/reconcile.py) asks Twilio about entries older than
+failure). The reconciler (redeliver/usecases/reconcile.py) asks Twilio about entries older than
 ReconcileAfterMinutes; after a lookup with nothing new it moves `sent_since` to the lookup's time
 (one lookup per window) and counts it in `reconcile_lookups`, and after the last allowed lookup
 removes `sent_since`: the receipt leaves the index, left alone. A store built with
@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from redeliver.chain import Attempt, AttemptState, Chain, Intent, Origin
-from redeliver.receipts import (
+from redeliver.domain.chain import Attempt, AttemptState, Chain, Intent, Origin
+from redeliver.domain.receipts import (
     Change,
     DeliveryEvent,
     HistoryEntry,
@@ -79,7 +79,7 @@ HISTORY_PREFIX = "hist_"
 PENDING_INDEX = "RetryPendingByShard"
 PENDING_SHARD = "pending_shard"  # partition key (S): pending_shard(message SID)
 # sort key (N): epoch second the failure was marked, or re-queued by the sweeper (a later one when
-# the sweeper re-queued it behind a backlog and looks again only then: redeliver.sweep)
+# the sweeper re-queued it behind a backlog and looks again only then: redeliver.usecases.sweep)
 PENDING_AT = "retry_pending_at"
 # Raise only: a mark in a shard the sweeper no longer queries would never be found.
 PENDING_SHARDS = 16

@@ -9,7 +9,7 @@ with params") and every response's body (`botocore.parsers`: "Response body"), a
 root logger to `ApplicationLogLevel`, which the template allows to be DEBUG or TRACE: Secrets
 Manager's answer, the Twilio secret itself, would be printed on every cold start (DESIGN,
 invariant 7). Its loggers are held at INFO here, on import, before any client exists (as
-redeliver.conversations holds twilio-python's and urllib3's).
+redeliver.adapters.twilio.conversations holds twilio-python's and urllib3's).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ FAST = Config(
     tcp_keepalive=True,
 )
 # IngestFunction's: one request per call, of at most connect + read timeout (1.3 s,
-# redeliver.ingest.REQUEST_SECONDS). Ingest counts its tries itself against the invocation's
-# remaining time (redeliver.ingest): botocore's retries, and their pauses, do not know the 4 s
-# deadline, and a DynamoDB that hangs must leave time for the spill queue. A write normally
-# answers in milliseconds.
+# redeliver.usecases.ingest.REQUEST_SECONDS). Ingest counts its tries itself against the
+# invocation's remaining time (redeliver.usecases.ingest): botocore's retries, and their pauses, do
+# not know the 4 s deadline, and a DynamoDB that hangs must leave time for the spill queue. A write
+# normally answers in milliseconds.
 WEBHOOK = Config(
     connect_timeout=0.5,
     read_timeout=0.8,

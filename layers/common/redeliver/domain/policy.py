@@ -21,7 +21,7 @@ Policy v2 adds, each checked with the field named:
   recipient is suppressed for `suppress_days`); `template` and `fallback_sms` take `delays` as
   `retry` does (default `[0]`), `give_up` and `suppress` none;
 - `quiet_hours` (`start`, `end` as `HH:MM`, `timezone` "recipient" or an IANA zone,
-  `default_timezone`): a send inside the window waits until its end (redeliver.quiet_hours);
+  `default_timezone`): a send inside the window waits until its end (redeliver.domain.quiet_hours);
 - jitter: every wait is stretched by a factor in [0.9, 1.1] (`Jitter`), drawn per failure from
   its chain and attempt (`stable_jitter`), so that asking again about the same failure (after a
   hop, after a fetch) gives the same answer while a burst of failures spreads out. Jitter never
@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal, cast
 
-from redeliver.quiet_hours import RECIPIENT, QuietHours, UnknownZone, zone
-from redeliver.receipts import MAX_INTERVAL
+from redeliver.domain.quiet_hours import RECIPIENT, QuietHours, UnknownZone, zone
+from redeliver.domain.receipts import MAX_INTERVAL
 
 ANY_CODE = "*"
 Action = Literal["retry", "give_up", "template", "fallback_sms", "suppress"]

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
-from redeliver.receipts import DeliveryEvent, MalformedEvent
+from redeliver.domain.receipts import DeliveryEvent, MalformedEvent
 
 JOB_VERSION = 1
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from redeliver.chain import CannotResend, Chain, Intent, MessageSnapshot, NewMessage, new_message
-from redeliver.conversations import ConversationsGateway
-from redeliver.sending import Note, Sent, Target
+from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.domain.chain import (
+    CannotResend,
+    Chain,
+    Intent,
+    MessageSnapshot,
+    NewMessage,
+    new_message,
+)
+from redeliver.usecases.retry.sending import Note, Sent, Target
 
 
 class Same:

@@ -1,7 +1,7 @@
 """The ways to send an attempt (policy v2 actions), each in its own module behind `Way`.
 
-The retry worker (redeliver/retry.py) keeps the one orchestration — re-check, claim, send,
-record — and the exactly-once path around it: the same claim, the same marker in the new
+The retry worker (redeliver/usecases/retry/worker.py) keeps the one orchestration — re-check, claim,
+send, record — and the exactly-once path around it: the same claim, the same marker in the new
 message's attributes, the same chain links and the same stale-claim search for every way. A way
 says only these things:
 
@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redeliver.chain import CannotResend, Chain, Intent, MessageSnapshot, NewMessage
-from redeliver.conversations import ConversationsGateway
-from redeliver.policy import Send
-from redeliver.quiet_hours import e164, is_whatsapp
+from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.domain.chain import CannotResend, Chain, Intent, MessageSnapshot, NewMessage
+from redeliver.domain.policy import Send
+from redeliver.domain.quiet_hours import e164, is_whatsapp
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +103,9 @@ def find_intended(
 def way_for(decision: Send, address: str | None, *, groups: bool = False) -> Way:
     """The way a `Send` decision is carried out, for a recipient at `address`; `groups`: the
     policy allows sending into a conversation with other recipients (`group_conversations`)."""
-    from redeliver.sending.same import Same  # noqa: PLC0415 - the modules import this one
-    from redeliver.sending.sms import SmsFallback  # noqa: PLC0415
-    from redeliver.sending.template import Templated  # noqa: PLC0415
+    from redeliver.usecases.retry.sending.same import Same  # noqa: PLC0415 - the modules import this one
+    from redeliver.usecases.retry.sending.sms import SmsFallback  # noqa: PLC0415
+    from redeliver.usecases.retry.sending.template import Templated  # noqa: PLC0415
 
     if decision.action == "template" and decision.template is not None:
         return Templated(decision.template)

@@ -1,0 +1,1 @@
+"""DynamoDB: the receipts table (store) and the suppression list over it."""

@@ -1,0 +1,1 @@
+"""Twilio: the Conversations gateway, the credentials it is called with, webhook signatures."""
