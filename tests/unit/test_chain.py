@@ -33,7 +33,6 @@ def snapshot(**change: Any) -> MessageSnapshot:
         "attributes": {"order": 42},
         "media_sids": [],
         "content_sid": None,
-        "recipients": 1,
         "date_created": T0,
     }
     return MessageSnapshot(**{**values, **change})

@@ -25,7 +25,6 @@ def original(**changes: object) -> MessageSnapshot:
         "attributes": {"order": 7, "redeliver": {"max_attempts": 2}},
         "media_sids": [],
         "content_sid": None,
-        "recipients": 1,
         "date_created": T0,
     }
     fields.update(changes)

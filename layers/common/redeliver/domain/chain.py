@@ -31,7 +31,6 @@ class MessageSnapshot:
     attributes: Mapping[str, Any]
     media_sids: Sequence[str]
     content_sid: str | None
-    recipients: int | None  # delivery.total: non-chat participants the message went to
     date_created: datetime | None
 
     @property

@@ -426,8 +426,6 @@ def _make_client(credentials: TwilioCredentials, timeout: float, base_url: str) 
 
 
 def _snapshot(message: Any) -> MessageSnapshot:
-    delivery = message.delivery if isinstance(message.delivery, Mapping) else {}
-    total = delivery.get("total")
     created = message.date_created
     return MessageSnapshot(
         sid=str(message.sid),
@@ -437,7 +435,6 @@ def _snapshot(message: Any) -> MessageSnapshot:
         attributes=parse_attributes(message.attributes),
         media_sids=[str(m["sid"]) for m in (message.media or []) if isinstance(m, Mapping)],
         content_sid=getattr(message, "content_sid", None) or None,
-        recipients=int(total) if isinstance(total, int) else None,
         date_created=created.astimezone(UTC) if isinstance(created, datetime) else None,
     )
 
