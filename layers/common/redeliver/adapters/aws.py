@@ -34,14 +34,17 @@ FAST = Config(
     retries={"mode": "standard", "max_attempts": 3},
     tcp_keepalive=True,
 )
-# IngestFunction's: one request per call, of at most connect + read timeout (1.3 s,
-# redeliver.usecases.ingest.REQUEST_SECONDS). Ingest counts its tries itself against the
-# invocation's remaining time (redeliver.usecases.ingest): botocore's retries, and their pauses, do
-# not know the 4 s deadline, and a DynamoDB that hangs must leave time for the spill queue. A write
-# normally answers in milliseconds.
+# IngestFunction's: one request per call, of at most connect + read timeout
+# (WEBHOOK_REQUEST_SECONDS, which redeliver.usecases.ingest budgets each try at). Ingest counts
+# its tries itself against the invocation's remaining time: botocore's retries, and their pauses,
+# do not know the 4 s deadline, and a DynamoDB that hangs must leave time for the spill queue.
+# A write normally answers in milliseconds.
+WEBHOOK_CONNECT_SECONDS = 0.5
+WEBHOOK_READ_SECONDS = 0.8
+WEBHOOK_REQUEST_SECONDS = WEBHOOK_CONNECT_SECONDS + WEBHOOK_READ_SECONDS  # one request at worst
 WEBHOOK = Config(
-    connect_timeout=0.5,
-    read_timeout=0.8,
+    connect_timeout=WEBHOOK_CONNECT_SECONDS,
+    read_timeout=WEBHOOK_READ_SECONDS,
     retries={"mode": "standard", "total_max_attempts": 1},
     tcp_keepalive=True,
 )

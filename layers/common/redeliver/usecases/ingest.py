@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from redeliver.adapters.aws import WEBHOOK_REQUEST_SECONDS
 from redeliver.adapters.dynamodb.store import ReceiptStore, new_write_id
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.sqs.spill import SpillQueue
@@ -59,9 +60,7 @@ from redeliver.usecases.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Rec
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
 TRIES = 2  # of the write, of the spill send and of the enqueue, each one request
 RETRY_PAUSE_SECONDS = 0.1  # before the write is tried again
-REQUEST_SECONDS = (
-    1.3  # redeliver.adapters.aws.WEBHOOK's connect + read timeouts: one request at worst
-)
+REQUEST_SECONDS = WEBHOOK_REQUEST_SECONDS  # a try of ingest's clients, at worst
 
 
 class SignatureRejected(Exception):
