@@ -11,10 +11,14 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV ?= .checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-# Offline by default: no AWS account, no telemetry. `sam build` finds the venv's python3.13.
-export AWS_DEFAULT_REGION ?= us-east-1
+# No telemetry. `sam build` finds the venv's python3.13.
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+# The offline targets need a region (moto takes any) when none is configured. Never `deploy`: it
+# keeps the region the AWS CLI is configured with (AWS_REGION, the profile's), where the secret is.
+OFFLINE_TARGETS := test fuzz checkov unit integration template e2e bench offline serve chaos policy-check
+$(OFFLINE_TARGETS): export AWS_DEFAULT_REGION ?= us-east-1
 
 .PHONY: help setup test fuzz checkov lock-checkov lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
 
