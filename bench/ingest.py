@@ -168,7 +168,7 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
         os.environ.update(stack.environment("IngestFunction"))
         app = import_function("ingest")
         calls: list[str] = []
-        for client in (app.ingest._store._db, app.ingest._queue._sqs):
+        for client in (app.ingest.recorder._receipts._db, app.ingest._queue._sqs):
             client.meta.events.register(
                 "before-call.*.*", lambda model, **_: calls.append(model.name)
             )
@@ -288,15 +288,15 @@ def baseline_client() -> Any:
 def index_writes(post: Any, app: Any, table: str) -> dict[str, Any]:
     """One message's receipts through the real handler: after each, is the receipt in the
     reconciliation index, and how big is its entry? Each move in or out is one index write."""
-    from redeliver.adapters.dynamodb.store import (
-        STUCK_PROJECTION,
+    from redeliver.adapters.dynamodb.reconciliation import STUCK_PROJECTION
+    from redeliver.adapters.dynamodb.table import (
         STUCK_SHARD,
         STUCK_SINCE,
         message_pk,
     )
     from tools.samples import receipt_fields, sid
 
-    client = app.ingest._store._db
+    client = app.ingest.recorder._receipts._db
     writes, largest, inside = 0, 0, False
     for second, status in enumerate(LIFECYCLE):
         post(receipt_fields(status, message="life", updated=f"2026-11-27T10:00:0{second}Z"))

@@ -224,7 +224,7 @@ def calls(setup: Offline) -> list[list[str]]:
         return retry.lambda_handler(event, FakeContext.for_timeout(timeout))
 
     aws: list[str] = []
-    for client in (retry.worker._store._db, retry.worker._queue._sqs):
+    for client in (retry.worker._attempts._db, retry.worker._queue._sqs):
         client.meta.events.register("before-call.*.*", lambda model, **_: aws.append(model.name))
     rows = []
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import boto3
 
-from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.receipts import Receipts
+from redeliver.adapters.dynamodb.reconciliation import StuckReceipts
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import ConversationsGateway
 from redeliver.adapters.twilio.credentials import CredentialSource
@@ -78,16 +79,16 @@ def reconcile(
     table = stack.output("ReceiptsTableName")
     # As the deployed functions: no stuck-at-sent index writes when reconciliation is off.
     track_sent = stack.parameters.get("ReconcileAfterMinutes", "30") != "0"
-    store = ReceiptStore(
-        boto3.client("dynamodb"), table, stack.retention_days, track_sent=track_sent
-    )
+    dynamodb = boto3.client("dynamodb")
+    receipts = Receipts(dynamodb, table, stack.retention_days, track_sent=track_sent)
     reconciler = Reconciler(
-        store=store,
+        stuck=StuckReceipts(dynamodb, table),
+        receipts=receipts,
         twilio=ConversationsGateway(
             CredentialSource(stack.parameters["TwilioSecretArn"]),
             base_url=twilio_url or stack.parameters.get("TwilioConversationsUrl", ""),
         ),
-        recorder=Recorder(store, RetryQueue(boto3.client("sqs"), stack.output("RetryQueueUrl"))),
+        recorder=Recorder(receipts, RetryQueue(boto3.client("sqs"), stack.output("RetryQueueUrl"))),
         after_seconds=0,
     )
     if stuck_for is not None:

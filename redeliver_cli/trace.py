@@ -10,7 +10,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from redeliver.adapters.dynamodb.store import HISTORY_PREFIX
+from redeliver.adapters.dynamodb.receipts import HISTORY_PREFIX
 from redeliver_cli.stack import CommandError, Stack, check_message_sid, partition
 
 

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.adapters.aws import WEBHOOK, dynamodb_client, secrets_client, sqs_client
-from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.sqs.spill import SpillQueue
 from redeliver.adapters.twilio.credentials import CredentialSource
@@ -38,7 +38,7 @@ ingest = Ingest(
             provider=SecretsProvider(boto3_client=secrets_client(WEBHOOK)),
         )
     ),
-    store=ReceiptStore(
+    receipts=Receipts(
         dynamodb_client(WEBHOOK),
         settings.table_name,
         settings.receipt_ttl_days,

@@ -6,7 +6,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.adapters.aws import dynamodb_client, sqs_client
-from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.receipts import Receipts
+from redeliver.adapters.dynamodb.reconciliation import StuckReceipts
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import ConversationsGateway
 from redeliver.adapters.twilio.credentials import CredentialSource
@@ -16,14 +17,16 @@ from redeliver.usecases.reconcile import Reconciler
 from redeliver.usecases.recorder import Recorder
 
 settings = Settings.from_env()
-store = ReceiptStore(
-    dynamodb_client(),
+dynamodb = dynamodb_client()
+receipts = Receipts(
+    dynamodb,
     settings.table_name,
     settings.receipt_ttl_days,
     track_sent=settings.reconcile_after_minutes > 0,
 )
 reconciler = Reconciler(
-    store=store,
+    stuck=StuckReceipts(dynamodb, settings.table_name),
+    receipts=receipts,
     twilio=ConversationsGateway(
         CredentialSource(
             settings.twilio_secret_arn,
@@ -33,7 +36,7 @@ reconciler = Reconciler(
         base_url=settings.twilio_conversations_url,
         timeout=settings.twilio_timeout_seconds,
     ),
-    recorder=Recorder(store, RetryQueue(sqs_client(), settings.retry_queue_url)),
+    recorder=Recorder(receipts, RetryQueue(sqs_client(), settings.retry_queue_url)),
     after_seconds=settings.reconcile_after_minutes * 60,
     max_lookups=settings.reconcile_max_lookups,
 )

@@ -18,7 +18,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.adapters.aws import dynamodb_client, sqs_client
-from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.attempts import Attempts
+from redeliver.adapters.dynamodb.outbox import Outbox
+from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.batch import BatchResponse, partial_response
 from redeliver.adapters.sqs.retry_queue import RetryQueue
@@ -35,8 +37,8 @@ policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receip
 logger.info(
     "retry policy", extra={"max_attempts": policy.max_attempts, "rules": rules_summary(policy)}
 )
-dynamodb = dynamodb_client()  # one client (one connection pool) for the store and suppressions
-store = ReceiptStore(
+dynamodb = dynamodb_client()  # one client (one connection pool) for every aggregate of the table
+receipts = Receipts(
     dynamodb,
     settings.table_name,
     settings.receipt_ttl_days,
@@ -44,7 +46,8 @@ store = ReceiptStore(
 )
 queue = RetryQueue(sqs_client(), settings.retry_queue_url)
 worker = RetryWorker(
-    store=store,
+    attempts=Attempts(dynamodb, settings.table_name, settings.receipt_ttl_days),
+    outbox=Outbox(dynamodb, settings.table_name),
     queue=queue,
     twilio=ConversationsGateway(
         CredentialSource(
@@ -62,7 +65,7 @@ worker = RetryWorker(
     twilio_timeout_seconds=settings.twilio_timeout_seconds,
     function_timeout_seconds=settings.retry_timeout_seconds,
     follow_up_seconds=settings.follow_up_seconds,
-    recorder=Recorder(store, queue),
+    recorder=Recorder(receipts, queue),
 )
 # What init made (modules, boto3's service models, the clients) lives as long as the container:
 # frozen (moved to a permanent generation), it is not traversed again by the collections the

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.adapters.aws import dynamodb_client, sqs_client
-from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.sqs.batch import BatchResponse, partial_response
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.sqs.spill import parse_spilled
@@ -22,7 +22,7 @@ from redeliver.usecases.recorder import Recorder
 
 settings = Settings.from_env()
 recorder = Recorder(
-    ReceiptStore(
+    Receipts(
         dynamodb_client(),
         settings.table_name,
         settings.receipt_ttl_days,

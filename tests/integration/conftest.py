@@ -12,6 +12,8 @@ import pytest
 from moto import mock_aws
 
 from redeliver import observability
+from redeliver.adapters.dynamodb.outbox import Outbox
+from redeliver.adapters.dynamodb.receipts import Receipts
 from tests.integration.resources import Resources
 from tests.integration.retry_system import RetrySystem
 from tests.lambdas import load_function
@@ -28,6 +30,16 @@ def aws() -> Iterator[None]:
 @pytest.fixture
 def stack(aws: None) -> DeployedStack:
     return deploy(f"redeliver-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def receipts(resources: Resources) -> Receipts:
+    return Receipts(resources.dynamodb, resources.table)
+
+
+@pytest.fixture
+def outbox(resources: Resources) -> Outbox:
+    return Outbox(resources.dynamodb, resources.table)
 
 
 @pytest.fixture

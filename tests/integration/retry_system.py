@@ -100,7 +100,7 @@ class RetrySystem(Resources):
         """The AWS operations the retry function's own clients call from now on, in order."""
         calls: list[str] = []
         worker = self.retry.worker
-        for client in {worker._store._db, worker._suppressions._db, worker._queue._sqs}:
+        for client in {worker._attempts._db, worker._suppressions._db, worker._queue._sqs}:
             client.meta.events.register(
                 "before-call.*.*", lambda model, **_: calls.append(model.name)
             )

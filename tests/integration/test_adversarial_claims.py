@@ -159,7 +159,7 @@ def test_an_sms_fallback_is_exactly_once_when_the_worker_dies_around_its_intent(
     conversation, original = system.message(channel="whatsapp", address=NEW_YORK)
     system.fail(conversation, original, 63024, status="failed")
     worker = system.retry.worker
-    target = worker._store if where == "store" else worker._twilio
+    target = worker._attempts if where == "store" else worker._twilio
     real = getattr(target, step)
     system.monkeypatch.setattr(target, step, after(real))
     assert system.poll(crash=True).crashed

@@ -14,11 +14,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver.adapters.dynamodb.store import (
+from redeliver.adapters.dynamodb.outbox import Outbox, PendingFailure
+from redeliver.adapters.dynamodb.receipts import Receipts
+from redeliver.adapters.dynamodb.table import (
     PENDING_AT,
     PENDING_SHARD,
-    PendingFailure,
-    ReceiptStore,
     message_pk,
     pending_shard,
     receipt_sk,
@@ -31,11 +31,6 @@ from tools.samples import receipt_fields, sid
 
 NOW = 1_800_000_000
 GRACE = 120
-
-
-@pytest.fixture
-def store(resources: Resources) -> ReceiptStore:
-    return ReceiptStore(resources.dynamodb, resources.table)
 
 
 @pytest.fixture
@@ -57,14 +52,14 @@ def queued_messages(resources: Resources) -> list[str]:
 
 
 def test_one_unreadable_mark_does_not_stop_the_sweep(
-    store: ReceiptStore, queue: RetryQueue, resources: Resources
+    receipts: Receipts, outbox: Outbox, queue: RetryQueue, resources: Resources
 ) -> None:
     """A marked item the sweeper cannot rebuild a job from (written by an older version, edited
     by hand) used to raise out of the index Query: every failure after it in its shard and every
     later shard was never queued again, on every run, until the item's TTL."""
     good = [failure(n) for n in range(40)]
     for event in good:
-        store.record(event, now=NOW - GRACE - 1)
+        receipts.record(event, now=NOW - GRACE - 1)
     bad_message = sid("IM", "unreadable")
     resources.dynamodb.put_item(
         TableName=resources.table,
@@ -82,12 +77,12 @@ def test_one_unreadable_mark_does_not_stop_the_sweep(
     )
     assert any(pending_shard(e.message_sid) == "0" for e in good)
 
-    assert sweep(store, queue, GRACE, now=NOW) == len(good)
+    assert sweep(outbox, queue, GRACE, now=NOW) == len(good)
     assert queued_messages(resources) == sorted(e.message_sid for e in good)
 
 
 def test_a_mark_the_worker_cleared_is_neither_requeued_nor_set_again(
-    store: ReceiptStore, queue: RetryQueue, resources: Resources
+    receipts: Receipts, outbox: Outbox, queue: RetryQueue, resources: Resources
 ) -> None:
     """The index is eventually consistent (and the worker races the sweeper): the sweeper can
     read a mark the worker has just cleared. It used to queue the job again and, worse, set the
@@ -95,29 +90,29 @@ def test_a_mark_the_worker_cleared_is_neither_requeued_nor_set_again(
     means "an enqueue was lost" fired for a job that had reached the worker. moto's GSI is
     consistent: the stale read is made here by clearing the mark after the index was read."""
     event = failure("taken")
-    store.record(event, now=NOW - GRACE - 1)
+    receipts.record(event, now=NOW - GRACE - 1)
 
-    class LaggingIndex(ReceiptStore):
+    class LaggingIndex(Outbox):
         def pending_failures(self, older_than: int) -> Iterator[PendingFailure]:
             seen = list(super().pending_failures(older_than))
             assert [p.event for p in seen] == [event]
-            assert store.clear_pending(event)  # the worker takes the job meanwhile
+            assert outbox.clear_pending(event)  # the worker takes the job meanwhile
             yield from seen
 
     lagging = LaggingIndex(resources.dynamodb, resources.table)
     assert sweep(lagging, queue, GRACE, now=NOW) == 0
     assert queued_messages(resources) == []
-    assert list(store.pending_failures(older_than=NOW + 3600)) == []
+    assert list(outbox.pending_failures(older_than=NOW + 3600)) == []
 
 
 def test_a_send_sqs_refuses_does_not_stop_the_sweep_and_is_swept_next_run(
-    store: ReceiptStore, queue: RetryQueue, resources: Resources
+    receipts: Receipts, outbox: Outbox, queue: RetryQueue, resources: Resources
 ) -> None:
     """SQS can refuse one SendMessage (throttled, a 5xx) and take the next: the run goes on, and
     the refused one keeps a mark that the next run (a grace period later) finds."""
     events = [failure(n) for n in range(12)]
     for event in events:
-        store.record(event, now=NOW - GRACE - 1)
+        receipts.record(event, now=NOW - GRACE - 1)
     refused = events[0].message_sid
 
     class Flaky(RetryQueue):
@@ -127,11 +122,11 @@ def test_a_send_sqs_refuses_does_not_stop_the_sweep_and_is_swept_next_run(
             return queue.send(job, delay_seconds)  # type: ignore[arg-type]
 
     flaky = Flaky(boto3.client("sqs"), resources.queue_url)
-    assert sweep(store, flaky, GRACE, now=NOW) == len(events) - 1
+    assert sweep(outbox, flaky, GRACE, now=NOW) == len(events) - 1
     assert refused not in queued_messages(resources)
     for event in events[1:]:  # the worker takes the jobs that were queued
-        assert store.clear_pending(event)
-    assert sweep(store, queue, GRACE, now=NOW + GRACE) == 1
+        assert outbox.clear_pending(event)
+    assert sweep(outbox, queue, GRACE, now=NOW + GRACE) == 1
 
 
 # -- ingest's one write -------------------------------------------------------------------------
@@ -164,9 +159,9 @@ def test_a_failure_whose_write_answer_was_lost_is_still_queued_at_once(
     """The retried write meets its own first try: the condition fails and the item returned is
     the failure itself, which used to be classified as a duplicate: not queued, so the retry
     waited for the sweeper's grace period and `SweptFailures` alarmed for a lost enqueue."""
-    store = ReceiptStore(resources.dynamodb, resources.table)
+    receipts = Receipts(resources.dynamodb, resources.table)
     if before:
-        store.record(
+        receipts.record(
             parse_delivery_event(
                 receipt_fields(
                     before, message="lost", receipt="lost", updated="2026-11-27T09:59:59Z"
@@ -176,11 +171,11 @@ def test_a_failure_whose_write_answer_was_lost_is_still_queued_at_once(
         )
     lossy = _AnswerLost(resources.dynamodb)
     event = failure("lost")
-    transition = ReceiptStore(lossy, resources.table).record(event, now=NOW)  # type: ignore[arg-type]
+    transition = Receipts(lossy, resources.table).record(event, now=NOW)  # type: ignore[arg-type]
     assert lossy.lost == 1
     assert transition.enqueue
     # A true duplicate (Twilio's own resend of the same event) is still one.
-    assert not store.record(event, now=NOW).enqueue
+    assert not receipts.record(event, now=NOW).enqueue
 
 
 # -- the signature's token after a rotation ------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from redeliver.adapters.dynamodb.store import pending_shard
+from redeliver.adapters.dynamodb.table import pending_shard
 from tests.integration.retry_system import T0
 from tests.integration.test_reconcile import AFTER, Reconciling
 from tests.lambdas import invoke, metric_series
@@ -181,7 +181,7 @@ def test_a_hung_write_leaves_ingest_time_to_spill(ingest: Any) -> None:
     from tools.stack import load_template
 
     timeout = load_template()["Resources"]["IngestFunction"]["Properties"]["Timeout"]
-    config = ingest.ingest._store._db.meta.config
+    config = ingest.ingest.recorder._receipts._db.meta.config
     write = config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout)
     spill = ingest.ingest._spill._sqs.meta.config
     one_send = spill.connect_timeout + spill.read_timeout  # the spill's first try, at least
@@ -194,7 +194,11 @@ def test_ingest_counts_its_tries_with_the_request_time_its_clients_allow(ingest:
     deadline)."""
     from redeliver.usecases.ingest import REQUEST_SECONDS
 
-    for client in (ingest.ingest._store._db, ingest.ingest._spill._sqs, ingest.ingest._queue._sqs):
+    for client in (
+        ingest.ingest.recorder._receipts._db,
+        ingest.ingest._spill._sqs,
+        ingest.ingest._queue._sqs,
+    ):
         config = client.meta.config
         assert config.retries["total_max_attempts"] == 1
         assert config.connect_timeout + config.read_timeout == pytest.approx(REQUEST_SECONDS)

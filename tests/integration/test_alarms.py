@@ -142,7 +142,7 @@ def reconcile_and_spill(
     def update_item(**_: Any) -> Any:
         raise ClientError({"Error": {"Code": "ThrottlingException"}}, "UpdateItem")
 
-    monkeypatch.setattr(throttled.ingest._store._db, "update_item", update_item)
+    monkeypatch.setattr(throttled.ingest.recorder._receipts._db, "update_item", update_item)
     spilled = receipt_fields("delivered", message="spilled")
     invoke(throttled, http_api_event(spilled, token=TEST_AUTH_TOKEN))  # SpilledReceipts
     spill = load_function("spill", stack.environment("SpillFunction"), monkeypatch)

@@ -231,11 +231,11 @@ def test_a_follow_up_lost_after_the_record_is_queued_again_and_the_chain_goes_on
     Twilio's receipts say it failed: the chain's next attempt is made, once."""
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
-    store = system.retry.worker._store
-    real = store.record_sent
-    system.monkeypatch.setattr(store, "record_sent", after(real))
+    attempts = system.retry.worker._attempts
+    real = attempts.record_sent
+    system.monkeypatch.setattr(attempts, "record_sent", after(real))
     assert system.poll(crash=True).crashed
-    system.monkeypatch.setattr(store, "record_sent", real)
+    system.monkeypatch.setattr(attempts, "record_sent", real)
     [retry] = system.created(conversation)
     assert system.queued() == []  # the follow-up was never queued
     sim.set_receipt(retry["sid"], "undelivered", 30003, updated=T0 + timedelta(seconds=90))

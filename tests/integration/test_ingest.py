@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 
-from redeliver.adapters.dynamodb.store import HISTORY_PREFIX
+from redeliver.adapters.dynamodb.receipts import HISTORY_PREFIX
 from tests.integration.conftest import WorkerLog
 from tests.integration.resources import Resources
 from tests.lambdas import invoke, load_function, metric_names
@@ -426,7 +426,7 @@ def conflicting(ingest: ModuleType, monkeypatch: pytest.MonkeyPatch, times: int)
     (the claim's ConditionCheck on the receipt) with TransactionConflictException, which botocore
     does not retry. moto serves one request at a time, so it never does: the error is injected.
     """
-    client = ingest.ingest._store._db
+    client = ingest.ingest.recorder._receipts._db
     real = client.update_item
     calls: list[str] = []
 
@@ -665,7 +665,7 @@ def test_custom_domain_signatures_use_webhook_base_url(
 
 def count_calls(module: ModuleType) -> list[str]:
     calls: list[str] = []
-    for client in (module.ingest._store._db, module.ingest._queue._sqs):
+    for client in (module.ingest.recorder._receipts._db, module.ingest._queue._sqs):
         client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
     return calls
 

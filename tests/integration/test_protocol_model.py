@@ -122,7 +122,13 @@ class Worker:
 
     def instrument(self) -> None:
         worker = self.module.worker
-        for collaborator in {worker._twilio, worker._store, worker._suppressions, worker._queue}:
+        for collaborator in (
+            worker._twilio,
+            worker._attempts,
+            worker._outbox,
+            worker._suppressions,
+            worker._queue,
+        ):
             for name in dir(type(collaborator)):
                 attribute = getattr(collaborator, name, None)
                 if name.startswith("_") or not callable(attribute):
@@ -318,7 +324,7 @@ def protocol_machine(system: RetrySystem, sim: TwilioSimulator) -> type[RuleBase
         def the_sweeper_runs(self) -> None:
             """As if its grace had passed for every mark: a job only waiting is queued again."""
             grace = sweeper.settings.sweep_grace_seconds
-            sweep(sweeper.store, sweeper.queue, grace, now=time.time() + grace + 1)
+            sweep(sweeper.outbox, sweeper.queue, grace, now=time.time() + grace + 1)
 
         @rule(seconds=st.sampled_from([WAIT, 60, 600]))
         def time_passes(self, seconds: int) -> None:

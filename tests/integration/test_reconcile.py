@@ -15,10 +15,10 @@ import boto3
 import pytest
 
 from redeliver import observability
-from redeliver.adapters.dynamodb.store import (
+from redeliver.adapters.dynamodb.reconciliation import STUCK_PROJECTION
+from redeliver.adapters.dynamodb.table import (
     LOOKUPS,
     STUCK_INDEX,
-    STUCK_PROJECTION,
     STUCK_SHARD,
     STUCK_SINCE,
 )
@@ -320,7 +320,7 @@ def test_the_index_is_sparse_and_follows_the_single_write(rec: Reconciling) -> N
     failure; no other call than ingest's one UpdateItem (counted on its client)."""
     conversation, message = rec.message()
     calls: list[str] = []
-    rec.ingest.ingest._store._db.meta.events.register(
+    rec.ingest.ingest.recorder._receipts._db.meta.events.register(
         "before-call.*.*", lambda model, **_: calls.append(model.name)
     )
     rec.receipt_webhook(conversation, message, "sent")

@@ -297,7 +297,9 @@ def test_a_crash_after_any_step_still_sends_exactly_once(
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
     worker = system.retry.worker
-    target = worker._twilio if step == "create_message" else worker._store
+    target = {"create_message": worker._twilio, "clear_pending": worker._outbox}.get(
+        step, worker._attempts
+    )
     real = getattr(target, step)
     system.monkeypatch.setattr(target, step, after(real))
     batch = system.poll(crash=True)
@@ -567,11 +569,11 @@ def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySyste
     system.load_retry({**DEFAULT_POLICY_DOCUMENT, "group_conversations": "allow"})
     conversation, original = system.message(recipients=2)
     assert system.webhook(conversation, original, "undelivered", 30003, receipt="a") == 200
-    store = system.retry.worker._store
-    claim = store.claim
-    system.monkeypatch.setattr(store, "claim", after(claim))
+    attempts = system.retry.worker._attempts
+    claim = attempts.claim
+    system.monkeypatch.setattr(attempts, "claim", after(claim))
     [dead] = system.poll(crash=True).failed  # claimed, then died before the create
-    system.monkeypatch.setattr(store, "claim", claim)
+    system.monkeypatch.setattr(attempts, "claim", claim)
     system._in_flight.pop(dead)  # its record stays invisible for the rest of the test
     assert system.webhook(conversation, original, "failed", 30007, after=6, receipt="b") == 200
     assert system.poll().failed  # the claim is young
@@ -620,11 +622,11 @@ def test_a_record_behind_a_young_claim_comes_back_when_the_claim_turns_stale(
 ) -> None:
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
-    store = system.retry.worker._store
-    claim = store.claim
-    system.monkeypatch.setattr(store, "claim", after(claim))
+    attempts = system.retry.worker._attempts
+    claim = attempts.claim
+    system.monkeypatch.setattr(attempts, "claim", after(claim))
     system.poll(crash=True)  # claimed, then died
-    system.monkeypatch.setattr(store, "claim", claim)
+    system.monkeypatch.setattr(attempts, "claim", claim)
     system.redeliver_now()
     system.advance(30)
     worker_log.records.clear()
@@ -663,7 +665,7 @@ def test_an_ambiguous_create_comes_back_when_its_own_claim_turns_stale(
 def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
-    store = system.retry.worker._store
+    attempts = system.retry.worker._attempts
 
     def throttled(*args: Any) -> Any:
         raise ClientError(
@@ -671,7 +673,7 @@ def test_an_aws_fault_comes_back_soon(system: RetrySystem) -> None:
             "Query",
         )
 
-    system.monkeypatch.setattr(store, "load_message", throttled)
+    system.monkeypatch.setattr(attempts, "load_message", throttled)
     [failed] = system.poll().failed
     low, high = AWS_FAULT_SECONDS
     assert low - SLACK <= system.visible_in(failed) <= high

@@ -42,7 +42,7 @@ def throttle(ingest: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(kwargs["Key"]["pk"]["S"])
         raise ClientError(THROTTLED, "UpdateItem")
 
-    monkeypatch.setattr(ingest.ingest._store._db, "update_item", update_item)
+    monkeypatch.setattr(ingest.ingest.recorder._receipts._db, "update_item", update_item)
     return calls
 
 
@@ -238,7 +238,7 @@ def test_ingest_answers_before_its_timeout_when_dynamodb_hangs(
     so the answer comes before the timeout: 200 spilled when SQS answers, else 500 (IngestFaults).
     The deadline is the context's, which runs down with the clock: no fixed sleep."""
     assert post(ingest, receipt_fields("sent")) == 200  # warm: the token is read
-    ingest.ingest._store._db = hang(ingest.ingest._store._db, hole.url)
+    ingest.ingest.recorder._receipts._db = hang(ingest.ingest.recorder._receipts._db, hole.url)
     if spill_hangs:
         ingest.ingest._spill._sqs = hang(ingest.ingest._spill._sqs, hole.url)
     context = FakeContext.for_timeout(3.0)  # of the 4 s, one spent already (a secret read)

@@ -1,4 +1,4 @@
-"""The conditional write in ReceiptStore against the pure model in redeliver.domain.receipts.
+"""The conditional write in Receipts against the pure model in redeliver.domain.receipts.
 
 Any order and any duplication of one receipt's events must leave DynamoDB holding exactly the
 state `receipts.apply` computes, with at most one enqueue per event that became the latest.
@@ -15,14 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redeliver.adapters.dynamodb.store import (
-    HISTORY_PREFIX,
-    PENDING_AT,
-    PENDING_PROJECTION,
-    PENDING_SHARD,
-    Claim,
-    ReceiptStore,
-)
+from redeliver.adapters.dynamodb.attempts import Attempts, Claim
+from redeliver.adapters.dynamodb.outbox import PENDING_PROJECTION
+from redeliver.adapters.dynamodb.receipts import HISTORY_PREFIX, Receipts
+from redeliver.adapters.dynamodb.table import PENDING_AT, PENDING_SHARD
 from redeliver.domain.chain import Chain, Intent
 from redeliver.domain.receipts import DeliveryEvent, apply, parse_delivery_event
 from tools.samples import receipt_fields
@@ -49,7 +45,7 @@ def deliveries(draw: st.DrawFn) -> list[tuple[str, int]]:
 def test_dynamodb_matches_the_reference_model(
     stack: DeployedStack, sequence: list[tuple[str, int]]
 ) -> None:
-    store = ReceiptStore(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
+    receipts = Receipts(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
     message = f"prop-{next(_messages)}"  # a fresh receipt per example, in the same table
     events: list[DeliveryEvent] = [
         parse_delivery_event(
@@ -65,8 +61,8 @@ def test_dynamodb_matches_the_reference_model(
     model = None
     for event in events:
         model, expected = apply(model, event)
-        assert store.record(event) == expected
-    assert store.get_receipt(events[0].message_sid, events[0].receipt_sid) == model
+        assert receipts.record(event) == expected
+    assert receipts.get_receipt(events[0].message_sid, events[0].receipt_sid) == model
 
 
 # -- the outbox index's write cost (issue 8, item 7) -------------------------------------------
@@ -103,10 +99,10 @@ def test_a_pending_failure_costs_one_index_write_unit(
     stack: DeployedStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The largest pending receipt: every status in its history, every optional field set."""
-    store = ReceiptStore(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
+    receipts = Receipts(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
     for second, status in enumerate(("sent", "delivered", "read", "undelivered", "failed")):
         failed = status in ("undelivered", "failed")
-        store.record(
+        receipts.record(
             parse_delivery_event(
                 receipt_fields(
                     status,
@@ -135,28 +131,29 @@ def test_a_claims_intent_is_kept_replaced_by_a_take_over_and_named_only_by_its_c
 ) -> None:
     """DESIGN invariant 8: the claim holds what its claimant is about to create; a take-over
     holds the new claimant's; a conversation is noted only under the claim it belongs to."""
-    store = ReceiptStore(boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"])
+    dynamodb, table = boto3.client("dynamodb"), stack.outputs["ReceiptsTableName"]
+    attempts = Attempts(dynamodb, table)
     event = parse_delivery_event(receipt_fields("failed", message="intent", error_code=63024))
-    store.record(event)
+    Receipts(dynamodb, table).record(event)
     chain = Chain(event.message_sid, 1, event.date_created)
     sms = Intent(
         "fallback_sms", "IS1", unique_name="redeliver-sms-x-1", sender="+1", recipient_hash="h"
     )
-    assert store.claim(chain, event, 100, sms) is Claim.CLAIMED
-    claimed = store.get_attempt(chain.root, 1)
+    assert attempts.claim(chain, event, 100, sms) is Claim.CLAIMED
+    claimed = attempts.get_attempt(chain.root, 1)
     assert claimed is not None
     assert (claimed.intent, claimed.failed_message_sid) == (sms, event.message_sid)
-    assert not store.claim_conversation(chain, 99, "CH1")  # not this claim's
-    assert store.claim_conversation(chain, 100, "CH1")
-    noted = store.get_attempt(chain.root, 1)
+    assert not attempts.claim_conversation(chain, 99, "CH1")  # not this claim's
+    assert attempts.claim_conversation(chain, 100, "CH1")
+    noted = attempts.get_attempt(chain.root, 1)
     assert noted is not None
     assert noted.intent == replace(sms, conversation_sid="CH1")
     same = Intent("retry", "IS1", "CH2")
-    assert store.take_over(chain, 100, 300, same)
-    taken = store.get_attempt(chain.root, 1)
+    assert attempts.take_over(chain, 100, 300, same)
+    taken = attempts.get_attempt(chain.root, 1)
     assert taken is not None
     assert (taken.claimed_at, taken.intent) == (300, same)
-    assert store.take_over(chain, 300, 500)  # a give-up's: creates nothing, the intent stays
-    kept = store.get_attempt(chain.root, 1)
+    assert attempts.take_over(chain, 300, 500)  # a give-up's: creates nothing, the intent stays
+    kept = attempts.get_attempt(chain.root, 1)
     assert kept is not None
     assert (kept.claimed_at, kept.intent) == (500, same)

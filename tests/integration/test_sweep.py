@@ -19,12 +19,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver.adapters.dynamodb.store import (
+from redeliver.adapters.dynamodb.outbox import Outbox
+from redeliver.adapters.dynamodb.receipts import Receipts
+from redeliver.adapters.dynamodb.table import (
     PENDING_AT,
     PENDING_INDEX,
     PENDING_SHARD,
-    PENDING_SHARDS,
-    ReceiptStore,
+    SHARDS,
     pending_shard,
 )
 from redeliver.adapters.sqs.retry_queue import RetryQueue
@@ -40,28 +41,23 @@ NOW = 1_800_000_000
 GRACE = 120
 
 
-@pytest.fixture
-def store(resources: Resources) -> ReceiptStore:
-    return ReceiptStore(resources.dynamodb, resources.table)
-
-
 def failure(n: object, status: str = "undelivered") -> DeliveryEvent:
     return parse_delivery_event(receipt_fields(status, message=n, receipt=n, error_code=30003))
 
 
 def test_the_sweeper_finds_old_marks_in_every_shard_and_skips_young_ones(
-    store: ReceiptStore, resources: Resources
+    receipts: Receipts, outbox: Outbox, resources: Resources
 ) -> None:
     old = [failure(n) for n in range(48)]
     young = [failure(f"young-{n}") for n in range(8)]
     for event in old:
-        store.record(event, now=NOW - GRACE - 1)
+        receipts.record(event, now=NOW - GRACE - 1)
     for event in young:
-        store.record(event, now=NOW - GRACE + 1)
-    assert len({pending_shard(e.message_sid) for e in old}) > PENDING_SHARDS // 2
+        receipts.record(event, now=NOW - GRACE + 1)
+    assert len({pending_shard(e.message_sid) for e in old}) > SHARDS // 2
 
     queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
-    assert sweep(store, queue, GRACE, now=NOW) == len(old)
+    assert sweep(outbox, queue, GRACE, now=NOW) == len(old)
 
     jobs = [job["event"] for job in resources.queued()]
     # The job rebuilt from the index is the event ingest stored, field for field.
@@ -69,19 +65,19 @@ def test_the_sweeper_finds_old_marks_in_every_shard_and_skips_young_ones(
         (e.to_dict() for e in old), key=lambda e: e["message_sid"]
     )
     # Re-queued marks restart their grace period; the young ones are still waiting theirs.
-    assert sweep(store, queue, GRACE, now=NOW) == 0
-    assert sweep(store, queue, GRACE, now=NOW + 2) == len(young)
+    assert sweep(outbox, queue, GRACE, now=NOW) == 0
+    assert sweep(outbox, queue, GRACE, now=NOW + 2) == len(young)
 
 
 def test_ingest_sets_the_shard_in_its_one_write_and_a_delivery_takes_the_mark_out(
-    store: ReceiptStore, resources: Resources
+    receipts: Receipts, outbox: Outbox, resources: Resources
 ) -> None:
     calls: list[str] = []
     resources.dynamodb.meta.events.register(
         "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
     )
     event = failure("one")
-    store.record(event, now=NOW)
+    receipts.record(event, now=NOW)
     assert calls == ["UpdateItem"]  # no extra call on the hot path
     [item] = resources.items()
     assert item[PENDING_SHARD] == {"S": pending_shard(event.message_sid)}
@@ -91,23 +87,23 @@ def test_ingest_sets_the_shard_in_its_one_write_and_a_delivery_takes_the_mark_ou
     later = parse_delivery_event(
         receipt_fields("delivered", message="one", receipt="one", updated="2026-11-27T10:00:09Z")
     )
-    store.record(later, now=NOW + 5)
+    receipts.record(later, now=NOW + 5)
     assert indexed(resources) == []  # sparse: without its sort key the item leaves the index
-    assert list(store.pending_failures(older_than=NOW + 3600)) == []
+    assert list(outbox.pending_failures(older_than=NOW + 3600)) == []
 
 
 def test_a_failure_storm_spreads_evenly_over_the_shards() -> None:
     """What makes the index's write rate scale: no shard gets much more than its share."""
     per_shard = collections.Counter(pending_shard(sid("IM", n)) for n in range(16_000))
-    assert set(per_shard) == {str(s) for s in range(PENDING_SHARDS)}
-    share = 16_000 / PENDING_SHARDS
+    assert set(per_shard) == {str(s) for s in range(SHARDS)}
+    share = 16_000 / SHARDS
     assert max(per_shard.values()) < 1.1 * share
 
 
 def test_a_message_has_the_same_shard_in_every_process() -> None:
     """Ingest and the sweeper run in different processes: no salted `hash()`."""
     sids = [sid("IM", n) for n in range(32)]
-    script = "import sys; from redeliver.adapters.dynamodb.store import pending_shard; " + (
+    script = "import sys; from redeliver.adapters.dynamodb.table import pending_shard; " + (
         "print(' '.join(pending_shard(s) for s in sys.argv[1:]))"
     )
     for seed in ("1", "2"):
@@ -139,7 +135,7 @@ def depth(resources: Resources) -> int:
 
 
 def test_a_job_only_waiting_in_the_queue_is_not_copied_on_every_sweep_nor_counted_lost(
-    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+    receipts: Receipts, outbox: Outbox, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A backlog longer than the grace (RetryMaxConcurrency reached, the retry function down):
     ingest's job waits in RetryQueue, its mark not taken yet. A sweep cannot tell it from a lost
@@ -150,17 +146,17 @@ def test_a_job_only_waiting_in_the_queue_is_not_copied_on_every_sweep_nor_counte
     monkeypatch.setattr(sweep_module, "count", lambda name, value=1: counted.update({name: value}))
     queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
     event = failure("waiting")
-    store.record(event, now=NOW)
+    receipts.record(event, now=NOW)
     queue.send(RetryJob(event))  # ingest's enqueue, which worked: the job is waiting
     for run in range(1, 13):  # an hour of five-minute sweeps
-        sweep(store, queue, GRACE, now=NOW + run * 300)
+        sweep(outbox, queue, GRACE, now=NOW + run * 300)
     assert depth(resources) == 2  # ingest's job and one copy, not one per sweep
     assert counted["SweptFailures"] == 0
     assert counted["SweptBehindBacklog"] == 1
 
 
 def test_a_lost_enqueue_is_still_swept_and_counted_when_the_queue_is_empty(
-    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+    receipts: Receipts, outbox: Outbox, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing waits in the queue, so a mark past its grace cannot be a job waiting: its enqueue
     was lost. It is queued and counted, and its copy, taken by the worker, ends it."""
@@ -168,23 +164,23 @@ def test_a_lost_enqueue_is_still_swept_and_counted_when_the_queue_is_empty(
     monkeypatch.setattr(sweep_module, "count", lambda name, value=1: counted.update({name: value}))
     queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
     event = failure("lost")
-    store.record(event, now=NOW)  # and the process dies before the SQS send
-    assert sweep(store, queue, GRACE, now=NOW + 300) == 1
+    receipts.record(event, now=NOW)  # and the process dies before the SQS send
+    assert sweep(outbox, queue, GRACE, now=NOW + 300) == 1
     assert counted["SweptFailures"] == 1
     [job] = resources.queued()
     assert job["event"]["message_sid"] == event.message_sid
-    assert store.clear_pending(event)  # the worker takes it
-    assert sweep(store, queue, GRACE, now=NOW + 3 * 3600) == 0
+    assert outbox.clear_pending(event)  # the worker takes it
+    assert sweep(outbox, queue, GRACE, now=NOW + 3 * 3600) == 0
 
 
 def test_behind_a_backlog_a_copy_that_failed_is_tried_again_after_the_grace_not_an_hour(
-    store: ReceiptStore, resources: Resources, monkeypatch: pytest.MonkeyPatch
+    receipts: Receipts, outbox: Outbox, resources: Resources, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hour is added to a mark only once its copy is sent: a send SQS refuses (or a sweeper
     dying before it) leaves the mark for the run after the grace."""
     queue = RetryQueue(boto3.client("sqs"), resources.queue_url)
     event = failure("refused")
-    store.record(event, now=NOW)
+    receipts.record(event, now=NOW)
     queue.send(RetryJob(event))  # waiting
     real_send = queue.send
 
@@ -192,8 +188,8 @@ def test_behind_a_backlog_a_copy_that_failed_is_tried_again_after_the_grace_not_
         raise ClientError({"Error": {"Code": "InternalError"}}, "SendMessage")
 
     monkeypatch.setattr(queue, "send", refused)
-    assert sweep(store, queue, GRACE, now=NOW + 300) == 0
+    assert sweep(outbox, queue, GRACE, now=NOW + 300) == 0
     monkeypatch.setattr(queue, "send", real_send)
-    assert sweep(store, queue, GRACE, now=NOW + 300 + GRACE) == 1
+    assert sweep(outbox, queue, GRACE, now=NOW + 300 + GRACE) == 1
     assert depth(resources) == 2
-    assert sweep(store, queue, GRACE, now=NOW + 300 + 3 * GRACE) == 0  # an hour on, now
+    assert sweep(outbox, queue, GRACE, now=NOW + 300 + 3 * GRACE) == 0  # an hour on, now

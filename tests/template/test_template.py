@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.shared.constants import LAMBDA_ADVANCED_LOGGING_LEVELS
 
-from redeliver.adapters.dynamodb import store
+from redeliver.adapters.dynamodb import outbox, receipts, reconciliation, table
 from redeliver.settings import Settings
 from redeliver.usecases.retry.worker import record_budget_seconds
 from tools.stack import ROOT, TEMPLATE, load_template
@@ -212,20 +212,20 @@ def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
     """Issue 8 item 7: keyed by shard then time (no hot epoch-second partition), INCLUDE only."""
     props = sam["Resources"]["ReceiptsTable"]["Properties"]
     indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {store.PENDING_INDEX, store.STUCK_INDEX}
-    index = indexes[store.PENDING_INDEX]
+    assert set(indexes) == {table.PENDING_INDEX, table.STUCK_INDEX}
+    index = indexes[table.PENDING_INDEX]
     assert index["KeySchema"] == [
-        {"AttributeName": store.PENDING_SHARD, "KeyType": "HASH"},
-        {"AttributeName": store.PENDING_AT, "KeyType": "RANGE"},
+        {"AttributeName": table.PENDING_SHARD, "KeyType": "HASH"},
+        {"AttributeName": table.PENDING_AT, "KeyType": "RANGE"},
     ]
     types = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
-    assert types[store.PENDING_SHARD] == "S"  # the store writes str(shard)
-    assert types[store.PENDING_AT] == "N"
+    assert types[table.PENDING_SHARD] == "S"  # the store writes str(shard)
+    assert types[table.PENDING_AT] == "N"
     projection = index["Projection"]
     assert projection["ProjectionType"] == "INCLUDE"
     included = projection["NonKeyAttributes"]
     assert len(included) == len(set(included))
-    assert set(included) == set(store.PENDING_PROJECTION)
+    assert set(included) == set(outbox.PENDING_PROJECTION)
 
 
 def test_the_reconciliation_index_is_sharded_and_projected_as_the_store_queries_it(
@@ -234,16 +234,16 @@ def test_the_reconciliation_index_is_sharded_and_projected_as_the_store_queries_
     """Issue 9 item 2: sparse (only `sent` receipts carry its sort key), sharded, INCLUDE only
     what the reconciler reads; its keys typed as the store writes them."""
     props = sam["Resources"]["ReceiptsTable"]["Properties"]
-    [index] = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == store.STUCK_INDEX]
+    [index] = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == table.STUCK_INDEX]
     assert index["KeySchema"] == [
-        {"AttributeName": store.STUCK_SHARD, "KeyType": "HASH"},
-        {"AttributeName": store.STUCK_SINCE, "KeyType": "RANGE"},
+        {"AttributeName": table.STUCK_SHARD, "KeyType": "HASH"},
+        {"AttributeName": table.STUCK_SINCE, "KeyType": "RANGE"},
     ]
     types = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
-    assert (types[store.STUCK_SHARD], types[store.STUCK_SINCE]) == ("S", "N")
+    assert (types[table.STUCK_SHARD], types[table.STUCK_SINCE]) == ("S", "N")
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
-    assert set(index["Projection"]["NonKeyAttributes"]) == set(store.STUCK_PROJECTION)
-    assert not any(k.startswith(store.HISTORY_PREFIX) for k in store.STUCK_PROJECTION)
+    assert set(index["Projection"]["NonKeyAttributes"]) == set(reconciliation.STUCK_PROJECTION)
+    assert not any(k.startswith(receipts.HISTORY_PREFIX) for k in reconciliation.STUCK_PROJECTION)
 
 
 def test_the_reconciler_is_scheduled_off_with_zero_and_may_query_only_its_index(
@@ -277,7 +277,7 @@ def test_the_reconciler_is_scheduled_off_with_zero_and_may_query_only_its_index(
         for s in policy.get("Statement", [])
         if s.get("Action") == "dynamodb:Query"
     ]
-    assert query["Resource"] == {"Fn::Sub": f"${{ReceiptsTable.Arn}}/index/{store.STUCK_INDEX}"}
+    assert query["Resource"] == {"Fn::Sub": f"${{ReceiptsTable.Arn}}/index/{table.STUCK_INDEX}"}
 
 
 def test_ingest_may_spill_to_a_queue_with_its_own_dlq_replayed_by_one_function(
@@ -334,8 +334,8 @@ def test_the_index_projects_everything_the_sweeper_rebuilds_a_job_from() -> None
         retry_pending_at={"N": "1800000000"},
         pending_shard={"S": "3"},
     )
-    store.event_from_item(item)
-    assert read <= {"pk", "sk", *store.PENDING_PROJECTION}, read - set(store.PENDING_PROJECTION)
+    receipts.event_from_item(item)
+    assert read <= {"pk", "sk", *outbox.PENDING_PROJECTION}, read - set(outbox.PENDING_PROJECTION)
 
 
 def test_the_sweeper_may_query_the_outbox_index_and_nothing_more(sam: dict[str, Any]) -> None:
@@ -346,7 +346,7 @@ def test_the_sweeper_may_query_the_outbox_index_and_nothing_more(sam: dict[str, 
         if str(s["Action"]).startswith("dynamodb:") and s["Sid"] == "FindPending"
     ]
     assert statement["Action"] == "dynamodb:Query"  # never a Scan of the table or index
-    index_arn = f"${{ReceiptsTable.Arn}}/index/{store.PENDING_INDEX}"
+    index_arn = f"${{ReceiptsTable.Arn}}/index/{table.PENDING_INDEX}"
     assert statement["Resource"] == {"Fn::Sub": index_arn}
 
 

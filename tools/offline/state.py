@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from redeliver.adapters.dynamodb.store import PENDING_INDEX, STUCK_INDEX
+from redeliver.adapters.dynamodb.table import PENDING_INDEX, STUCK_INDEX
 from tools.offline.stack import Offline
 from tools.webhook_emitter import WebhookEmitter
 

@@ -26,7 +26,7 @@ make one request per call (redeliver.adapters.aws.WEBHOOK) and the tries are cou
 the time the invocation has left (`time_left`, from the Lambda context): the write is tried again
 only with time for that try *and* a spill try after it; a spill or enqueue try is started only while
 it fits. A write tried again carries the same write id, so a first try applied but unanswered is
-recognised as this write, not read as a duplicate (redeliver.adapters.dynamodb.store).
+recognised as this write, not read as a duplicate (redeliver.adapters.dynamodb.receipts).
 
 Steps 2 and 3 are `redeliver.usecases.recorder.Recorder`, the one copy of "record, then queue a new
 failure" that the spill consumer, the reconciler and the retry follow-up record through too.
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from redeliver.adapters.aws import WEBHOOK_REQUEST_SECONDS
-from redeliver.adapters.dynamodb.store import ReceiptStore, new_write_id
+from redeliver.adapters.dynamodb.receipts import Receipts, new_write_id
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.sqs.spill import SpillQueue
 from redeliver.adapters.twilio.signature import FormFields, SignatureVerifier
@@ -83,7 +83,7 @@ class Ingest:
     def __init__(
         self,
         verifier: SignatureVerifier,
-        store: ReceiptStore,
+        receipts: Receipts,
         queue: RetryQueue,
         pause: Callable[[float], None] = time.sleep,
         spill: SpillQueue | None = None,
@@ -91,13 +91,12 @@ class Ingest:
         request_seconds: float = REQUEST_SECONDS,
     ) -> None:
         self._verifier = verifier
-        self._store = store
         self._queue = queue
         self._spill = spill
         self._pause = pause
         self._request_seconds = request_seconds
         self.recorder = Recorder(
-            store, queue, pause, enqueue_tries=TRIES, request_seconds=request_seconds
+            receipts, queue, pause, enqueue_tries=TRIES, request_seconds=request_seconds
         )
 
     def receive(

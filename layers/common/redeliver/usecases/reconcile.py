@@ -4,11 +4,11 @@ Twilio does not retry Conversations webhooks, and Event Streams does not carry
 `onDeliveryUpdated`: a webhook that never reaches us (our 5xx, throttling, a network drop, a
 redeploy) is a failure nobody retries. So every ReconcileEveryMinutes the reconciler reads the
 receipts whose latest status has been `sent` for longer than ReconcileAfterMinutes (a sparse,
-sharded index: redeliver/adapters/dynamodb/store.py), asks Twilio's Receipts API about each of their
-messages (one call per message and run, plus paging), and records every receipt Twilio reports
-through `Recorder` — the path a webhook takes, with the same ordering, dedupe, outbox mark and
-enqueue. A failure found this way is retried exactly as a webhook's would be, and counted
-`ReconciledFailures`: it means webhook delivery is broken.
+sharded index: redeliver/adapters/dynamodb/reconciliation.py), asks Twilio's Receipts API about
+each of their messages (one call per message and run, plus paging), and records every receipt
+Twilio reports through `Recorder` — the path a webhook takes, with the same ordering, dedupe,
+outbox mark and enqueue. A failure found this way is retried exactly as a webhook's would be,
+and counted `ReconciledFailures`: it means webhook delivery is broken.
 
 Twilio's REST dates are whole seconds while a webhook's `DateUpdated` may carry milliseconds:
 receipts are ordered to the whole second (redeliver/domain/receipts.py), so a `failed` Twilio
@@ -34,7 +34,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from redeliver.adapters.dynamodb.store import ReceiptStore, StuckReceipt
+from redeliver.adapters.dynamodb.receipts import Receipts
+from redeliver.adapters.dynamodb.reconciliation import StuckReceipt, StuckReceipts
 from redeliver.adapters.twilio.conversations import (
     ConversationsGateway,
     ReceiptSnapshot,
@@ -148,7 +149,8 @@ def record_reported(
 class Reconciler:
     def __init__(
         self,
-        store: ReceiptStore,
+        stuck: StuckReceipts,
+        receipts: Receipts,
         twilio: ConversationsGateway,
         recorder: Recorder,
         *,
@@ -156,7 +158,8 @@ class Reconciler:
         max_lookups: int = MAX_LOOKUPS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        self._stuck = stuck
+        self._receipts = receipts
         self._twilio = twilio
         self._recorder = recorder
         self._after = after_seconds
@@ -168,7 +171,7 @@ class Reconciler:
         message stuck longest first, across shards."""
         age = self._after if older_than_seconds is None else older_than_seconds
         grouped: dict[Target, list[StuckReceipt]] = {}
-        for stuck in self._store.stuck_sent(older_than=int(self._clock()) - age):
+        for stuck in self._stuck.stuck_sent(older_than=int(self._clock()) - age):
             target = Target(stuck.message_sid, stuck.conversation_sid, stuck.chat_service_sid)
             grouped.setdefault(target, []).append(stuck)
         return dict(sorted(grouped.items(), key=lambda entry: min(s.since for s in entry[1])))
@@ -180,7 +183,7 @@ class Reconciler:
             return record_reported(self._twilio, self._recorder, target)
         found = []
         for event in reported(self._twilio, target):
-            state = self._store.get_receipt(event.message_sid, event.receipt_sid)
+            state = self._receipts.get_receipt(event.message_sid, event.receipt_sid)
             found.append(Found(event, classify(state, event)))
         return found
 
@@ -253,7 +256,7 @@ class Reconciler:
                 self._note(receipt, now, True, report)
 
     def _note(self, receipt: StuckReceipt, now: int, counted: bool, report: Report) -> None:
-        left = self._store.note_lookup(receipt, now, counted=counted, max_lookups=self._max_lookups)
+        left = self._stuck.note_lookup(receipt, now, counted=counted, max_lookups=self._max_lookups)
         if left:
             report.left_alone += 1
             logger.warning(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redeliver.adapters.dynamodb.store import ReceiptStore
+from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.domain.jobs import RetryJob
 from redeliver.domain.receipts import Change, Transition
@@ -79,7 +79,7 @@ class Recorder:
 
     def __init__(
         self,
-        store: ReceiptStore,
+        receipts: Receipts,
         queue: RetryQueue,
         pause: Callable[[float], None] = time.sleep,
         *,
@@ -89,7 +89,7 @@ class Recorder:
         """`enqueue_tries`: SendMessage calls for one enqueue (ingest's client makes one request
         per call; the others' clients retry inside botocore). `request_seconds`: the longest one
         request can take (its client's connect + read timeouts), for `time_left`."""
-        self._store = store
+        self._receipts = receipts
         self._queue = queue
         self._pause = pause
         self._enqueue_tries = enqueue_tries
@@ -152,7 +152,7 @@ class Recorder:
     ) -> Transition:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                return self._store.record(event, write_id=write_id)
+                return self._receipts.record(event, write_id=write_id)
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code")
                 if code != "TransactionConflictException" or attempt == WRITE_ATTEMPTS:

@@ -44,7 +44,7 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redeliver.adapters.dynamodb.store import PendingFailure, ReceiptStore, UnreadableMark
+from redeliver.adapters.dynamodb.outbox import Outbox, PendingFailure, UnreadableMark
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.domain.jobs import RetryJob
 from redeliver.observability import count, logger
@@ -52,14 +52,12 @@ from redeliver.observability import count, logger
 BACKLOG_RESWEEP_SECONDS = 3600  # a mark re-queued behind a backlog is looked at again after this
 
 
-def sweep(
-    store: ReceiptStore, queue: RetryQueue, grace_seconds: int, now: float | None = None
-) -> int:
+def sweep(outbox: Outbox, queue: RetryQueue, grace_seconds: int, now: float | None = None) -> int:
     """Queue the failures whose marks are past their grace; the number queued."""
     now = time.time() if now is None else now
     swept = behind = unreadable = deferred = 0
     backlog: bool | None = None  # read once, at the first old mark
-    for pending in store.pending_failures(older_than=int(now - grace_seconds)):
+    for pending in outbox.pending_failures(older_than=int(now - grace_seconds)):
         if isinstance(pending, UnreadableMark):
             logger.error(
                 "an outbox mark no retry job can be built from",
@@ -74,7 +72,7 @@ def sweep(
         }
         if backlog is None:
             backlog = _backlog(queue)
-        if not store.touch_pending(pending, int(now)):  # taken, or superseded, meanwhile
+        if not outbox.touch_pending(pending, int(now)):  # taken, or superseded, meanwhile
             continue
         try:
             queue.send(RetryJob(pending.event))
@@ -84,7 +82,7 @@ def sweep(
             continue
         if backlog:
             logger.info("re-queued a failure that may be waiting behind a backlog", extra=log)
-            _look_again_later(store, pending, int(now), grace_seconds, log)
+            _look_again_later(outbox, pending, int(now), grace_seconds, log)
             behind += 1
         else:
             logger.warning("re-queued a failure that never reached the worker", extra=log)
@@ -100,13 +98,13 @@ def sweep(
 
 
 def _look_again_later(
-    store: ReceiptStore, pending: PendingFailure, now: int, grace: int, log: dict[str, object]
+    outbox: Outbox, pending: PendingFailure, now: int, grace: int, log: dict[str, object]
 ) -> None:
     """Move the mark this run set (`now`) on, so that it is looked at again only after
     BACKLOG_RESWEEP_SECONDS; if this fails, the next run looks at it (and queues one more copy)."""
     touched = PendingFailure(pending.event, now)
     try:
-        store.touch_pending(touched, now + max(0, BACKLOG_RESWEEP_SECONDS - grace))
+        outbox.touch_pending(touched, now + max(0, BACKLOG_RESWEEP_SECONDS - grace))
     except (ClientError, BotoCoreError):
         logger.exception("could not put off the next look at a re-queued mark", extra=log)
 

@@ -1,1 +1,1 @@
-"""DynamoDB: the receipts table (store) and the suppression list over it."""
+"""DynamoDB: the one receipts table, one module per aggregate over it (table.py lists them)."""

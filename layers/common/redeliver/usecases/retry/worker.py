@@ -72,7 +72,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from redeliver.adapters.dynamodb.store import Claim, ReceiptStore
+from redeliver.adapters.dynamodb.attempts import Attempts, Claim
+from redeliver.adapters.dynamodb.outbox import Outbox
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import (
@@ -169,22 +170,24 @@ class Result:
 class RetryWorker:
     def __init__(
         self,
-        store: ReceiptStore,
+        attempts: Attempts,
+        outbox: Outbox,
         queue: RetryQueue,
         twilio: ConversationsGateway,
         policy: RetryPolicy,
         *,
         suppressions: Suppressions,
+        recorder: Recorder,
         claim_stale_seconds: int,
         twilio_timeout_seconds: float = 10,
         function_timeout_seconds: int | None = None,
         follow_up_seconds: int = 900,
-        recorder: Recorder | None = None,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
         policy_jitter: Jitter = stable_jitter,
     ) -> None:
-        self._store = store
+        self._attempts = attempts
+        self._outbox = outbox
         self._queue = queue
         self._twilio = twilio
         self._policy = policy
@@ -199,7 +202,7 @@ class RetryWorker:
                 f"{function_timeout_seconds}"
             )
         self._follow_up = follow_up_seconds
-        self._recorder = recorder or Recorder(store, queue)
+        self._recorder = recorder
         self._clock = clock
         self._jitter = jitter
         self._policy_jitter = policy_jitter
@@ -250,7 +253,7 @@ class RetryWorker:
         if not job.conversation_sid:
             # Queued before follow-ups carried their conversation: Twilio cannot be asked, so
             # what the webhooks told us decides, as it did then.
-            record = self._store.load_message(job.message_sid)
+            record = self._attempts.load_message(job.message_sid)
             statuses = {r.status for r in record.receipts.values()}
             log["source"] = "table"
         else:
@@ -272,7 +275,7 @@ class RetryWorker:
         else:
             verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
         # Once per attempt: a follow-up may run twice (SQS, or queued again by _resume).
-        if self._store.mark_followed_up(job.root, job.attempt, int(now)):
+        if self._attempts.mark_followed_up(job.root, job.attempt, int(now)):
             count(verdict)
         else:
             log["counted"] = False  # another copy of this follow-up judged it already
@@ -293,7 +296,7 @@ class RetryWorker:
             # outbox mark goes now, before any decision. A job that then waits in the queue (a
             # delay, another worker's claim, a 429) is not re-queued by the sweeper, and
             # OutboxSwept means only that an enqueue was lost.
-            self._store.clear_pending(event)
+            self._outbox.clear_pending(event)
             if self._policy.unmapped(event.error_code):  # once per failure, not per hop
                 count("UnmappedErrorCode")
                 logger.warning(
@@ -304,7 +307,7 @@ class RetryWorker:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return self._report(Result(Outcome.WAITING, "hop"), log)
 
-        record = self._store.load_message(event.message_sid)
+        record = self._attempts.load_message(event.message_sid)
         receipt = record.receipts.get(event.receipt_sid)
         if receipt is None or (receipt.order_key, receipt.status) != (
             event.order_key,
@@ -479,7 +482,7 @@ class RetryWorker:
         root, number, retry_of = marked
         if (root, number + 1) == (chain.root, chain.attempt):
             return chain
-        attempt = self._store.get_attempt(root, number)
+        attempt = self._attempts.get_attempt(root, number)
         if attempt is None or not _made(attempt, message, retry_of):
             logger.info(
                 "marker not trusted: the table does not agree",
@@ -512,18 +515,18 @@ class RetryWorker:
         event = job.event
         claimed_at = int(now)
         intent = way.intent(target, chain)  # on the claim, before any create (invariant 8)
-        claim = self._store.claim(chain, event, claimed_at, intent)
+        claim = self._attempts.claim(chain, event, claimed_at, intent)
         if claim is Claim.SUPERSEDED:
             return Result(Outcome.SKIPPED, "superseded", chain=chain)
         if claim is Claim.TAKEN:
-            existing = self._store.get_attempt(chain.root, chain.attempt)
+            existing = self._attempts.get_attempt(chain.root, chain.attempt)
             resumed = self._resume(job, chain, existing, now, way=way, target=target, mine=intent)
             if resumed is not None:
                 return resumed
 
         def note(conversation_sid: str) -> None:
             """An SMS fallback's conversation, on the claim before the message create."""
-            if not self._store.claim_conversation(chain, claimed_at, conversation_sid):
+            if not self._attempts.claim_conversation(chain, claimed_at, conversation_sid):
                 raise RetryLater("the claim was taken over", self._soon(AWS_FAULT_SECONDS), chain)
 
         try:
@@ -532,7 +535,7 @@ class RetryWorker:
             return self._give_up(chain, job, refused.reason, now, claimed_at)
         except TwilioError as error:
             if error.kind == "transient":
-                self._store.release(chain, claimed_at)
+                self._attempts.release(chain, claimed_at)
                 raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
             if error.kind == "ambiguous":  # maybe sent: the claim stays for the marker search
                 raise RetryLater(str(error), self._until_stale(claimed_at), chain) from error
@@ -593,7 +596,7 @@ class RetryWorker:
         if found is not None:
             self._sent(chain, found, job.event)
             return Result(Outcome.SENT, "found after an interrupted send", found.sid, chain=chain)
-        if not self._store.take_over(chain, existing.claimed_at, int(now), mine):
+        if not self._attempts.take_over(chain, existing.claimed_at, int(now), mine):
             seconds = self._until_stale(int(now))
             raise RetryLater("another worker took the stale claim", seconds, chain)
         return None
@@ -636,7 +639,9 @@ class RetryWorker:
         # A crash (or an SQS error) between the record and the queued follow-up: the record
         # comes back, finds the attempt `sent`, and `_resume` queues the follow-up again.
         now = int(self._clock())
-        self._store.record_sent(chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid)
+        self._attempts.record_sent(
+            chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid
+        )
         self._queue_follow_up(chain, sent, retry_of, now)
 
     def _queue_follow_up(self, chain: Chain, sent: Sent, retry_of: DeliveryEvent, now: int) -> None:
@@ -665,7 +670,7 @@ class RetryWorker:
         claim may have sent, so a give-up that meets it goes the way a send does (`_resume`).
         `also`: what this decision writes with its give-up, and only if it records it."""
         for _ in range(2):
-            in_the_way = self._store.record_give_up(
+            in_the_way = self._attempts.record_give_up(
                 chain, job.event, reason, int(now), claimed_at, also=also
             )
             if in_the_way is None:
