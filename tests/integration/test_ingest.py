@@ -125,14 +125,40 @@ def test_a_delivery_after_a_failure_clears_the_pending_mark(
     assert "retry_pending_at" not in stored(resources, receipt_fields())
 
 
-def test_unknown_status_is_stored_as_is_and_not_queued(
+def test_a_status_the_spec_does_not_name_is_kept_in_history_and_never_acted_on(
     ingest: ModuleType,
     resources: Resources,
+    logged: list[logging.LogRecord],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fields = receipt_fields("delivered_to_carrier")
-    assert post(ingest, fields)["statusCode"] == 200
-    assert stored(resources, fields)["status"] == {"S": "delivered_to_carrier"}
+    """Twilio's spec names five statuses. Another one (a new status, or a bug) is signed and
+    Twilio will not send it again: kept (200, in the receipt's history), counted and logged, but
+    neither a success nor a failure. As the receipt's status, a later one used to take a stored
+    failure out of the outbox (a lost SQS send was never swept) and supersede its retry."""
+    fields = receipt_fields("delivered_to_carrier", updated="2026-11-27T10:00:00Z")
+    response = post(ingest, fields)
+    assert response["statusCode"] == 200
+    item = stored(resources, fields)
+    assert "status" not in item
+    assert item[HISTORY_PREFIX + "delivered_to_carrier"]["M"]["at"] == {
+        "S": "2026-11-27T10:00:00.000Z"
+    }
     assert resources.queued() == []
+
+    failure = receipt_fields("undelivered", error_code=30003, updated="2026-11-27T10:00:01Z")
+    assert post(ingest, failure)["statusCode"] == 200
+    capsys.readouterr()
+    later = receipt_fields("exploded", updated="2026-11-27T10:00:05Z")
+    assert post(ingest, later)["statusCode"] == 200
+    assert "UnknownStatus" in metric_names(capsys.readouterr().out)
+    item = stored(resources, failure)
+    assert item["status"] == {"S": "undelivered"}
+    assert "retry_pending_at" in item  # still in the outbox
+    assert {HISTORY_PREFIX + s for s in ("delivered_to_carrier", "undelivered", "exploded")} <= set(
+        item
+    )
+    assert len(resources.queued()) == 1  # the failure, once
+    assert any("does not name" in r.getMessage() for r in logged)
 
 
 def test_signed_event_of_another_type_is_acknowledged_and_ignored(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from redeliver.domain.receipts import (
     EARLIEST_DATE,
     LATEST_DATE,
+    NO_STATUS,
     OPTIONAL_FIELDS,
     Change,
     DeliveryEvent,
@@ -275,6 +276,18 @@ def test_unknown_future_status_is_kept_as_is() -> None:
     assert not parsed.is_known_status
 
 
+def test_a_status_the_spec_does_not_name_is_history_only_never_the_receipts_status() -> None:
+    """Neither a success (it would end a failure's retry and its outbox mark) nor a failure."""
+    state, first = apply(None, event("queued_for_carrier", "2026-11-27T10:00:00Z"))
+    assert (first.change, first.enqueue, state.status) == (Change.UNKNOWN, False, NO_STATUS)
+    state, failed = apply(state, event("failed", "2026-11-27T10:00:01Z", 30008))
+    assert (failed.change, failed.enqueue) == (Change.NEW, True)
+    state, later = apply(state, event("exploded", "2026-11-27T10:00:09Z"))
+    assert (later.change, later.enqueue, state.status) == (Change.UNKNOWN, False, "failed")
+    assert set(state.history) == {"queued_for_carrier", "failed", "exploded"}
+    assert apply(state, event("exploded", "2026-11-27T10:00:09Z"))[1].change is Change.DUPLICATE
+
+
 def test_event_round_trips_through_its_dict() -> None:
     original = event("failed", code=30005)
     assert DeliveryEvent.from_dict(original.to_dict()) == original
@@ -393,7 +406,9 @@ def test_any_order_and_duplication_ends_in_the_same_state(
         state, _ = apply(state, item)
     assert state == expected
     assert state is not None
-    latest = max(in_order, key=lambda e: (e.order_key, e.status))
-    assert state.status == latest.status
+    # The latest status the spec names is the receipt's; one it does not name never is.
+    known = [e for e in in_order if e.is_known_status]
+    latest = max(known, key=lambda e: (e.order_key, e.status)).status if known else NO_STATUS
+    assert state.status == latest
     # Every distinct status seen is in the bounded history, once.
     assert set(state.history) == {e.status for e in in_order}

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -73,8 +73,10 @@ LATEST_DATE = datetime(9999, 1, 1, tzinfo=UTC)
 MAX_INTERVAL = timedelta(days=365)
 
 # A receipt keeps one history entry per distinct status (that status's latest event), so its
-# history is bounded by the number of statuses. Unknown statuses are stored as-is, but must look
-# like a status.
+# history is bounded by the number of statuses. A status Twilio's spec does not name (`sent`,
+# `delivered`, `read`, `undelivered`, `failed`) must look like a status; it is kept in the
+# history only, never as the receipt's status: neither a success (which would stop a retry and
+# take a failure out of the outbox) nor a failure (which would resend) — see `Change.UNKNOWN`.
 _STATUS_RE = re.compile(r"^[a-z][a-z_-]{0,31}$")
 _SID_RE = {
     prefix: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$")
@@ -305,7 +307,8 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptState:
-    """What is stored for one receipt: its latest event, and one history entry per status."""
+    """What is stored for one receipt: its latest event, and one history entry per status.
+    `status` is "" (`NO_STATUS`) while the receipt has only statuses Twilio's spec does not name."""
 
     status: str
     order_key: int
@@ -317,11 +320,15 @@ class ReceiptState:
         return self.status in FAILURE_STATUSES
 
 
+NO_STATUS = ""
+
+
 class Change(StrEnum):
-    NEW = "new"  # first event of this receipt
+    NEW = "new"  # first event of this receipt (with a status the spec names)
     LATEST = "latest"  # a newer event: it becomes the receipt's status
     OLDER = "older"  # a distinct but older event: history only
     DUPLICATE = "duplicate"  # seen before: nothing changes
+    UNKNOWN = "unknown"  # a status the spec does not name: history only, counted, never acted on
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +342,12 @@ class Transition:
 
 def classify(state: ReceiptState | None, event: DeliveryEvent) -> Transition:
     """How `event` changes a receipt currently in `state` (None: never seen)."""
-    if state is None:
+    if not event.is_known_status:
+        seen = state.history.get(event.status) if state else None
+        duplicate = seen is not None and seen.at == iso(event.date_updated)
+        previous = state.status if state else None
+        return Transition(Change.DUPLICATE if duplicate else Change.UNKNOWN, previous, False)
+    if state is None or state.status == NO_STATUS:
         return Transition(Change.NEW, None, enqueue=event.is_failure)
     if (event.order_key, event.status) > (state.order_key, state.status):
         return Transition(Change.LATEST, state.status, enqueue=event.is_failure)
@@ -355,6 +367,12 @@ def newer_in_history(state: ReceiptState, event: DeliveryEvent) -> bool:
 def apply(state: ReceiptState | None, event: DeliveryEvent) -> tuple[ReceiptState, Transition]:
     """The stored state after `event`; the reference model the DynamoDB write must match."""
     transition = classify(state, event)
+    if transition.change is Change.UNKNOWN:
+        kept = state or ReceiptState(NO_STATUS, 0, None)
+        if not newer_in_history(kept, event):
+            return kept, transition
+        history = {**kept.history, event.status: event.history_entry()}
+        return replace(kept, history=history), transition
     if state is None or transition.change in (Change.NEW, Change.LATEST):
         history = dict(state.history) if state else {}
         history[event.status] = event.history_entry()

@@ -120,6 +120,13 @@ class Recorder:
         count_each("Receipts", by, alone=asked is None)
         if asked is not None and changed:  # Twilio knew what no webhook told us (yet)
             count_by(asked[0], "status", status_value(event.status))
+        if transition.change is Change.UNKNOWN:  # stored, never acted on: say so
+            count("UnknownStatus")
+            logger.warning(
+                "a status Twilio's spec does not name: kept in the receipt's history only, "
+                "neither a success nor a failure",
+                extra=log,
+            )
         if not transition.enqueue:
             return IngestResult(transition)
 

@@ -107,7 +107,7 @@ class Attempts(TableAggregate):
                 sk = text_of(item, "sk")
                 if sk.startswith(RECEIPT_PREFIX):
                     state = state_from_item(item)
-                    if state is not None:
+                    if state is not None and state.status:  # not only unnamed statuses
                         receipts[sk.removeprefix(RECEIPT_PREFIX)] = state
                 elif sk.startswith(ATTEMPT_PREFIX):
                     attempt = attempt_from_item(item)

@@ -44,6 +44,7 @@ from redeliver.adapters.dynamodb.table import (
     text_of,
 )
 from redeliver.domain.receipts import (
+    NO_STATUS,
     Change,
     DeliveryEvent,
     HistoryEntry,
@@ -64,8 +65,9 @@ HISTORY_PREFIX = "hist_"
 # the retry's condition then fails against the write itself, which must not read as a duplicate
 # (the failure would not be queued until the sweeper's grace period had passed).
 WRITE_ID = "write_id"
+# order_key, not pk: an item may hold only statuses the spec does not name (no order_key yet).
 _NEWER = (
-    "attribute_not_exists(pk) OR order_key < :order_key "
+    "attribute_not_exists(order_key) OR order_key < :order_key "
     "OR (order_key = :order_key AND #status < :status)"
 )
 
@@ -94,6 +96,8 @@ class Receipts(TableAggregate):
         `write_id`: the same for every call that tries this one write again (ingest's own
         tries); by default this call's, which botocore's retries of the request share."""
         now = time.time() if now is None else now
+        if not event.is_known_status:
+            return self._record_unknown(event, now)
         key = _receipt_key(event)
         write_id = write_id or new_write_id()  # recognises its own write on a retried request
         names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
@@ -190,6 +194,34 @@ class Receipts(TableAggregate):
             removes.append(STUCK_SINCE)
         removes.append(LOOKUPS)
 
+    def _record_unknown(self, event: DeliveryEvent, now: float) -> Transition:
+        """A status Twilio's spec does not name: its history entry only, in one conditional
+        write (the item is made if it is the receipt's first event). The receipt's status, its
+        outbox mark and its stuck-at-sent entry stay as they are: such a status is neither a
+        success nor a failure (`receipts.Change.UNKNOWN`)."""
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key=_receipt_key(event),
+                UpdateExpression="SET #hist = :hist, expires_at = if_not_exists(expires_at, :exp)",
+                # Same rule as receipts.newer_in_history; ISO times in one format sort as text.
+                ConditionExpression="attribute_not_exists(#hist) OR #hist.#at < :at",
+                ExpressionAttributeNames={"#hist": HISTORY_PREFIX + event.status, "#at": "at"},
+                ExpressionAttributeValues={
+                    ":hist": _history_value(event.history_entry()),
+                    ":at": {"S": iso(event.date_updated)},
+                    ":exp": {"N": str(int(now) + self._ttl_seconds)},
+                },
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            old: Item | None = answer.get("Attributes")
+        except ClientError as error:
+            if not conditional_failure(error):
+                raise
+            old = cast("Item | None", error.response.get("Item"))
+        return classify(state_from_item(old), event)
+
     def _add_history(self, key: Item, event: DeliveryEvent) -> None:
         try:
             self._db.update_item(
@@ -233,7 +265,9 @@ def _history_value(entry: HistoryEntry) -> AttributeValueTypeDef:
 
 
 def state_from_item(item: Item | None) -> ReceiptState | None:
-    if not item or "status" not in item:
+    """The stored receipt; None if there is none. An item with only statuses the spec does not
+    name has status `NO_STATUS`."""
+    if not item:
         return None
     history = {}
     for name, value in item.items():
@@ -243,6 +277,8 @@ def state_from_item(item: Item | None) -> ReceiptState | None:
             history[name.removeprefix(HISTORY_PREFIX)] = HistoryEntry(
                 at=entry["at"]["S"], error_code=int(code["N"]) if code else None
             )
+    if "status" not in item:
+        return ReceiptState(NO_STATUS, 0, None, history) if history else None
     code = item.get("error_code")
     return ReceiptState(
         status=text_of(item, "status"),
