@@ -15,7 +15,6 @@ from pathlib import Path
 from redeliver.domain.policy import (
     Failure,
     GiveUp,
-    PolicyError,
     RetryPolicy,
     Send,
     Shadowed,
@@ -24,6 +23,7 @@ from redeliver.domain.policy import (
     decide,
     no_jitter,
 )
+from redeliver.domain.policy_parse import PolicyError, parse_policy
 from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, iso
 
 
@@ -83,7 +83,7 @@ def policy_check(
     except OSError as error:
         raise CommandError(f"cannot read {path}: {error.strerror}") from None
     try:
-        policy = RetryPolicy.parse(text, retention_days=retention_days)
+        policy = parse_policy(text, retention_days=retention_days)
     except PolicyError as error:
         raise CommandError(f"invalid RetryPolicy: {error}") from None
     lines = [

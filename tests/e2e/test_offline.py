@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy_parse import parse_policy
 from tools.latency import percentile
 from tools.moto_server import free_port
 from tools.offline.checks import Check, action_of
@@ -218,8 +219,8 @@ def test_a_busy_port_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_the_offline_policy_is_valid_and_keeps_the_default_rules() -> None:
-    policy = RetryPolicy.parse(OFFLINE_POLICY)
-    default = RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
+    policy = parse_policy(OFFLINE_POLICY)
+    default = parse_policy(DEFAULT_POLICY_DOCUMENT)
     extra = len(OFFLINE_ONLY_RULES)
     assert [(r.codes, r.action) for r in policy.rules[extra:]] == [
         (r.codes, r.action) for r in default.rules

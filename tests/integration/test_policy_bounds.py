@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy_parse import PolicyError
 from tests.lambdas import load_function
 from tools.stack import deploy
 

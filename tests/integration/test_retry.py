@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy_parse import PolicyError
 from redeliver.usecases.retry.worker import (
     AWS_FAULT_SECONDS,
     THROTTLED_SECONDS,
