@@ -35,11 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from redeliver.adapters.dynamodb.store import ReceiptStore, StuckReceipt
-from redeliver.adapters.twilio.conversations import (
-    ConversationsGateway,
-    ReceiptSnapshot,
-    TwilioError,
-)
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
+from redeliver.adapters.twilio.snapshots import ReceiptSnapshot
 from redeliver.domain.receipts import (
     Change,
     DeliveryEvent,
