@@ -1,8 +1,8 @@
-"""`redeliver policy check FILE`: validate a RetryPolicy document before a deploy (issue 10,
-item 5), naming the invalid field, and show what it does with sample failures. Needs no stack:
-it runs the worker's own parser and decision on the document. `max_age_seconds` is bounded by
-the template's default ReceiptRetentionDays, or `--retention-days`. Each rule an earlier rule
-shadows gets a warning: valid, but never what was meant.
+"""`redeliver policy check FILE`: validate a RetryPolicy document before a deploy, naming the
+invalid field, and show what it does with sample failures. Needs no stack: it runs the worker's own
+parser and decision on the document. `max_age_seconds` is bounded by the template's default
+ReceiptRetentionDays, or `--retention-days`. Each rule an earlier rule shadows gets a warning:
+valid, but never what was meant.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> list[str]:
     return policy_check(args.file, args.to, at, args.retention_days)
 
 
-# -- policy check (issue 10, item 5) -----------------------------------------------------------
+# -- policy check ------------------------------------------------------------------------------
 
 # Sample failures: the codes of the default policy's table (README), and one no rule names.
 SAMPLE_CODES = (30001, 30003, 30005, 30006, 30007, 30008, 30034, 30450, 21610, 63016, 63018, 63024)

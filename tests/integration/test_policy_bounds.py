@@ -1,7 +1,7 @@
-"""RetryFunction's policy is checked against the deployment's own receipt retention (issue 8,
-item 10): `ReceiptRetentionDays` reaches the function as RECEIPT_TTL_DAYS, and a `max_age_seconds`
-longer than it fails the first invocation, naming the field, instead of letting an attempt's
-claim expire (TTL) while a retry of that attempt is still allowed."""
+"""RetryFunction's policy is checked against the deployment's own receipt retention:
+`ReceiptRetentionDays` reaches the function as RECEIPT_TTL_DAYS, and a `max_age_seconds` longer than
+it fails the first invocation, naming the field, instead of letting an attempt's claim expire (TTL)
+while a retry of that attempt is still allowed."""
 
 from __future__ import annotations
 

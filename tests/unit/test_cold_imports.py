@@ -1,4 +1,4 @@
-"""What the retry handler's import leaves to first use (issue 11: its cold start), and that
+"""What the retry handler's import leaves to first use (its cold start), and that
 the deferred paths still work from a cold import.
 
 Each test runs a fresh interpreter: in this one, other tests have imported everything already.

@@ -122,7 +122,7 @@ def test_bad_documents_name_the_field(document: Any, field: str) -> None:
     assert field in str(raised.value)
 
 
-# -- bounds: what would break a deployment's promises (issue 8, item 10) -----------------------
+# -- bounds: what would break a deployment's promises ------------------------------------------
 
 DAY = 86_400
 

@@ -195,7 +195,7 @@ def test_bad_v2_documents_name_the_field(document: Any, field: str) -> None:
     assert field in str(raised.value)
 
 
-# -- the default policy (issue 10, item 4) ---------------------------------------------------
+# -- the default policy ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def test_a_retry_rule_still_counts_attempts_and_age() -> None:
     assert decide(V2, failure(63016, attempt=4), T0, no_jitter) == GiveUp("max_attempts")
 
 
-# -- jitter (issue 10, item 3) -----------------------------------------------------------------
+# -- jitter ------------------------------------------------------------------------------------
 
 
 @given(key=st.text(max_size=20), delay=st.integers(0, 3600))
@@ -312,7 +312,7 @@ def test_stable_jitter_depends_on_the_failures_key() -> None:
     assert stable_jitter(failure(key="a")) != stable_jitter(failure(key="b"))
 
 
-# -- quiet hours (issue 10, item 2) ------------------------------------------------------------
+# -- quiet hours -------------------------------------------------------------------------------
 
 NIGHT = QuietHours(time(21), time(8), "recipient", "UTC")
 LUNCH = QuietHours(time(12), time(13, 30), "recipient", "Europe/Paris")

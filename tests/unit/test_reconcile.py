@@ -1,4 +1,4 @@
-"""Issue 9: the pure parts of reconciliation and spill (no AWS, no Twilio)."""
+"""The pure parts of reconciliation and spill (no AWS, no Twilio)."""
 
 from __future__ import annotations
 

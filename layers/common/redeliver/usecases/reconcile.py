@@ -1,4 +1,4 @@
-"""Reconciliation: ask Twilio about receipts stuck at `sent`, and record what it says (issue 9).
+"""Reconciliation: ask Twilio about receipts stuck at `sent`, and record what it says.
 
 Twilio does not retry Conversations webhooks, and Event Streams does not carry
 `onDeliveryUpdated`: a webhook that never reaches us (our 5xx, throttling, a network drop, a
