@@ -7,9 +7,9 @@ Every figure is a ratio to a baseline measured in the same run:
   from a client built with the same Config;
 - cost: Redeliver's ingest, against the least any webhook-to-DynamoDB receiver pays (one HTTP API
   request, one Lambda request, one write);
-- reconciliation (issue 9): the index writes a message's receipts cause (measured: how often the
-  real write moves the receipt in or out of StuckSentByShard, and the entry's size), in dollars per
-  million messages, against today's cost of those receipts.
+- reconciliation: the index writes a message's receipts cause (measured: how often the real write
+  moves the receipt in or out of StuckSentByShard, and the entry's size), in dollars per million
+  messages, against today's cost of those receipts.
 """
 
 from __future__ import annotations
@@ -118,8 +118,9 @@ PLATFORM_BYTES = {
     "WARN": 0,
 }
 SYSTEM_LOG_LEVEL = "WARN"  # template.yaml's SystemLogLevel default
-TARGET = {"log_bytes": 400, "cost": 1.12, "cpu": 1.5, "cold_start": 1.30}  # issue 11
-# Reconciliation's cost model (issue 9): what a message's life is, and how many get stuck.
+# the most each figure may be (printed beside it)
+TARGET = {"log_bytes": 400, "cost": 1.12, "cpu": 1.5, "cold_start": 1.30}
+# Reconciliation's cost model: what a message's life is, and how many get stuck.
 LIFECYCLE = ("sent", "delivered", "read")  # the receipts of one delivered WhatsApp message
 STUCK_SHARE = 0.02  # messages still at `sent` after ReconcileAfterMinutes (no report yet)
 INDEX_ENTRY_OVERHEAD = 100  # bytes DynamoDB adds to each index entry
@@ -410,8 +411,8 @@ def run() -> str:
 
 
 def log_table(hot: dict[str, Any]) -> str:
-    """Issue 11: what CloudWatch Logs ingests per receipt, the application's own output measured,
-    Lambda's platform lines (START/END/REPORT) added as each SystemLogLevel would."""
+    """What CloudWatch Logs ingests per receipt, the application's own output measured, Lambda's
+    platform lines (START/END/REPORT) added as each SystemLogLevel would."""
     rows = []
     for level in ("WARN", "INFO"):
         platform = PLATFORM_BYTES[level]
@@ -433,7 +434,7 @@ def log_table(hot: dict[str, Any]) -> str:
 
 
 def reconcile_table(measured: dict[str, Any], ok_cost: float, fail_cost: float) -> str:
-    """Issue 9: what the reconciliation index adds per million messages, against today."""
+    """What the reconciliation index adds per million messages, against today."""
     receipts = len(LIFECYCLE)
     today = (receipts - FAILURE_SHARE) * ok_cost + FAILURE_SHARE * fail_cost  # per 1M messages
     index = measured["units"] * PRICE["dynamodb_write_unit"] * 1e6

@@ -87,7 +87,7 @@ assert response == {"batchItemFailures": []}, response
 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 print(imported, imported_cpu, invocation, invocation_cpu)
 """
-TARGET = 1.15  # issue 11: the retry handler's cold start, to its baseline
+TARGET = 1.15  # the most the retry handler's cold start may be, to its baseline
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 
 

@@ -5,7 +5,7 @@
     redrive [--yes]      move RetryDLQ back onto RetryQueue (SQS message move task)
     configure-webhook    point a Conversation Service's post-event webhook at the stack
     reconcile IM… | --stuck-for 2h [--dry-run]
-                         ask Twilio's Receipts API now and record what it reports (issue 9)
+                         ask Twilio's Receipts API now and record what it reports
     policy check FILE [--to +E164] [--at ISO] [--retention-days N]
                          validate a RetryPolicy document (no stack needed) and show, for sample
                          failures, what it would do (`make policy-check FILE=...`)

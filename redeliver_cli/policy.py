@@ -1,8 +1,8 @@
-"""`redeliver policy check FILE`: validate a RetryPolicy document before a deploy (issue 10,
-item 5), naming the invalid field, and show what it does with sample failures. Needs no stack:
-it runs the worker's own parser and decision on the document. `max_age_seconds` is bounded by
-the template's default ReceiptRetentionDays, or `--retention-days`. Each rule an earlier rule
-shadows gets a warning: valid, but never what was meant.
+"""`redeliver policy check FILE`: validate a RetryPolicy document before a deploy, naming the
+invalid field, and show what it does with sample failures. Needs no stack: it runs the worker's own
+parser and decision on the document. `max_age_seconds` is bounded by the template's default
+ReceiptRetentionDays, or `--retention-days`. Each rule an earlier rule shadows gets a warning:
+valid, but never what was meant.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 from redeliver.domain.policy import (
     Failure,
     GiveUp,
-    PolicyError,
     RetryPolicy,
     Send,
     Shadowed,
@@ -24,6 +23,7 @@ from redeliver.domain.policy import (
     decide,
     no_jitter,
 )
+from redeliver.domain.policy_parse import PolicyError, parse_policy
 from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, iso
 
 
@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> list[str]:
     return policy_check(args.file, args.to, at, args.retention_days)
 
 
-# -- policy check (issue 10, item 5) -----------------------------------------------------------
+# -- policy check ------------------------------------------------------------------------------
 
 # Sample failures: the codes of the default policy's table (README), and one no rule names.
 SAMPLE_CODES = (30001, 30003, 30005, 30006, 30007, 30008, 30034, 30450, 21610, 63016, 63018, 63024)
@@ -83,7 +83,7 @@ def policy_check(
     except OSError as error:
         raise CommandError(f"cannot read {path}: {error.strerror}") from None
     try:
-        policy = RetryPolicy.parse(text, retention_days=retention_days)
+        policy = parse_policy(text, retention_days=retention_days)
     except PolicyError as error:
         raise CommandError(f"invalid RetryPolicy: {error}") from None
     lines = [

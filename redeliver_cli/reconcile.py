@@ -1,4 +1,4 @@
-"""`redeliver reconcile IM… | --stuck-for 2h`: the reconciler's lookup, now (issue 9).
+"""`redeliver reconcile IM… | --stuck-for 2h`: the reconciler's lookup, now.
 
 For the morning after an outage: ask Twilio's Receipts API about these messages, or about every
 receipt stuck at `sent` for longer than a duration, and record what it reports through the

@@ -1,6 +1,6 @@
 """`redeliver suppressions check|remove +E164`: whether a number is suppressed (a policy v2
-`suppress` rule met it, issue 10 item 7), and lifting it. The table keeps only a hash of the
-number, so the operator gives the number and the command hashes it as the worker does.
+`suppress` rule met it), and lifting it. The table keeps only a hash of the number, so the operator
+gives the number and the command hashes it as the worker does.
 """
 
 from __future__ import annotations

@@ -26,14 +26,15 @@ from redeliver.adapters.sqs.batch import BatchResponse, partial_response
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import ConversationsGateway
 from redeliver.adapters.twilio.credentials import CredentialSource
-from redeliver.domain.policy import RetryPolicy, rules_summary
+from redeliver.domain.policy import rules_summary
+from redeliver.domain.policy_parse import parse_policy
 from redeliver.observability import logger, metrics
 from redeliver.settings import Settings
 from redeliver.usecases.recorder import Recorder
 from redeliver.usecases.retry.worker import RetryWorker
 
 settings = Settings.from_env()
-policy = RetryPolicy.parse(settings.retry_policy, retention_days=settings.receipt_ttl_days)
+policy = parse_policy(settings.retry_policy, retention_days=settings.receipt_ttl_days)
 logger.info(
     "retry policy", extra={"max_attempts": policy.max_attempts, "rules": rules_summary(policy)}
 )

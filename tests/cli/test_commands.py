@@ -255,7 +255,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"usage: redeliver {command}" in capsys.readouterr().out
 
 
-# -- policy v2 (issue 10, items 5 and 7) --------------------------------------------------------
+# -- policy v2: policy check and suppressions ---------------------------------------------------
 
 
 def test_policy_check_validates_and_shows_what_each_sample_failure_gets(

@@ -1,6 +1,6 @@
-"""The `redeliver` console script (issue 11, item 5): installed from pyproject's entry point, it
-lists and documents every command, answers a usage error with exit code 2, and imports nothing
-from tools/ (the offline emulator, which does not ship)."""
+"""The `redeliver` console script: installed from pyproject's entry point, it lists and documents
+every command, answers a usage error with exit code 2, and imports nothing from tools/ (the offline
+emulator, which does not ship)."""
 
 from __future__ import annotations
 

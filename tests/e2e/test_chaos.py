@@ -167,7 +167,8 @@ def test_a_double_send_breaks_the_run(run: Run) -> None:
 def test_a_message_out_for_an_attempt_recorded_given_up_breaks_the_run(
     run: Run,
 ) -> None:
-    """Item 3's harm, as the checker sees it: a message went out, the attempt says given up."""
+    """A give-up by a worker that did not hold the claim, as the checker sees it: a message
+    went out, the attempt says given up."""
     created = run.stack.sim.created
     stray = {
         **created[0],

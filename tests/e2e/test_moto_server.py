@@ -1,6 +1,6 @@
 """tools.moto_server: the offline stack's moto stays atomic (one request at a time), fair, and
 quick enough under load that the handlers' bounded boto clients never time out waiting for it
-(issue 8 item 13: a moto read timeout became an ingest 500 at 1 000 messages)."""
+(a moto read timeout once became an ingest 500 at 1 000 messages)."""
 
 from __future__ import annotations
 

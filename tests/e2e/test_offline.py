@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 
-from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, RetryPolicy
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy_parse import parse_policy
 from tools.latency import percentile
 from tools.moto_server import free_port
 from tools.offline.checks import Check, action_of
@@ -55,7 +56,7 @@ def test_a_seeded_scenario_keeps_every_invariant(stack: Offline) -> None:
     assert "every invariant held" in report.render()
 
 
-# -- issue 9 item 7: lost webhooks, recovered by asking Twilio -----------------------------------
+# -- lost webhooks, recovered by asking Twilio ---------------------------------------------------
 
 
 def _lost_failures(stack: Offline) -> list[tuple[str, str]]:
@@ -218,8 +219,8 @@ def test_a_busy_port_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_the_offline_policy_is_valid_and_keeps_the_default_rules() -> None:
-    policy = RetryPolicy.parse(OFFLINE_POLICY)
-    default = RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
+    policy = parse_policy(OFFLINE_POLICY)
+    default = parse_policy(DEFAULT_POLICY_DOCUMENT)
     extra = len(OFFLINE_ONLY_RULES)
     assert [(r.codes, r.action) for r in policy.rules[extra:]] == [
         (r.codes, r.action) for r in default.rules
@@ -233,7 +234,7 @@ def test_the_offline_policy_is_valid_and_keeps_the_default_rules() -> None:
 def test_a_small_run_takes_every_action_and_keeps_every_invariant(
     stack: Offline,
 ) -> None:
-    """Issue 10 item 6: each action of policy v2 shows in the report, with its invariants."""
+    """Each action of policy v2 shows in the report, with its invariants."""
     mix = Mix(failure_rate=0.6, retry_success=0.5, whatsapp_share=0.5)
     report = run_scenario(stack, 60, mix, seed=41, timeout=120, progress=False, rate=100)
     assert report.settlement.settled, report.unsettled
@@ -255,9 +256,9 @@ def test_a_small_run_takes_every_action_and_keeps_every_invariant(
 
 
 def _assert_latency_from_this_run(stack: Offline, report: Report) -> None:
-    """Issue 11 item 2: the failure-to-resend time (0 s rules) beside a bare SQS round trip,
-    from this run's events: one figure per template or SMS-fallback resend of a failure whose
-    webhook ingest answered, each a plausible time; the round trip probed meanwhile."""
+    """The failure-to-resend time (0 s rules) beside a bare SQS round trip, from this run's events:
+    one figure per template or SMS-fallback resend of a failure whose webhook ingest answered, each
+    a plausible time; the round trip probed meanwhile."""
     latency = report.latency
     assert latency is not None
     assert latency.codes == [63016, 63024, 63032]
@@ -295,7 +296,7 @@ def test_workdir_is_ignored_by_git() -> None:
     assert ".offline/" in (Path(ROOT) / ".gitignore").read_text()
 
 
-# -- issue 8 item 13: the report is always printed, and says what did not settle ----------------
+# -- the report is always printed, and says what did not settle ---------------------------------
 # (These leave work in flight on the shared stack: they come last.)
 
 

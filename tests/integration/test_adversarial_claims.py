@@ -50,7 +50,7 @@ def sms_thread(system: RetrySystem, sim: TwilioSimulator, service: str, old: int
     return existing
 
 
-# -- item 7: a stale claim is searched for where its claimant sent (invariant 8) ----------------
+# -- a stale claim is searched for where its claimant sent (invariant 8) ------------------------
 
 
 def test_a_stale_sms_claim_in_a_long_sms_thread_is_resolved_not_left_to_the_dlq(
@@ -196,7 +196,7 @@ def test_a_claim_from_before_intents_still_resolves_by_todays_policy(
     assert system.attempts(original)[1]["new_message_sid"] == sent["sid"]
 
 
-# -- item 6: a marker proves nothing on its own (invariant 9) -----------------------------------
+# -- a marker proves nothing on its own (invariant 9) -------------------------------------------
 
 
 def test_a_message_with_a_retrys_attributes_copied_is_its_own_root(
@@ -238,7 +238,7 @@ def test_a_marker_with_a_bad_attempt_is_an_ordinary_message(
     assert system.queued(system.dlq_url) == []
 
 
-# -- item 1: an SMS fallback never sends into a group (invariant 5) ------------------------------
+# -- an SMS fallback never sends into a group (invariant 5) --------------------------------------
 
 
 def test_an_sms_fallback_into_a_group_conversation_gives_up_with_its_own_reason(
@@ -296,7 +296,7 @@ def test_an_sms_fallback_into_a_group_is_sent_when_the_policy_allows_groups(
     assert sent["conversation_sid"] == group
 
 
-# -- item 11: a duplicate job does not undo `suppressions remove` -------------------------------
+# -- a duplicate job does not undo `suppressions remove` ----------------------------------------
 
 
 def test_a_duplicate_of_a_decided_suppress_job_does_not_suppress_again(

@@ -1,5 +1,5 @@
-"""Adversarial review of reconciliation (issue 9): where asking Twilio loses a receipt, records a
-wrong truth or queues a failure twice, and where a backlog of stuck receipts is not served fairly.
+"""Adversarial review of reconciliation: where asking Twilio loses a receipt, records a wrong truth
+or queues a failure twice, and where a backlog of stuck receipts is not served fairly.
 
 Twilio's REST API dates are whole seconds (the spec's `2016-03-24T20:37:57Z`; twilio-python
 parses them with `%Y-%m-%dT%H:%M:%SZ` and hands back the raw string for anything finer), while a

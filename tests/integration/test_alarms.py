@@ -115,7 +115,8 @@ def run_every_path(
 def reconcile_and_spill(
     system: RetrySystem, stack: DeployedStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 9: a failure only the Receipts API reports, a receipt left alone, a spilled write."""
+    """Reconciliation and spill: a failure only the Receipts API reports, a receipt left alone,
+    a spilled write."""
     reconcile = load_function(
         "reconcile",
         {**stack.environment("ReconcileFunction"), "TWILIO_CONVERSATIONS_URL": system.sim.url},
@@ -344,9 +345,9 @@ def upstream_rejections(sam: dict[str, Any]) -> tuple[str, set[str]]:
 def test_webhooks_rejected_before_the_function_are_alarmed_less_every_4xx_it_answers(
     ingest: ModuleType, stack: DeployedStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 8 item 8: the stage throttle's 429 never reaches the function, so only the API's
-    own 4xx count shows it. The alarm subtracts the 4xx our function answers; each such answer
-    must therefore count exactly one of the metrics it subtracts, and no other answer any."""
+    """The stage throttle's 429 never reaches the function, so only the API's own 4xx count shows
+    it. The alarm subtracts the 4xx our function answers; each such answer must therefore count
+    exactly one of the metrics it subtracts, and no other answer any."""
     alarm, subtracted = upstream_rejections(load_template())
     token = TEST_AUTH_TOKEN
     undecodable = http_api_event(receipt_fields(), token=token)

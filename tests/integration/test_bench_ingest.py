@@ -1,4 +1,4 @@
-"""The ingest benchmark's CPU figure times the handler alone (bench/ingest.py, issue 11)."""
+"""The ingest benchmark's CPU figure times the handler alone (bench/ingest.py)."""
 
 from __future__ import annotations
 

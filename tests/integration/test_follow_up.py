@@ -1,6 +1,6 @@
-"""Issue 9 item 3: a retry we sent is followed up through Twilio's Receipts API, not through its
-webhook. What Twilio reports is recorded through the webhook's own path (`Recorder`), so a failed
-retry whose webhook never comes continues its chain; the verdict is Twilio's answer.
+"""A retry we sent is followed up through Twilio's Receipts API, not through its webhook. What
+Twilio reports is recorded through the webhook's own path (`Recorder`), so a failed retry whose
+webhook never comes continues its chain; the verdict is Twilio's answer.
 
 The template is deployed into moto; ingest and retry are the real handlers, the retry function's
 twilio-python client talks HTTP to the simulator (`sim.set_receipt` is what its Receipts endpoint

@@ -95,7 +95,7 @@ def test_an_sms_fallback_at_debug_keeps_the_recipient_out_of_the_logs(
 ) -> None:
     """The fallback's lookup puts the number in a query (`ParticipantConversations?Address=`)
     and its participant create in a form: twilio-python logs both at INFO, urllib3 the request
-    line at DEBUG (held by redeliver.adapters.twilio.conversations); botocore, the claim's intent (a
+    line at DEBUG (held by redeliver.adapters.twilio.client); botocore, the claim's intent (a
     hash)."""
     system.load_retry(
         {

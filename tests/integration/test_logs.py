@@ -1,6 +1,6 @@
-"""What IngestFunction prints per receipt (issue 11): one compact EMF document per invocation,
-carrying every series the alarms and dashboard read and the receipt's operator fields, and not
-the Lambda context (which warnings and errors keep)."""
+"""What IngestFunction prints per receipt: one compact EMF document per invocation, carrying every
+series the alarms and dashboard read and the receipt's operator fields, and not the Lambda context
+(which warnings and errors keep)."""
 
 from __future__ import annotations
 

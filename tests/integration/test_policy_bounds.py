@@ -1,7 +1,7 @@
-"""RetryFunction's policy is checked against the deployment's own receipt retention (issue 8,
-item 10): `ReceiptRetentionDays` reaches the function as RECEIPT_TTL_DAYS, and a `max_age_seconds`
-longer than it fails the first invocation, naming the field, instead of letting an attempt's
-claim expire (TTL) while a retry of that attempt is still allowed."""
+"""RetryFunction's policy is checked against the deployment's own receipt retention:
+`ReceiptRetentionDays` reaches the function as RECEIPT_TTL_DAYS, and a `max_age_seconds` longer than
+it fails the first invocation, naming the field, instead of letting an attempt's claim expire (TTL)
+while a retry of that attempt is still allowed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy_parse import PolicyError
 from tests.lambdas import load_function
 from tools.stack import deploy
 

@@ -1,6 +1,6 @@
-"""Issue 9 items 1, 2 and 6: receipts stuck at `sent` are found without a scan, looked up in
-Twilio's Receipts API (the simulator) once per window, and what Twilio reports is recorded through
-the webhook's own path: a failure whose webhook was lost is retried like any other.
+"""Receipts stuck at `sent` are found without a scan, looked up in Twilio's Receipts API (the
+simulator) once per window, and what Twilio reports is recorded through the webhook's own path: a
+failure whose webhook was lost is retried like any other.
 
 The template is deployed into moto; ingest, reconcile and retry are the real handlers.
 """
@@ -316,8 +316,8 @@ def test_a_secrets_manager_outage_after_a_401_keeps_the_last_good_credentials(
 
 
 def test_the_index_is_sparse_and_follows_the_single_write(rec: Reconciling) -> None:
-    """Issue 9 item 2: set by the `sent` write, removed by the `delivered` one, never by a
-    failure; no other call than ingest's one UpdateItem (counted on its client)."""
+    """Set by the `sent` write, removed by the `delivered` one, never by a failure; no other call
+    than ingest's one UpdateItem (counted on its client)."""
     conversation, message = rec.message()
     calls: list[str] = []
     rec.ingest.ingest.recorder._receipts._db.meta.events.register(
@@ -381,7 +381,7 @@ def _iso(moment: Any) -> str:
     return text
 
 
-# -- the operator command (issue 9 item 5) -------------------------------------------------------
+# -- the operator command ------------------------------------------------------------------------
 
 
 def cli_run(capsys: pytest.CaptureFixture[str], rec: Reconciling, *argv: str) -> tuple[int, str]:

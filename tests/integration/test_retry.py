@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
+from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
+from redeliver.domain.policy_parse import PolicyError
 from redeliver.usecases.retry.worker import (
     AWS_FAULT_SECONDS,
     THROTTLED_SECONDS,
@@ -112,7 +113,7 @@ def test_a_permanent_error_is_a_recorded_give_up_after_one_fetch(
     system.drain()
     assert system.attempts(original)[1]["state"] == "gave_up"
     assert system.attempts(original)[1]["reason"] == "permanent_error"
-    # Without an ORIGIN link only the marker tells an original from a retry (item 4).
+    # Without an ORIGIN link only the marker tells an original from a retry.
     assert [m for m, _ in sim.requests] == ["GET"]
     assert aws == ["UpdateItem", "Query", "PutItem"]  # mark cleared, chain read, give-up
     output = capsys.readouterr().out
@@ -343,8 +344,8 @@ def test_a_message_of_another_conversation_service_is_retried_in_that_service(
     system: RetrySystem,
     sim: TwilioSimulator,
 ) -> None:
-    """Issue 8 item 1: every call goes to the receipt's ChatServiceSid, not the default service
-    (whose short /v1/Conversations path 404s for it: once given up as message_not_found)."""
+    """Every call goes to the receipt's ChatServiceSid, not the default service (whose short
+    /v1/Conversations path 404s for it: once given up as message_not_found)."""
     service = sim.add_service("brand-b")
     conversation, original = system.message(service=service)
     system.fail(conversation, original, 30003)
@@ -363,8 +364,8 @@ def test_a_5xx_after_twilio_stored_the_create_sends_exactly_one_message(
     sim: TwilioSimulator,
     status: int,
 ) -> None:
-    """Issue 8 item 2: Twilio's edge answered 5xx, but the message was stored. The claim stays;
-    once stale, the marker search finds the message and records it: never a second send."""
+    """Twilio's edge answered 5xx, but the message was stored. The claim stays; once stale, the
+    marker search finds the message and records it: never a second send."""
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
     sim.fail_next("POST", Fault.error_after(status))
@@ -425,7 +426,7 @@ def test_retries_fire_post_event_webhooks_only_when_the_template_enables_it(
     sim: TwilioSimulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Issue 8 item 11: RetryWebhooksEnabled → TWILIO_WEBHOOK_ENABLED → X-Twilio-Webhook-Enabled."""
+    """RetryWebhooksEnabled → TWILIO_WEBHOOK_ENABLED → X-Twilio-Webhook-Enabled."""
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
     system.drain()
@@ -504,7 +505,7 @@ def test_a_delivery_that_lands_while_the_worker_fetches_stops_the_resend(
 # Follow-ups (RetryRecovered / RetryNotRecovered / RetryUnconfirmed): test_follow_up.py.
 
 
-# -- the outbox mark (issue 8, item 5) -----------------------------------------------------------
+# -- the outbox mark -----------------------------------------------------------------------------
 
 
 def sweep_now(system: RetrySystem) -> int:
@@ -534,7 +535,7 @@ def test_a_job_waiting_in_the_queue_past_the_sweep_grace_is_not_swept(
     assert len(system.queued()) == 1  # the job itself, waiting: nothing swept next to it
 
 
-# -- a give-up meets another worker's claim (issue 8, item 3) ---------------------------------
+# -- a give-up meets another worker's claim ---------------------------------------------------
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -586,7 +587,7 @@ def test_a_give_up_takes_over_a_stale_claim_that_sent_nothing(system: RetrySyste
     assert int(attempt["claimed_at"]) == int(system.now.timestamp())  # under its own claim
 
 
-# -- a retry's failure before its ORIGIN link is written (issue 8, item 4) -----------------------
+# -- a retry's failure before its ORIGIN link is written -----------------------------------------
 
 
 def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
@@ -608,7 +609,7 @@ def test_a_retrys_give_up_before_its_origin_link_is_recorded_under_its_root(
     assert attempt["failed_message_sid"] == retry
 
 
-# -- a record sent back to the queue: when it comes back (issue 8, item 12) -----------------------
+# -- a record sent back to the queue: when it comes back ------------------------------------------
 
 
 # moto keeps a message's visibility as a wall-clock deadline: on a loaded machine seconds pass
@@ -696,7 +697,7 @@ def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(
     assert dead["event"]["message_sid"] == original
 
 
-# -- a batch never outlives the function (issue 8, item 6) ---------------------------------------
+# -- a batch never outlives the function ---------------------------------------------------------
 
 
 class Countdown(FakeContext):

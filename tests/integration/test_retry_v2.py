@@ -1,5 +1,5 @@
-"""Policy v2 through the real retry handler, moto and the Twilio simulator (issue 10): each
-action, quiet hours, the unmapped-code metric, and crash injection around the SMS fallback."""
+"""Policy v2 through the real retry handler, moto and the Twilio simulator: each action, quiet
+hours, the unmapped-code metric, and crash injection around the SMS fallback."""
 
 from __future__ import annotations
 

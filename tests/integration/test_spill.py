@@ -1,5 +1,5 @@
-"""Issue 9 item 4: a receipt whose DynamoDB write fails after the signature check is spilled, not
-lost; SpillFunction replays it through the same record path; only when SQS fails too is it a 5xx.
+"""A receipt whose DynamoDB write fails after the signature check is spilled, not lost;
+SpillFunction replays it through the same record path; only when SQS fails too is it a 5xx.
 
 DynamoDB throttling cannot be provoked in moto (it meters nothing): the fault is injected on the
 handler's own client, as botocore raises it for one request (ingest counts its tries itself).

@@ -102,9 +102,10 @@ def test_a_record_failing_every_time_moves_to_the_dlq(queues: tuple[Any, str, st
 def test_a_visibility_the_handler_set_on_a_failed_record_holds(
     queues: tuple[Any, str, str],
 ) -> None:
-    """Item 12's mechanism as Lambda's poller honours it: the handler sets a failed record's
-    visibility (ChangeMessageVisibility, with the record's own receipt handle) and reports it
-    failed; the poller leaves it so, and the record is back long before the queue's 30 s."""
+    """A failed record back when its reason says, as Lambda's poller honours it: the handler
+    sets a failed record's visibility (ChangeMessageVisibility, with the record's own receipt
+    handle) and reports it failed; the poller leaves it so, and the record is back long before
+    the queue's 30 s."""
     sqs, queue, _ = queues
     sqs.send_message(QueueUrl=queue, MessageBody="soon")
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][

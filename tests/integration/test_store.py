@@ -65,7 +65,7 @@ def test_dynamodb_matches_the_reference_model(
     assert receipts.get_receipt(events[0].message_sid, events[0].receipt_sid) == model
 
 
-# -- the outbox index's write cost (issue 8, item 7) -------------------------------------------
+# -- the outbox index's write cost -------------------------------------------------------------
 
 
 def attribute_size(name: str, value: Any) -> int:

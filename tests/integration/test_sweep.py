@@ -1,5 +1,5 @@
 """The outbox sweeper against the template deployed into moto: the sharded `RetryPendingByShard`
-index (issue 8, item 7).
+index.
 
 Ingest marks a failure in the same single write that stores it; the sweeper Queries each shard
 for marks older than the grace period and rebuilds the retry job from what the index projects.

@@ -457,7 +457,7 @@ def test_fault_rates_are_drawn_for_creates_and_counted() -> None:
         assert len(sim.created) == kinds.count("ok") + counts["error_after"]
 
 
-# -- policy v2's endpoints (issue 10, item 6) --------------------------------------------------
+# -- policy v2's endpoints ---------------------------------------------------------------------
 
 SERVICES = "/v1/Services/{ChatServiceSid}"
 

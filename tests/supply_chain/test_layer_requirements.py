@@ -1,4 +1,4 @@
-"""The layer's hashed requirements against the lock (issue 11, item 4).
+"""The layer's hashed requirements against the lock.
 
 layers/common/requirements.txt is what `sam build` installs into the layer: every package pinned,
 each with the hash of every distribution of its pin, so pip runs in --require-hashes mode and

@@ -1,5 +1,5 @@
-"""ruff's security rules (S, flake8-bandit) with every ignore justified where it stands (issue 11,
-item 4): nothing ignored in the code that ships, no stale per-folder ignore, a reason beside each.
+"""ruff's security rules (S, flake8-bandit) with every ignore justified where it stands: nothing
+ignored in the code that ships, no stale per-folder ignore, a reason beside each.
 
 `ruff check --select S --isolated` reads no configuration: what it reports is exactly what the
 project's per-file ignores and `# noqa` comments let through, and is compared with them here.

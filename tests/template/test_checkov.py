@@ -1,4 +1,4 @@
-"""checkov on template.yaml (issue 11, part 3): no failed check, and no skip without its reason.
+"""checkov on template.yaml: no failed check, and no skip without its reason.
 
 `make checkov` is the gate CI runs (`make test`); these tests keep the gate honest. A skip lives in
 its resource's `Metadata: checkov: skip: [{id, comment}]`, so the reason stands beside what it

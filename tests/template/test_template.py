@@ -209,7 +209,7 @@ def test_table_matches_what_the_store_writes(sam: dict[str, Any]) -> None:
 def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
     sam: dict[str, Any],
 ) -> None:
-    """Issue 8 item 7: keyed by shard then time (no hot epoch-second partition), INCLUDE only."""
+    """Keyed by shard then time (no hot epoch-second partition), INCLUDE only."""
     props = sam["Resources"]["ReceiptsTable"]["Properties"]
     indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
     assert set(indexes) == {table.PENDING_INDEX, table.STUCK_INDEX}
@@ -231,8 +231,8 @@ def test_the_outbox_index_is_sharded_and_projected_as_the_store_queries_it(
 def test_the_reconciliation_index_is_sharded_and_projected_as_the_store_queries_it(
     sam: dict[str, Any],
 ) -> None:
-    """Issue 9 item 2: sparse (only `sent` receipts carry its sort key), sharded, INCLUDE only
-    what the reconciler reads; its keys typed as the store writes them."""
+    """Sparse (only `sent` receipts carry its sort key), sharded, INCLUDE only what the reconciler
+    reads; its keys typed as the store writes them."""
     props = sam["Resources"]["ReceiptsTable"]["Properties"]
     [index] = [i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == table.STUCK_INDEX]
     assert index["KeySchema"] == [
@@ -381,7 +381,7 @@ def test_iam_statements_name_their_resources(sam: dict[str, Any]) -> None:
             assert "*" not in str(statement["Action"]), name
 
 
-# -- configuration footguns (issue 8, item 10) -------------------------------------------------
+# -- configuration footguns --------------------------------------------------------------------
 
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -568,7 +568,7 @@ def _elf_machine(path: Path) -> str:
     return {0xB7: "aarch64", 0x3E: "x86_64"}.get(machine, hex(machine))
 
 
-# -- the webhook throttle (issue 8, item 8) ------------------------------------------------------
+# -- the webhook throttle ------------------------------------------------------------------------
 
 RECEIPTS_PER_MESSAGE = 3  # sent, delivered, read
 
@@ -589,9 +589,9 @@ def test_the_webhook_throttle_takes_the_bulk_send_the_readme_promises(sam: dict[
 
 
 def test_every_function_logs_json_at_levels_the_stack_parameters_set(sam: dict[str, Any]) -> None:
-    """Issue 11: Lambda's advanced logging controls, one source of truth for the level. The
-    Logger obeys AWS_LAMBDA_LOG_LEVEL (set from ApplicationLogLevel) over POWERTOOLS_LOG_LEVEL,
-    so the latter is not set; the system level defaults to WARN (no START/END/REPORT lines)."""
+    """Lambda's advanced logging controls, one source of truth for the level. The Logger obeys
+    AWS_LAMBDA_LOG_LEVEL (set from ApplicationLogLevel) over POWERTOOLS_LOG_LEVEL, so the latter is
+    not set; the system level defaults to WARN (no START/END/REPORT lines)."""
     defaults = sam["Globals"]["Function"]
     assert "POWERTOOLS_LOG_LEVEL" not in defaults["Environment"]["Variables"]
     for name, function in resources_of(sam, "AWS::Serverless::Function").items():

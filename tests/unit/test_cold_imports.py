@@ -1,4 +1,4 @@
-"""What the retry handler's import leaves to first use (issue 11: its cold start), and that
+"""What the retry handler's import leaves to first use (its cold start), and that
 the deferred paths still work from a cold import.
 
 Each test runs a fresh interpreter: in this one, other tests have imported everything already.
@@ -90,12 +90,12 @@ def test_quiet_hours_are_read_after_a_cold_import() -> None:
         """
 import json, sys
 from datetime import UTC, datetime
-from redeliver.domain.policy import RetryPolicy
+from redeliver.domain.policy_parse import parse_policy
 before = [m for m in ("zoneinfo", "phonenumbers") if m in sys.modules]
 rules = [{"codes": "*", "action": "retry", "delays": [60]}]
 night = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
-recipient = RetryPolicy.parse({"quiet_hours": {"start": "21:00", "end": "08:00"}, "rules": rules})
-fixed = RetryPolicy.parse(
+recipient = parse_policy({"quiet_hours": {"start": "21:00", "end": "08:00"}, "rules": rules})
+fixed = parse_policy(
     {"quiet_hours": {"start": "21:00", "end": "08:00", "timezone": "America/New_York"},
      "rules": rules})
 print(json.dumps({

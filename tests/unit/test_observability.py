@@ -1,5 +1,5 @@
 """redeliver.observability's EMF emitter: as few documents as CloudWatch allows, no series lost,
-none made up, flushed however the handler ends (issue 11)."""
+none made up, flushed however the handler ends."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from redeliver.domain.policy import (
     Failure,
     GiveUp,
     Overrides,
-    PolicyError,
     RetryPolicy,
     Rule,
     Send,
@@ -25,6 +24,7 @@ from redeliver.domain.policy import (
     no_jitter,
 )
 from redeliver.domain.policy import decide as decide_jittered
+from redeliver.domain.policy_parse import PolicyError, parse_policy
 from redeliver.domain.receipts import EARLIEST_DATE, LATEST_DATE, MAX_INTERVAL
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ def decide(policy: RetryPolicy, failure: Failure, now: datetime) -> Decision:
     return decide_jittered(policy, failure, now, no_jitter)
 
 
-DEFAULT = RetryPolicy.parse("")
+DEFAULT = parse_policy("")
 
 
 def failure(
@@ -63,15 +63,15 @@ def at(seconds: int) -> datetime:
 
 
 def test_empty_means_the_default_of_design_md() -> None:
-    assert RetryPolicy.parse("") == RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
-    assert RetryPolicy.parse(None) == DEFAULT
+    assert parse_policy("") == parse_policy(DEFAULT_POLICY_DOCUMENT)
+    assert parse_policy(None) == DEFAULT
     assert DEFAULT.max_attempts == 3
     assert DEFAULT.max_age_seconds == 86400
     assert DEFAULT.group_conversations == "skip"
 
 
 def test_parses_json_text() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         json.dumps({"max_attempts": 1, "rules": [{"codes": "*", "action": "retry", "delays": [0]}]})
     )
     assert policy.max_attempts == 1
@@ -118,11 +118,11 @@ def bad(change: dict[str, Any]) -> dict[str, Any]:
 )
 def test_bad_documents_name_the_field(document: Any, field: str) -> None:
     with pytest.raises(PolicyError) as raised:
-        RetryPolicy.parse(document)
+        parse_policy(document)
     assert field in str(raised.value)
 
 
-# -- bounds: what would break a deployment's promises (issue 8, item 10) -----------------------
+# -- bounds: what would break a deployment's promises ------------------------------------------
 
 DAY = 86_400
 
@@ -138,23 +138,23 @@ def test_a_huge_max_age_or_delay_overflows_decide_so_parse_refuses_it(seconds: i
         with pytest.raises(OverflowError):
             decide(unchecked, failure(), at(10))
     with pytest.raises(PolicyError, match="max_age_seconds: must be at most 31536000"):
-        RetryPolicy.parse(bad({"max_age_seconds": seconds}))
+        parse_policy(bad({"max_age_seconds": seconds}))
     with pytest.raises(PolicyError, match=r"rules\[0\]\.delays\[0\]: must be at most 86400"):
-        RetryPolicy.parse(bad({"rules": [{"codes": "*", "action": "retry", "delays": [seconds]}]}))
+        parse_policy(bad({"rules": [{"codes": "*", "action": "retry", "delays": [seconds]}]}))
 
 
 def test_max_age_may_not_outlive_the_receipt_retention() -> None:
     """A claim (ATTEMPT#n) is deleted by TTL after the retention: past it, only max_age stops a
     redelivered job from claiming and sending the same attempt again."""
-    assert RetryPolicy.parse(bad({"max_age_seconds": DAY}), retention_days=1).max_age_seconds == DAY
+    assert parse_policy(bad({"max_age_seconds": DAY}), retention_days=1).max_age_seconds == DAY
     with pytest.raises(PolicyError, match=r"max_age_seconds: must be at most 86400 \(the receipt"):
-        RetryPolicy.parse(bad({"max_age_seconds": DAY + 1}), retention_days=1)
+        parse_policy(bad({"max_age_seconds": DAY + 1}), retention_days=1)
     with pytest.raises(PolicyError, match="max_age_seconds"):
-        RetryPolicy.parse("", retention_days=0)
+        parse_policy("", retention_days=0)
 
 
 def test_the_default_policy_fits_the_shortest_retention() -> None:
-    assert RetryPolicy.parse("", retention_days=1) == DEFAULT  # ReceiptRetentionDays MinValue
+    assert parse_policy("", retention_days=1) == DEFAULT  # ReceiptRetentionDays MinValue
 
 
 @pytest.mark.parametrize(
@@ -172,12 +172,12 @@ def test_delays_are_bounded_by_max_age(delays: list[Any], complaint: str) -> Non
         "rules": [{"codes": "*", "action": "retry", "delays": delays}],
     }
     with pytest.raises(PolicyError) as raised:
-        RetryPolicy.parse(document)
+        parse_policy(document)
     assert complaint in str(raised.value)
 
 
 def test_a_delay_of_max_age_is_still_honoured() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         {"max_age_seconds": 3600, "rules": [{"codes": "*", "action": "retry", "delays": [3600]}]}
     )
     start = Failure(None, 1, T0, T0)
@@ -196,7 +196,7 @@ def policies(draw: st.DrawFn) -> RetryPolicy:
     """Any document the validation accepts, up to its bounds."""
     max_age = draw(st.integers(1, int(MAX_INTERVAL.total_seconds())))
     delays = draw(st.lists(st.integers(0, max_age), min_size=1, max_size=3))
-    return RetryPolicy.parse(
+    return parse_policy(
         {
             "max_attempts": draw(st.integers(1, 10)),
             "max_age_seconds": max_age,
@@ -254,7 +254,7 @@ def test_each_attempt_has_its_own_delay(attempt: int, delay: int) -> None:
 
 
 def test_the_last_delay_repeats() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         bad({"max_attempts": 5, "rules": [{"codes": "*", "action": "retry", "delays": [10, 20]}]})
     )
     assert decide(policy, failure(attempt=4), at(5)) == Wait(20, at(25))
@@ -271,7 +271,7 @@ def test_star_matches_any_other_code_and_no_code(code: int | None) -> None:
 
 
 def test_first_matching_rule_wins() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         bad(
             {
                 "rules": [
@@ -285,9 +285,7 @@ def test_first_matching_rule_wins() -> None:
 
 
 def test_no_matching_rule_gives_up() -> None:
-    policy = RetryPolicy.parse(
-        bad({"rules": [{"codes": [30001], "action": "retry", "delays": [1]}]})
-    )
+    policy = parse_policy(bad({"rules": [{"codes": [30001], "action": "retry", "delays": [1]}]}))
     assert decide(policy, failure(30003), at(100)) == GiveUp("no_matching_rule")
 
 
@@ -308,7 +306,7 @@ def test_a_delay_that_would_end_past_max_age_gives_up_now() -> None:
 def test_group_conversations_are_skipped_unless_allowed() -> None:
     group = failure(recipients=2)
     assert decide(DEFAULT, group, at(100)) == GiveUp("group_conversation")
-    allowing = RetryPolicy.parse(bad({"group_conversations": "allow"}))
+    allowing = parse_policy(bad({"group_conversations": "allow"}))
     assert decide(allowing, group, at(100)) == Send()
 
 
@@ -317,7 +315,7 @@ def test_unknown_recipients_do_not_decide_group_yet() -> None:
 
 
 def test_a_rule_an_earlier_one_shadows_is_found() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         {
             "rules": [
                 {"codes": [1, 2], "action": "give_up"},

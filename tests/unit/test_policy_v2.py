@@ -15,7 +15,6 @@ from redeliver.domain.policy import (
     DEFAULT_POLICY_DOCUMENT,
     Failure,
     GiveUp,
-    PolicyError,
     RetryPolicy,
     Send,
     Suppress,
@@ -25,6 +24,7 @@ from redeliver.domain.policy import (
     no_jitter,
     stable_jitter,
 )
+from redeliver.domain.policy_parse import PolicyError, parse_policy
 from redeliver.domain.quiet_hours import QuietHours, e164, is_whatsapp, zones_of_number
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -59,7 +59,7 @@ DESIGN_V1 = {
         {"codes": "*", "action": "retry", "delays": [300]},
     ],
 }
-V2 = RetryPolicy.parse(DESIGN_V2)
+V2 = parse_policy(DESIGN_V2)
 NEW_YORK = "+12125550100"
 LOS_ANGELES = "+14155550100"
 
@@ -87,7 +87,7 @@ def failure(
 
 
 def without_quiet(document: dict[str, Any]) -> RetryPolicy:
-    return RetryPolicy.parse({k: v for k, v in document.items() if k != "quiet_hours"})
+    return parse_policy({k: v for k, v in document.items() if k != "quiet_hours"})
 
 
 # -- the document ---------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_the_design_md_v2_example_parses() -> None:
 
 
 def test_every_v1_document_keeps_its_meaning() -> None:
-    v1 = RetryPolicy.parse(DESIGN_V1)
+    v1 = parse_policy(DESIGN_V1)
     assert v1.quiet_hours is None
     assert [(r.codes, r.action, r.delays) for r in v1.rules][1] == (
         frozenset({30002, 30004, 30005, 30007, 30034, 21610, 63003, 63024}),
@@ -121,7 +121,7 @@ def test_every_v1_document_keeps_its_meaning() -> None:
 
 
 def test_template_and_fallback_delays_default_to_now() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         {
             "rules": [
                 {"codes": [1], "action": "template", "content_sid": HX},
@@ -191,11 +191,11 @@ def rule(**fields: Any) -> dict[str, Any]:
 )
 def test_bad_v2_documents_name_the_field(document: Any, field: str) -> None:
     with pytest.raises(PolicyError) as raised:
-        RetryPolicy.parse(document)
+        parse_policy(document)
     assert field in str(raised.value)
 
 
-# -- the default policy (issue 10, item 4) ---------------------------------------------------
+# -- the default policy ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -217,15 +217,15 @@ def test_bad_v2_documents_name_the_field(document: Any, field: str) -> None:
     ],
 )
 def test_the_default_policy_follows_twilios_guidance(code: int, decision: Any) -> None:
-    assert decide(RetryPolicy.parse(""), failure(code), T0, no_jitter) == decision
+    assert decide(parse_policy(""), failure(code), T0, no_jitter) == decision
 
 
 def test_only_codes_the_star_rule_caught_are_unmapped() -> None:
-    default = RetryPolicy.parse(DEFAULT_POLICY_DOCUMENT)
+    default = parse_policy(DEFAULT_POLICY_DOCUMENT)
     assert default.unmapped(12345)
     assert not default.unmapped(30003)
     assert not default.unmapped(None)  # no code at all: nothing to map
-    assert not RetryPolicy.parse({"rules": [{"codes": [1], "action": "give_up"}]}).unmapped(2)
+    assert not parse_policy({"rules": [{"codes": [1], "action": "give_up"}]}).unmapped(2)
 
 
 # -- each action -----------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def test_a_retry_rule_still_counts_attempts_and_age() -> None:
     assert decide(V2, failure(63016, attempt=4), T0, no_jitter) == GiveUp("max_attempts")
 
 
-# -- jitter (issue 10, item 3) -----------------------------------------------------------------
+# -- jitter ------------------------------------------------------------------------------------
 
 
 @given(key=st.text(max_size=20), delay=st.integers(0, 3600))
@@ -299,7 +299,7 @@ def test_jitter_is_injectable() -> None:
 
 
 def test_jitter_never_carries_a_wait_past_max_age() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         {"max_age_seconds": 3600, "rules": [{"codes": "*", "action": "retry", "delays": [3600]}]}
     )
     decision = decide(policy, failure(), T0, lambda _: 1.1)
@@ -312,7 +312,7 @@ def test_stable_jitter_depends_on_the_failures_key() -> None:
     assert stable_jitter(failure(key="a")) != stable_jitter(failure(key="b"))
 
 
-# -- quiet hours (issue 10, item 2) ------------------------------------------------------------
+# -- quiet hours -------------------------------------------------------------------------------
 
 NIGHT = QuietHours(time(21), time(8), "recipient", "UTC")
 LUNCH = QuietHours(time(12), time(13, 30), "recipient", "Europe/Paris")
@@ -399,7 +399,7 @@ def test_inside_the_repeated_hour_the_window_ends_at_its_second_end() -> None:
 
 
 def test_decide_waits_inside_the_repeated_hour() -> None:
-    policy = RetryPolicy.parse(
+    policy = parse_policy(
         {
             "quiet_hours": {"start": "22:00", "end": "02:30", "timezone": "Europe/Berlin"},
             "rules": [{"codes": "*", "action": "retry", "delays": [0]}],
@@ -509,7 +509,7 @@ def test_a_quiet_wait_is_spread_after_the_end_never_before() -> None:
 
 def test_a_quiet_wait_past_max_age_gives_up() -> None:
     night = local("America/New_York", 2026, 6, 1, 23, 0).astimezone(UTC)
-    short = RetryPolicy.parse(v2({"max_age_seconds": 3600}))
+    short = parse_policy(v2({"max_age_seconds": 3600}))
     due = failure(63016, failed_at=night, address=NEW_YORK)
     assert decide(short, due, night, no_jitter) == GiveUp("max_age")
 

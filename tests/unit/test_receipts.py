@@ -106,7 +106,7 @@ def test_malformed_field_is_named(name: str, value: str, complaint: str) -> None
         parse_delivery_event(fields)
 
 
-# -- dates: anything later steps cannot represent is refused here (issue 8, item 9) ------------
+# -- dates: anything later steps cannot represent is refused here ------------------------------
 
 
 @pytest.mark.parametrize("name", ["DateUpdated", "DateCreated"])
@@ -191,7 +191,7 @@ def test_any_date_text_parses_into_an_event_that_survives_every_step_or_is_named
     assert apply(state, parsed)[1].change is Change.DUPLICATE
 
 
-# -- optional fields: never the reason a receipt is lost (issue 8, item 10) ---------------------
+# -- optional fields: never the reason a receipt is lost ----------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Issue 9: the pure parts of reconciliation and spill (no AWS, no Twilio)."""
+"""The pure parts of reconciliation and spill (no AWS, no Twilio)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from redeliver.adapters.sqs.spill import parse_spilled, spilled_body
-from redeliver.adapters.twilio.conversations import ReceiptSnapshot
+from redeliver.adapters.twilio.snapshots import ReceiptSnapshot
 from redeliver.domain.receipts import (
     Change,
     DeliveryEvent,

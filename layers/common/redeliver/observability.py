@@ -5,17 +5,16 @@ Metrics go to one namespace (POWERTOOLS_METRICS_NAMESPACE) with the `service` di
 fixed set of values (`count_by`), so that alarms and the dashboard can name every series exactly:
 tests/integration/test_alarms.py compares them with what the handlers print.
 
-Why our own EMF emitter and not Powertools `Metrics` (issue 11): log bytes are most of what a
-receipt costs beyond the floor. Powertools puts every metric of its set under one directive, so a
-series with one more dimension needed its own document (`single_metric`): an ordinary receipt
-printed two EMF documents, a new failure three. `Metrics.add_dimensions()` would not help: it
-applies *every* metric to *every* dimension set (spurious series, each a billed custom metric).
-The EMF specification allows several directives in `_aws.CloudWatchMetrics`, each with its own
-dimension sets and metrics, so `Emf` packs one invocation's series into one document, and opens a
-second only when one cannot hold them: a dimension key needing two values (a retry batch giving
-up for two reasons), a metric name counted under two dimension sets, EMF's 100 metrics, or its
-100 values of one metric (a reconcile run recording over 100 receipts alike; Powertools flushed
-there too).
+Why our own EMF emitter and not Powertools `Metrics`: log bytes are most of what a receipt costs
+beyond the floor. Powertools puts every metric of its set under one directive, so a series with one
+more dimension needed its own document (`single_metric`): an ordinary receipt printed two EMF
+documents, a new failure three. `Metrics.add_dimensions()` would not help: it applies *every* metric
+to *every* dimension set (spurious series, each a billed custom metric). The EMF specification
+allows several directives in `_aws.CloudWatchMetrics`, each with its own dimension sets and metrics,
+so `Emf` packs one invocation's series into one document, and opens a second only when one cannot
+hold them: a dimension key needing two values (a retry batch giving up for two reasons), a metric
+name counted under two dimension sets, EMF's 100 metrics, or its 100 values of one metric (a
+reconcile run recording over 100 receipts alike; Powertools flushed there too).
 
 A directive may also list several dimension sets for its metrics, and CloudWatch aggregates the one
 value into each: `count_each` uses that where one count has several breakdowns. An ordinary

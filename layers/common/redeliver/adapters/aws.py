@@ -9,7 +9,7 @@ with params") and every response's body (`botocore.parsers`: "Response body"), a
 root logger to `ApplicationLogLevel`, which the template allows to be DEBUG or TRACE: Secrets
 Manager's answer, the Twilio secret itself, would be printed on every cold start (DESIGN,
 invariant 7). Its loggers are held at INFO here, on import, before any client exists (as
-redeliver.adapters.twilio.conversations holds twilio-python's and urllib3's).
+redeliver.adapters.twilio.client holds twilio-python's and urllib3's).
 """
 
 from __future__ import annotations

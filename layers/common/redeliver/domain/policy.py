@@ -2,7 +2,8 @@
 
 Pure domain: a validated `RetryPolicy` (the `RetryPolicy` template parameter, DESIGN.md format,
 v2: a superset of v1) and `decide`, which turns one failure into `Send(how)`, `Wait(seconds)`,
-`Suppress(days)` or `GiveUp(reason)`.
+`Suppress(days)` or `GiveUp(reason)`. `parse_policy` (redeliver.domain.policy_parse) reads and
+checks a document, and says why each bound holds.
 
     {"max_attempts": 3, "max_age_seconds": 86400, "group_conversations": "skip",
      "rules": [{"codes": [30001, 30003], "action": "retry", "delays": [60, 900]},
@@ -15,7 +16,7 @@ code). A message's own `attributes.redeliver` may narrow the policy (`enabled: f
 `max_attempts`), never widen it: an `enabled` that is not clearly true turns retries off
 (`Overrides`).
 
-Policy v2 adds, each checked with the field named:
+Policy v2 adds:
 - actions `template` (`content_sid` HX..., `content_variables` rendered with `{body}`, the
   original's body), `fallback_sms` (`from`, an E.164 number) and `suppress` (no resend; the
   recipient is suppressed for `suppress_days`); `template` and `fallback_sms` take `delays` as
@@ -26,45 +27,23 @@ Policy v2 adds, each checked with the field named:
   its chain and attempt (`stable_jitter`), so that asking again about the same failure (after a
   hop, after a fetch) gives the same answer while a burst of failures spreads out. Jitter never
   carries a wait past `max_age`, and never brings a quiet-hours wait before the window's end.
-
-Bounds, each checked in `RetryPolicy.parse` with the field named:
-- `max_age_seconds` ≤ the receipt retention (`ReceiptRetentionDays`, the table's TTL). An attempt's
-  claim (`ATTEMPT#n`) is written after the original was sent and expires a retention later; past
-  that, DynamoDB may delete it and only `max_age` keeps a redelivered job from claiming the same
-  attempt again and sending twice. With `max_age` ≤ retention, no claim can vanish while a retry
-  of its attempt is still allowed.
-- `max_age_seconds` ≤ `MAX_INTERVAL` (365 days) whatever the retention: `decide` adds it to a
-  receipt's date, and receipts accept dates up to `LATEST_DATE`, a year below `datetime.max`.
-- `0 ≤ delay ≤ max_age_seconds`: a delay counts from the failure, which comes after the first
-  send, so a longer one always ends past `max_age` and the rule could never retry. Every wait is
-  also a chain of 15-minute SQS hops (one message each), so the bound is a cost bound too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
-from typing import Any, Literal, cast
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from redeliver.domain.quiet_hours import RECIPIENT, QuietHours, UnknownZone, zone
-from redeliver.domain.receipts import MAX_INTERVAL
+from redeliver.domain.quiet_hours import QuietHours
 
 ANY_CODE = "*"
 Action = Literal["retry", "give_up", "template", "fallback_sms", "suppress"]
 SendAction = Literal["retry", "template", "fallback_sms"]
-ACTIONS: tuple[Action, ...] = ("retry", "give_up", "template", "fallback_sms", "suppress")
-SENDING: tuple[SendAction, ...] = ("retry", "template", "fallback_sms")
-GROUP_MODES = ("skip", "allow")
 JITTER = 0.10  # every wait is stretched by a factor in [1 - JITTER, 1 + JITTER]
-MAX_SUPPRESS_DAYS = 3650
-CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
-E164 = re.compile(r"\+[1-9][0-9]{1,14}")
-CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 BODY = "{body}"  # in a template's variables: the original message's body
 
 # Grounded in Twilio's error pages (README, "The default policy", says why for each code).
@@ -86,10 +65,6 @@ DEFAULT_POLICY_DOCUMENT: Mapping[str, Any] = {
     ],
 }
 DEFAULT_SUPPRESS_DAYS = 90
-
-
-class PolicyError(ValueError):
-    """The policy document is invalid; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,59 +107,6 @@ class RetryPolicy:
     quiet_hours: QuietHours | None = None
     suppress_days: int = DEFAULT_SUPPRESS_DAYS
 
-    @classmethod
-    def parse(
-        cls, document: str | Mapping[str, Any] | None, *, retention_days: int | None = None
-    ) -> RetryPolicy:
-        """Validate a policy document (JSON text or parsed); empty or None means the default.
-
-        `retention_days`: the deployment's receipt retention (RECEIPT_TTL_DAYS), which bounds
-        `max_age_seconds`; None checks only the absolute bound (tools, tests).
-        """
-        if document is None or (isinstance(document, str) and not document.strip()):
-            document = DEFAULT_POLICY_DOCUMENT
-        if isinstance(document, str):
-            try:
-                document = json.loads(document)
-            except json.JSONDecodeError as error:
-                raise PolicyError(f"RetryPolicy is not JSON: {error}") from None
-        if not isinstance(document, Mapping):
-            raise PolicyError("RetryPolicy must be a JSON object")
-        unknown = set(document) - {
-            "max_attempts",
-            "max_age_seconds",
-            "group_conversations",
-            "rules",
-            "quiet_hours",
-            "suppress_days",
-        }
-        if unknown:
-            raise PolicyError(f"RetryPolicy has unknown field(s): {', '.join(sorted(unknown))}")
-        group = document.get("group_conversations", "skip")
-        if group not in GROUP_MODES:
-            raise PolicyError(f"group_conversations: must be one of {', '.join(GROUP_MODES)}")
-        rules = document.get("rules")
-        if not isinstance(rules, list) or not rules:
-            raise PolicyError("rules: must be a non-empty list")
-        max_age = _positive(document.get("max_age_seconds", 86400), "max_age_seconds")
-        _at_most(max_age, int(MAX_INTERVAL.total_seconds()), "max_age_seconds", "a year")
-        if retention_days is not None:
-            _at_most(
-                max_age,
-                retention_days * 86_400,
-                "max_age_seconds",
-                f"the receipt retention, ReceiptRetentionDays={retention_days}: an older claim "
-                "may be deleted and claimed again",
-            )
-        return cls(
-            max_attempts=_positive(document.get("max_attempts", 3), "max_attempts"),
-            max_age_seconds=max_age,
-            group_conversations=group,
-            rules=tuple(_rule(rule, f"rules[{n}]", max_age) for n, rule in enumerate(rules)),
-            quiet_hours=_quiet_hours(document.get("quiet_hours")),
-            suppress_days=_suppress_days(document.get("suppress_days", DEFAULT_SUPPRESS_DAYS)),
-        )
-
     def rule_for(self, code: int | None) -> Rule | None:
         return next((rule for rule in self.rules if rule.matches(code)), None)
 
@@ -222,132 +144,6 @@ class Shadowed:
     by: int
     codes: frozenset[int] | None
     whole: bool
-
-
-def _positive(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PolicyError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _at_most(value: int, maximum: int, name: str, why: str) -> None:
-    if value > maximum:
-        raise PolicyError(f"{name}: must be at most {maximum} ({why}), got {value}")
-
-
-_RULE_FIELDS: Mapping[str, frozenset[str]] = {
-    "retry": frozenset({"delays"}),
-    "give_up": frozenset(),
-    "suppress": frozenset(),
-    "template": frozenset({"delays", "content_sid", "content_variables"}),
-    "fallback_sms": frozenset({"delays", "from"}),
-}
-
-
-def _rule(rule: Any, name: str, max_age: int) -> Rule:
-    if not isinstance(rule, Mapping):
-        raise PolicyError(f"{name}: must be an object")
-    own = set(rule) - {"codes", "action"}
-    everything = set().union(*_RULE_FIELDS.values())
-    unknown = own - everything
-    if unknown:
-        raise PolicyError(f"{name}: unknown field(s): {', '.join(sorted(unknown))}")
-    parsed_codes = _codes(rule.get("codes"), name)
-    action = rule.get("action")
-    if action not in ACTIONS:
-        raise PolicyError(f"{name}.action: must be one of {', '.join(ACTIONS)}, got {action!r}")
-    action = cast("Action", action)
-    misplaced = own - _RULE_FIELDS[action]
-    if "delays" in misplaced:
-        raise PolicyError(f"{name}.delays: only a retry, template or fallback_sms rule has delays")
-    if misplaced:
-        first = sorted(misplaced)[0]
-        raise PolicyError(f"{name}.{first}: not a field of a {action} rule")
-    if action not in SENDING:
-        return Rule(parsed_codes, action)
-    return _sending_rule(rule, name, parsed_codes, action, max_age)
-
-
-def _codes(codes: Any, name: str) -> frozenset[int] | None:
-    if codes == ANY_CODE:
-        return None
-    if isinstance(codes, list) and codes:
-        return frozenset(_positive(c, f"{name}.codes[{i}]") for i, c in enumerate(codes))
-    raise PolicyError(f'{name}.codes: must be "*" or a non-empty list of error codes')
-
-
-def _sending_rule(
-    rule: Mapping[str, Any], name: str, codes: frozenset[int] | None, action: Action, max_age: int
-) -> Rule:
-    delays = rule.get("delays", [0] if action != "retry" else None)
-    if not isinstance(delays, list) or not delays:
-        raise PolicyError(f"{name}.delays: a {action} rule needs a non-empty list of seconds")
-    parsed = tuple(_positive(d, f"{name}.delays[{i}]", 0) for i, d in enumerate(delays))
-    for i, delay in enumerate(parsed):
-        _at_most(delay, max_age, f"{name}.delays[{i}]", "max_age_seconds: it would always give up")
-    if action == "template":
-        return Rule(codes, action, parsed, template=_template(rule, name))
-    if action == "fallback_sms":
-        sender = rule.get("from")
-        if not isinstance(sender, str) or not E164.fullmatch(sender):
-            raise PolicyError(f"{name}.from: must be an E.164 phone number (+15550100000)")
-        return Rule(codes, action, parsed, sms_from=sender)
-    return Rule(codes, action, parsed)
-
-
-def _template(rule: Mapping[str, Any], name: str) -> Template:
-    content_sid = rule.get("content_sid")
-    if not isinstance(content_sid, str) or not CONTENT_SID.fullmatch(content_sid):
-        raise PolicyError(f"{name}.content_sid: must be a Content SID (HX and 32 hex digits)")
-    variables = rule.get("content_variables", {})
-    if not isinstance(variables, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
-    ):
-        raise PolicyError(f"{name}.content_variables: must be an object of strings")
-    return Template(content_sid, dict(variables))
-
-
-def _quiet_hours(value: Any) -> QuietHours | None:
-    if value is None:
-        return None
-    name = "quiet_hours"
-    if not isinstance(value, Mapping):
-        raise PolicyError(f"{name}: must be an object")
-    unknown = set(value) - {"start", "end", "timezone", "default_timezone"}
-    if unknown:
-        raise PolicyError(f"{name}: unknown field(s): {', '.join(sorted(unknown))}")
-    start = _clock(value.get("start"), f"{name}.start")
-    end = _clock(value.get("end"), f"{name}.end")
-    if start == end:
-        raise PolicyError(f"{name}.end: must differ from start")
-    timezone = value.get("timezone", RECIPIENT)
-    default = value.get("default_timezone", "UTC")
-    for key, zone_name in (("timezone", timezone), ("default_timezone", default)):
-        if key == "timezone" and zone_name == RECIPIENT:
-            continue
-        try:
-            if not isinstance(zone_name, str):
-                raise UnknownZone(zone_name)
-            zone(zone_name)
-        except UnknownZone:
-            either = '"recipient" or ' if key == "timezone" else ""
-            raise PolicyError(
-                f"{name}.{key}: must be {either}an IANA time zone name, got {zone_name!r}"
-            ) from None
-    return QuietHours(start, end, timezone, default)
-
-
-def _clock(value: Any, name: str) -> time:
-    match = CLOCK.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise PolicyError(f"{name}: must be a time of day HH:MM, got {value!r}")
-    return time(int(match[1]), int(match[2]))
-
-
-def _suppress_days(value: Any) -> int:
-    days = _positive(value, "suppress_days")
-    _at_most(days, MAX_SUPPRESS_DAYS, "suppress_days", "ten years")
-    return days
 
 
 # `enabled` values that leave a message's retries on; any other value turns them off

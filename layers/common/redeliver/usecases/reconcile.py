@@ -1,4 +1,4 @@
-"""Reconciliation: ask Twilio about receipts stuck at `sent`, and record what it says (issue 9).
+"""Reconciliation: ask Twilio about receipts stuck at `sent`, and record what it says.
 
 Twilio does not retry Conversations webhooks, and Event Streams does not carry
 `onDeliveryUpdated`: a webhook that never reaches us (our 5xx, throttling, a network drop, a
@@ -36,11 +36,8 @@ from dataclasses import dataclass, field
 
 from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.dynamodb.reconciliation import StuckReceipt, StuckReceipts
-from redeliver.adapters.twilio.conversations import (
-    ConversationsGateway,
-    ReceiptSnapshot,
-    TwilioError,
-)
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
+from redeliver.adapters.twilio.snapshots import ReceiptSnapshot
 from redeliver.domain.receipts import (
     Change,
     DeliveryEvent,

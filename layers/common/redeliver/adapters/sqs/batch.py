@@ -1,8 +1,8 @@
 """An SQS batch with partial failures (`ReportBatchItemFailures`): one call per record, and
 the messageIds of those that raised.
 
-Powertools' `BatchProcessor` + `process_partial_response` did this for RetryFunction until
-issue 11, and is what we would use by default. Importing `aws_lambda_powertools.utilities.batch`
+Powertools' `BatchProcessor` + `process_partial_response` did this for RetryFunction at
+first, and is what we would use by default. Importing `aws_lambda_powertools.utilities.batch`
 costs about 20 ms of a retry container's cold start (10 % of the ~0.2 s floor of Python,
 boto3 and the Twilio client), and every cold container pays it: its base module imports asyncio
 (for the async processor) and, through the DynamoDB, Kinesis and Kafka record classes, every

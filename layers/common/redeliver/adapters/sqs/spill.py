@@ -1,4 +1,4 @@
-"""SQS adapter: SpillQueue, where ingest puts a verified receipt it could not write (issue 9).
+"""SQS adapter: SpillQueue, where ingest puts a verified receipt it could not write.
 
 Twilio does not resend a webhook, so a DynamoDB fault (throttling, an outage) after the signature
 check must not lose the receipt: the event, as verified and parsed, goes on this queue and Twilio

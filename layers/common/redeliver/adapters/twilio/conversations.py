@@ -20,7 +20,8 @@ Every failure is sorted into what the worker must do about it (`TwilioError.kind
 - `permanent`: any other 4xx; sending again would fail the same way.
 
 twilio-python raises `TwilioRestException`, or `TwilioServiceException` for RFC-9457 answers (not a
-subclass): both are caught as `TwilioException`. Its default HTTP timeout is none: set here.
+subclass): both are caught as `TwilioException`. Its default HTTP timeout is none: the client is
+made with one (redeliver.adapters.twilio.client).
 
 Policy v2's ways of sending (usecases/retry/sending) add: the failed receipt's participant (its
 address: suppression, quiet hours, the SMS fallback's recipient), the service's
@@ -29,11 +30,9 @@ so that a create repeated after a crash meets Twilio's 50353 and finds the first
 participant (Twilio's 50416: that address and proxy already sit in another conversation). None
 of these sends a message, so a 5xx or a timeout on them is `transient`, never `ambiguous`.
 
-Logs carry SIDs, never a phone number or a body (DESIGN, invariant 7), and that includes what the
-libraries log for us: twilio-python logs every request's method, URL and query
-(`ParticipantConversations?Address=%2B1...`) at INFO, and urllib3 every request line at DEBUG
-(its warnings may name the URL too), while Lambda sets the root logger to `ApplicationLogLevel`.
-Both loggers are held above that here, on import, before any client exists.
+Logs carry SIDs, never a phone number or a body (DESIGN, invariant 7); what twilio-python and
+urllib3 would log for us (a request's URL and query) is held back by
+redeliver.adapters.twilio.client.
 
 `X-Twilio-Webhook-Enabled: true` on a create (`webhook_enabled`) makes Twilio fire the service's
 post-event webhooks (`onMessageAdded`, ...) for the retry; without it they stay silent for
@@ -43,36 +42,32 @@ REST-created messages. Off by default: the customer's automation may react to th
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, NoReturn
 
 from requests import exceptions as http
 from twilio.base import values
 from twilio.base.exceptions import TwilioException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
-from redeliver.adapters.twilio.credentials import CredentialSource, TwilioCredentials
+from redeliver.adapters.twilio.client import make_client
+from redeliver.adapters.twilio.credentials import CredentialSource
+from redeliver.adapters.twilio.snapshots import (
+    Participant,
+    ReceiptSnapshot,
+    binding_address,
+    message_snapshot,
+    receipt_snapshot,
+)
 from redeliver.domain.chain import MessageSnapshot, NewMessage, marker_of, parse_attributes
 
 Kind = Literal["transient", "ambiguous", "not_found", "permanent"]
-TWILIO_URL = "https://conversations.twilio.com"
 UNIQUE_NAME_TAKEN = 50353  # a conversation with that UniqueName exists (HTTP 409)
 BINDING_TAKEN = 50416  # that address and proxy address sit in another conversation (HTTP 409)
 AUTHENTICATION_FAILED = 20003  # permission denied: our credentials, not the resource
-# loggers whose records may carry a request's URL and query: the level each is held at
-LIBRARY_LOGGERS = {
-    "twilio.http_client": logging.WARNING,  # INFO: method, URL, query, headers
-    "twilio.async_http_client": logging.WARNING,
-    "urllib3": logging.ERROR,  # DEBUG: each request line; WARNING: retries, bad headers (URL)
-}
-for _name, _level in LIBRARY_LOGGERS.items():
-    logging.getLogger(_name).setLevel(_level)
 
 
 class TwilioError(Exception):
@@ -95,31 +90,7 @@ class MarkerSearchInconclusive(Exception):
     """The marker search ran out of its limit before it could prove an attempt was not sent."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiptSnapshot:
-    """One delivery receipt as Twilio's Receipts resource shows it: its latest status only."""
-
-    sid: str
-    status: str
-    error_code: int | None  # None: no error (Twilio answers 0)
-    date_updated: datetime | None
-    date_created: datetime | None
-    participant_sid: str | None
-    channel_message_sid: str | None
-
-
 PARTICIPANTS_LISTED = 100  # more than this is a group whatever the rest are
-
-
-@dataclass(frozen=True, slots=True)
-class Participant:
-    sid: str
-    address: str | None  # its messaging binding's address; None for a chat identity
-
-
-def _address(binding: object) -> str | None:
-    address = binding.get("address") if isinstance(binding, Mapping) else None
-    return str(address) if address else None
 
 
 class ConversationsGateway:
@@ -145,7 +116,7 @@ class ConversationsGateway:
 
     def _v1(self) -> Any:
         if self._client is None:
-            self._client = _make_client(
+            self._client = make_client(
                 self._credentials.get(refresh=self._refresh), self._timeout, self._base_url
             )
             self._refresh = False
@@ -169,7 +140,7 @@ class ConversationsGateway:
             message = conversation.messages(message_sid).fetch()
         except Exception as error:
             self._raise(error, sent=False)
-        return _snapshot(message)
+        return message_snapshot(message)
 
     def participants(self, service_sid: str, conversation_sid: str) -> list[Participant]:
         """The conversation's participants now (the first `PARTICIPANTS_LISTED`): who a new
@@ -179,7 +150,7 @@ class ConversationsGateway:
             listed = conversation.participants.list(limit=PARTICIPANTS_LISTED)
         except Exception as error:
             self._raise(error, sent=False)
-        return [Participant(str(p.sid), _address(p.messaging_binding)) for p in listed]
+        return [Participant(str(p.sid), binding_address(p.messaging_binding)) for p in listed]
 
     def recipients(self, service_sid: str, conversation_sid: str) -> int:
         """Non-chat participants (those with a messaging binding: SMS, WhatsApp, ...)."""
@@ -195,7 +166,7 @@ class ConversationsGateway:
             participant = conversation.participants(participant_sid).fetch()
         except Exception as error:
             self._raise(error, sent=False)
-        return _address(participant.messaging_binding)
+        return binding_address(participant.messaging_binding)
 
     def conversation_with(self, service_sid: str, address: str, proxy_address: str) -> str | None:
         """The service's open conversation where `address` is a participant through
@@ -337,7 +308,7 @@ class ConversationsGateway:
             receipts = message.delivery_receipts.list(page_size=50)
         except Exception as error:
             self._raise(error, sent=False)
-        return [_receipt(r) for r in receipts]
+        return [receipt_snapshot(r) for r in receipts]
 
     def _raise(self, error: Exception, sent: bool) -> NoReturn:
         if isinstance(error, TwilioException):
@@ -397,62 +368,3 @@ def _never_connected(error: Exception) -> bool:
     """requests wraps urllib3's MaxRetryError; its reason says whether a connection was made."""
     reason = getattr(error.args[0], "reason", None) if error.args else None
     return isinstance(reason, NewConnectionError)
-
-
-class _Redirected(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
-    """Offline: every Conversations request, including the absolute `next_page_url`s Twilio's
-    answers carry, goes to `base_url` (the simulator) instead of conversations.twilio.com."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__(timeout=timeout)
-        self._base_url = base_url
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        if url.startswith(TWILIO_URL):
-            url = self._base_url + url.removeprefix(TWILIO_URL)
-        return super().request(method, url, *args, **kwargs)
-
-
-def _make_client(credentials: TwilioCredentials, timeout: float, base_url: str) -> Client:
-    http_client = _Redirected(base_url, timeout) if base_url else TwilioHttpClient(timeout=timeout)
-    if credentials.api_key_sid and credentials.api_key_secret:
-        return Client(
-            credentials.api_key_sid,
-            credentials.api_key_secret,
-            account_sid=credentials.account_sid,
-            http_client=http_client,
-        )
-    return Client(credentials.account_sid, credentials.auth_token, http_client=http_client)
-
-
-def _snapshot(message: Any) -> MessageSnapshot:
-    created = message.date_created
-    return MessageSnapshot(
-        sid=str(message.sid),
-        conversation_sid=str(message.conversation_sid),
-        author=message.author,
-        body=message.body,
-        attributes=parse_attributes(message.attributes),
-        media_sids=[str(m["sid"]) for m in (message.media or []) if isinstance(m, Mapping)],
-        content_sid=getattr(message, "content_sid", None) or None,
-        date_created=created.astimezone(UTC) if isinstance(created, datetime) else None,
-    )
-
-
-def _receipt(receipt: Any) -> ReceiptSnapshot:
-    def moment(value: Any) -> datetime | None:
-        return value.astimezone(UTC) if isinstance(value, datetime) else None
-
-    def optional(value: Any) -> str | None:
-        return str(value) if value else None
-
-    code = receipt.error_code
-    return ReceiptSnapshot(
-        sid=str(receipt.sid),
-        status=str(receipt.status),
-        error_code=int(code) if isinstance(code, int) and code else None,
-        date_updated=moment(receipt.date_updated),
-        date_created=moment(receipt.date_created),
-        participant_sid=optional(receipt.participant_sid),
-        channel_message_sid=optional(receipt.channel_message_sid),
-    )
