@@ -83,8 +83,13 @@ build: setup ## sam build into .aws-sam/
 bench: setup ## benchmarks: cold start, calls per receipt, CPU, cost (ratios to a baseline)
 	PYTHONPATH=layers/common:. $(PY) -m bench
 
-deploy: build ## sam build, then sam deploy --guided (needs AWS credentials; README: Deploy)
-	$(BIN)/sam deploy --guided
+# POLICY=file: the policy is checked (as the retry function will) before anything is built, and
+# goes in as the RetryPolicy parameter (tools/policy_override.py says how sam reads it).
+deploy: setup ## sam build, then sam deploy --guided (AWS credentials; POLICY=file: that retry policy, checked first)
+	@override=""; \
+	if [ -n "$(POLICY)" ]; then override=$$(PYTHONPATH=layers/common:. $(PY) -m tools.policy_override "$(POLICY)"); fi; \
+	$(BIN)/sam build; \
+	$(BIN)/sam deploy --guided $${override:+--parameter-overrides "$$override"}
 
 # The layer's requirements.txt: its requirements.in pinned as the lock pins them, for the Lambda's
 # platform, with the hash of every distribution of each pin (so pip verifies the x86_64 dev install
