@@ -16,3 +16,16 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+
+import pytest
+
+from tests.docs import aws_calls
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_the_clis_aws_calls() -> object:
+    """The AWS calls the `redeliver` command makes, for docs/operator-policy.json's test."""
+    stop = aws_calls.install()
+    yield
+    stop()
