@@ -17,10 +17,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # The offline targets need a region (moto takes any) when none is configured. Never `deploy`: it
 # keeps the region the AWS CLI is configured with (AWS_REGION, the profile's), where the secret is.
-OFFLINE_TARGETS := test fuzz checkov unit integration template e2e bench offline serve chaos policy-check
+OFFLINE_TARGETS := test fuzz checkov unit integration template e2e bench offline serve chaos policy-check sample-report
 $(OFFLINE_TARGETS): export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help setup test fuzz checkov lock-checkov lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check
+.PHONY: help setup test fuzz checkov lock-checkov lint format typecheck unit integration template e2e build bench deploy lock lock-layer clean offline serve chaos policy-check sample-report
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -126,6 +126,9 @@ policy-check: setup ## validate a RetryPolicy document and show what it does (FI
 
 serve: setup ## the offline stack, kept running after its scenario (prints how to reach it)
 	PYTHONPATH=layers/common:. $(PY) -m tools.offline --serve $(ARGS)
+
+sample-report: setup ## regenerate docs/sample-report.txt and README's copy from a real make offline run (seed 7)
+	PYTHONPATH=layers/common:. $(PY) -m tests.docs.sample_report $(ARGS)
 
 chaos: setup ## the offline stack under faults (Twilio 429/5xx/timeouts, killed containers); exits 1 if an invariant breaks
 	PYTHONPATH=layers/common:. $(PY) -m tools.chaos $(ARGS)
