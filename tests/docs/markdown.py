@@ -76,7 +76,5 @@ def slug(heading: str) -> str:
 
 def anchors(path: Path) -> set[str]:
     return {
-        slug(line.lstrip("#"))
-        for line in prose(path).splitlines()
-        if re.match(r"^#{1,6} ", line)
+        slug(line.lstrip("#")) for line in prose(path).splitlines() if re.match(r"^#{1,6} ", line)
     }

@@ -43,7 +43,8 @@ def readme_block(text: str) -> str:
     """The report README.md shows between the markers (inside its code fence)."""
     inside = text.split(BEGIN, 1)[1].split(END, 1)[0]
     fenced = inside.strip().splitlines()
-    assert fenced[0].startswith("```") and fenced[-1] == "```", "the sample is one code block"
+    assert fenced[0].startswith("```"), "the sample is one code block"
+    assert fenced[-1] == "```", "the sample is one code block"
     return "\n".join(fenced[1:-1]) + "\n"
 
 
