@@ -45,7 +45,6 @@ from typing import Any, ClassVar
 
 import boto3
 
-from tools import twilio_sim
 from tools.offline.checks import Check, no_server_errors
 from tools.offline.cli import exit_code, port_free, terminated
 from tools.offline.report import Report, collect
@@ -54,7 +53,8 @@ from tools.offline.stack import Offline, running
 from tools.offline.tuning import KillPlan, KillPoint, Tuning
 from tools.samples import receipt_fields, sid
 from tools.stack import ROOT
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim import state as twilio_sim
+from tools.twilio_sim.state import TwilioSimulator
 from tools.webhook_emitter import FORGERIES, Mix
 
 # Time compressed, as OFFLINE_POLICY's delays are (each is printed in the report's notes):

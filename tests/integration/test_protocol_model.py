@@ -63,7 +63,7 @@ from redeliver.usecases.sweep import sweep
 from tests.integration.retry_system import Crash, RetrySystem
 from tests.lambdas import load_function
 from tools.sqs_poller import Batch, poll_once
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.state import Fault, TwilioSimulator
 
 HX = "HX" + "cd" * 16
 SMS_FROM = "+15550009999"  # the simulator's proxy number: an existing SMS thread uses it

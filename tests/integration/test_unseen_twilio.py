@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from tests.integration.retry_system import T0, Crash, RetrySystem
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.state import Fault, TwilioSimulator
 
 
 def markers(sim: TwilioSimulator, conversation: str) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""A Twilio Conversations simulator on loopback (tools.twilio_sim.state: TwilioSimulator)."""
