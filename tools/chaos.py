@@ -53,8 +53,8 @@ from tools.offline.stack import Offline, running
 from tools.offline.tuning import KillPlan, KillPoint, Tuning
 from tools.samples import receipt_fields, sid
 from tools.stack import ROOT
-from tools.twilio_sim import state as twilio_sim
-from tools.twilio_sim.state import TwilioSimulator
+from tools.twilio_sim.faults import FaultRates
+from tools.twilio_sim.simulator import TwilioSimulator
 from tools.webhook_emitter import FORGERIES, Mix
 
 # Time compressed, as OFFLINE_POLICY's delays are (each is printed in the report's notes):
@@ -76,7 +76,7 @@ RECONCILE_AFTER_SECONDS = 10
 
 @dataclass(frozen=True)
 class TwilioFaults:
-    """The shares of message creates that fail, by kind: tools.twilio_sim.FaultRates' fields."""
+    """The shares of message creates that fail, by kind: tools.twilio_sim.faults.FaultRates."""
 
     throttled: float = 0.05  # 429 / 20429: nothing stored
     error_before: float = 0.03  # 503 before the store: nothing stored
@@ -114,7 +114,7 @@ class ChaosConfig:
     kill_points: dict[str, tuple[KillPoint, ...]] | None = None  # default: ChaosKills.POINTS
 
 
-# -- the simulator's fault injection and services (tools/twilio_sim.py) ---------------------------
+# -- the simulator's fault injection and services (tools/twilio_sim/) ------------------------------
 # The one place that talks to the simulator's FaultRates / set_fault_rates / fault_counts /
 # add_service / add_conversation(service=...). A simulator without them runs the rest of the
 # chaos and the report says, as a broken check, what it could not inject.
@@ -125,13 +125,12 @@ def configure_simulator(sim: TwilioSimulator, config: ChaosConfig) -> tuple[list
     switched on, and the second service's SID (None: one service)."""
     missing = []
     if config.faults.any:
-        rates = getattr(twilio_sim, "FaultRates", None)
         set_fault_rates = getattr(sim, "set_fault_rates", None)
-        if rates is None or set_fault_rates is None:
+        if set_fault_rates is None:
             missing.append("Twilio faults: the simulator has no FaultRates/set_fault_rates")
         else:
             set_fault_rates(
-                rates(**dataclasses.asdict(config.faults)),
+                FaultRates(**dataclasses.asdict(config.faults)),
                 seed=config.seed,
                 timeout_seconds=TWILIO_TIMEOUT_SECONDS,  # the answer comes a second later
             )
