@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 
 import boto3
 
+from tools.delivery_webhook import FORGERIES
 from tools.offline.checks import Check, no_server_errors
 from tools.offline.cli import exit_code, port_free, terminated
 from tools.offline.report import Report, collect
@@ -55,7 +56,7 @@ from tools.samples import receipt_fields, sid
 from tools.stack import ROOT
 from tools.twilio_sim.faults import FaultRates
 from tools.twilio_sim.simulator import TwilioSimulator
-from tools.webhook_emitter import FORGERIES, Mix
+from tools.webhook_emitter import Mix
 
 # Time compressed, as OFFLINE_POLICY's delays are (each is printed in the report's notes):
 TWILIO_TIMEOUT_SECONDS = 2  # the retry worker's Twilio read timeout (template: 10)
