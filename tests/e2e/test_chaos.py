@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tools import chaos
+from tools.chaos import cli as chaos
 from tools.moto_server import free_port
 from tools.offline.cli import exit_code
 from tools.offline.report import Report
