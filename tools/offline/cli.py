@@ -18,7 +18,7 @@ from tools.offline.scenario import Interrupted, run_scenario
 from tools.offline.stack import Offline, running
 from tools.samples import receipt_fields
 from tools.stack import ROOT
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 from tools.webhook_emitter import Mix, WebhookEmitter
 
 
