@@ -117,7 +117,7 @@ def offline() -> Iterator[Offline]:
     from tools.lambdas import FakeContext, import_function
     from tools.samples import receipt_fields
     from tools.stack import TEST_AUTH_TOKEN, deploy
-    from tools.twilio_sim import running
+    from tools.twilio_sim.simulator import running
 
     with moto_server() as endpoint, running() as sim, contextlib.redirect_stdout(io.StringIO()):
         os.environ.update({**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint})

@@ -9,7 +9,7 @@ short-poll SQS (a long poll would hold the lock).
 Serialised, moto must stay quick, or the handlers' bounded boto clients (redeliver.adapters.aws: 2 s
 read timeout, 3 attempts) time out waiting behind it and ingest answers 500 — which is the
 emulator's defect, not the product's (DynamoDB answers in milliseconds). Two things made it slow
-under load (`make offline` at 1 000 messages, issue 8 item 13):
+under load (`make offline` at 1 000 messages):
 
 - moto's TransactWriteItems deep-copies every table it touches, once per item, to roll back on
   failure: ~0.2 s per transaction at 4 000 items, growing with the table, every retry claim and

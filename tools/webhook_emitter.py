@@ -1,21 +1,11 @@
 """Twilio's `onDeliveryUpdated` webhooks, emitted for every message the simulator holds.
 
-For each message (the app's originals and Redeliver's retries alike) it picks an outcome and
-sends the receipt's status changes, signed as Twilio signs them, to a webhook URL:
-
-    SMS      sent → delivered         | sent → undelivered 30003, 30008 (retry), 30006 (landline),
-                                      |   30007 (filtered) | failed 30005, 21610 (unsubscribed)
-    WhatsApp sent → delivered → read  | failed 63016 (outside the 24 h window), 63024 (not a
-                                      |   WhatsApp user) | sent → undelivered 63032, 30003
-
-each code picked so that every action of the offline policy (tools.offline.policy.OFFLINE_POLICY)
-comes up: retry, template (63016), fallback_sms (63024, 63032), suppress (30005, 30006, 21610),
-give_up (30007). A `failed` is refused before sending: no `sent` comes first.
-
-with a configurable failure mix, duplicated webhooks, webhooks arriving out of order (their
-`DateUpdated` stays truthful), and a chance that a retry is delivered. Sends are bounded in
-count and rate, and go only where `url` points (loopback for the offline stack, or a deployed
-stack's own URL with `--target`).
+For each message (the app's originals and Redeliver's retries alike) it picks an outcome (one of
+tools.delivery_webhook.FAILURES for its channel, or delivered) and sends the receipt's status
+changes, signed as Twilio signs them, to a webhook URL, with a configurable failure mix,
+duplicated webhooks, webhooks arriving out of order (their `DateUpdated` stays truthful), and a
+chance that a retry is delivered. Sends are bounded in count and rate, and go only where `url`
+points (loopback for the offline stack, or a deployed stack's own URL with `--target`).
 
 Twilio does not resend a webhook: one answered 5xx, or not answered, is lost. The emitter keeps
 those (`lost`), so a report can account for them. `Mix.lose_rate` loses webhooks on the way, as a
@@ -46,36 +36,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
-from tools.apigw import sign
+from tools.delivery_webhook import FORGERIES, label, receipt_steps, signed_post, webhook_fields
 from tools.samples import sid
 
 FAILURE_STATUSES = ("failed", "undelivered")
-# (status, error code) sequences after `sent`; the first element is the outcome's name.
-FAILURES = {
-    "sms": [
-        ("undelivered", 30003),
-        ("failed", 30005),
-        ("undelivered", 30008),
-        ("undelivered", 30006),
-        ("failed", 21610),
-        ("undelivered", 30007),
-    ],
-    "whatsapp": [
-        ("failed", 63016),
-        ("failed", 63024),
-        ("undelivered", 63032),
-        ("undelivered", 30003),
-    ],
-}
-
-
-FORGERIES = ("unsigned", "other-token", "altered")
 
 
 class ReceiptBook(Protocol):
-    """Where Twilio's truth about a receipt is kept: tools.twilio_sim.TwilioSimulator."""
+    """Where Twilio's truth about a receipt is kept: tools.twilio_sim.simulator.TwilioSimulator."""
 
     receipts: dict[str, list[dict[str, Any]]]  # message SID → its receipts
 
@@ -209,7 +179,7 @@ class WebhookEmitter:
     @property
     def dropped_by_status(self) -> Counter[str]:
         with self._lock:
-            return Counter(_label(f) for f in self.dropped)
+            return Counter(label(f) for f in self.dropped)
 
     # -- what Twilio would report for one message ----------------------------------------------
 
@@ -228,18 +198,8 @@ class WebhookEmitter:
         rng = random.Random(f"{self._seed}-{message['sid']}-{receipt}")  # noqa: S311 - replayable
         mix = self.mix
         fails = rng.random() >= mix.retry_success if is_retry else rng.random() < mix.failure_rate
-        steps: list[tuple[str, int | None]]
-        if fails:
-            status, code = rng.choice(FAILURES[channel])
-            steps = [("sent", None), (status, code)]
-            if status == "failed":  # refused before it was sent
-                steps = [("failed", code)]
-            self.outcomes[f"{status} {code}"] += 1
-        else:
-            steps = [("sent", None), ("delivered", None)]
-            if channel == "whatsapp":
-                steps.append(("read", None))
-            self.outcomes["delivered"] += 1
+        outcome, steps = receipt_steps(rng, channel, fails=fails)
+        self.outcomes[outcome] += 1
         # Whole seconds, as Twilio's REST dates (the Receipts API) are.
         start = datetime.now(UTC)
         now = time.monotonic()
@@ -248,7 +208,9 @@ class WebhookEmitter:
         for n, (step_status, step_code) in enumerate(steps):
             moment = start + timedelta(seconds=mix.spacing * (n + 1))
             events.append(
-                _fields(message, receipt, step_status, step_code, moment, participant=participant)
+                webhook_fields(
+                    message, receipt, step_status, step_code, moment, participant=participant
+                )
             )
             due.append(now + mix.spacing * (n + 1))
         if self._twilio is not None:
@@ -346,26 +308,13 @@ class WebhookEmitter:
         fields: dict[str, str],
         forgery: str = "",
     ) -> http.client.HTTPConnection | None:
-        body = urlencode(fields)
         # Twilio signs the URL it was given; offline, https is what API Gateway would show.
         signed = (
             self.url
             if self._parsed.scheme == "https"
             else self.url.replace("http://", "https://", 1)
         )
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": sign(signed, fields, self.token),
-            "User-Agent": "TwilioProxy/1.1",
-        }
-        if forgery == "unsigned":
-            del headers["X-Twilio-Signature"]
-        elif forgery == "other-token":
-            headers["X-Twilio-Signature"] = sign(signed, fields, self.token + "-not")
-        elif forgery == "altered":  # signed, then a field changed on the way
-            body = urlencode({**fields, "Status": "failed", "ErrorCode": "30003"})
-            if body == urlencode(fields):
-                body = urlencode({**fields, "Status": "undelivered"})
+        body, headers = signed_post(signed, fields, self.token, forgery)
         stats = self.forged if forgery else self.stats
         started = time.perf_counter()
         posted = time.monotonic()
@@ -401,38 +350,3 @@ class WebhookEmitter:
                     if earliest is None or posted < earliest[0]:
                         self.failure_posted[fields["MessageSid"]] = (posted, code)
         return connection
-
-
-def _label(fields: dict[str, str]) -> str:
-    """A webhook's status as the report counts it: `sent`, `undelivered 30003`."""
-    return f"{fields['Status']} {fields['ErrorCode']}".rstrip()
-
-
-def _fields(
-    message: dict[str, Any],
-    receipt: int,
-    status: str,
-    code: int | None,
-    updated: datetime,
-    *,
-    participant: str,
-) -> dict[str, str]:
-    created = message["date_created"]
-    updated = updated.replace(microsecond=0)
-    return {
-        "AccountSid": message["account_sid"],
-        "ChatServiceSid": message["chat_service_sid"],
-        "ConversationSid": message["conversation_sid"],
-        "MessageSid": message["sid"],
-        "DeliveryReceiptSid": sid("DY", f"{message['sid']}-{receipt}"),
-        "ChannelMessageSid": sid("SM", f"{message['sid']}-{receipt}"),
-        "ParticipantSid": participant,
-        "EventType": "onDeliveryUpdated",
-        "Status": status,
-        "ErrorCode": "" if code is None else str(code),
-        "DateCreated": created,
-        # Twilio's webhooks write milliseconds (`2025-01-01T00:00:01.000Z`): here always .000.
-        "DateUpdated": updated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "Source": "API",
-        "ClientIdentity": "",
-    }

@@ -16,7 +16,7 @@ from tests.cli.test_entry_point import COMMANDS
 from tests.integration.retry_system import RetrySystem
 from tools.apigw import ROUTE_PATH
 from tools.stack import TEMPLATE, DeployedStack, deploy, load_template
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 
 def run(capsys: pytest.CaptureFixture[str], stack: DeployedStack, *argv: str) -> tuple[int, str]:

@@ -13,7 +13,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tools import chaos
+from tools.chaos.cli import main
+from tools.chaos.config import Chaos, ChaosConfig, TwilioFaults, tuning
+from tools.chaos.kills import ChaosKills
+from tools.chaos.report import recheck
+from tools.chaos.run import run as chaos_run
+from tools.chaos.twilio import fault_counts
 from tools.moto_server import free_port
 from tools.offline.cli import exit_code
 from tools.offline.report import Report
@@ -21,7 +26,7 @@ from tools.offline.stack import Offline, running
 from tools.stack import ROOT
 from tools.webhook_emitter import Mix
 
-CONFIG = chaos.ChaosConfig(
+CONFIG = ChaosConfig(
     messages=40,
     seed=11,
     rate=40,
@@ -29,7 +34,7 @@ CONFIG = chaos.ChaosConfig(
     mix=Mix(
         failure_rate=0.5, retry_success=0.5, duplicate_rate=0.3, reorder_rate=0.3, lose_rate=0.1
     ),
-    faults=chaos.TwilioFaults(
+    faults=TwilioFaults(
         throttled=0.1, error_before=0.1, error_after=0.1, timeout_after=0.1, refused=0.05
     ),
     kill_ingest=3,
@@ -50,15 +55,15 @@ CONFIG = chaos.ChaosConfig(
 @dataclass
 class Run:
     stack: Offline
-    state: chaos.Chaos
+    state: Chaos
     report: Report
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("chaos")
-    with running(free_port(), workdir, CONFIG.seed, chaos.tuning(CONFIG)) as stack:
-        state, report = chaos.run(stack, CONFIG, progress=False)
+    with running(free_port(), workdir, CONFIG.seed, tuning(CONFIG)) as stack:
+        state, report = chaos_run(stack, CONFIG, progress=False)
         print(report.render("Redeliver chaos"))  # in the test's output when it fails
         yield Run(stack, state, report)
 
@@ -89,7 +94,7 @@ def test_a_small_chaos_run_settles_and_keeps_every_invariant(
 @pytest.mark.slow
 def test_the_faults_asked_for_were_injected(run: Run) -> None:
     assert run.state.missing == []
-    assert sum(chaos.fault_counts(run.stack.sim).values()) > 0
+    assert sum(fault_counts(run.stack.sim).values()) > 0
     kills = Counter(k.function for k in run.stack.runtime.kills)
     assert kills == {"IngestFunction": 3, "RetryFunction": 2}
     # Both services carried retries: every call went to the receipt's own service.
@@ -153,7 +158,7 @@ def test_a_double_send_breaks_the_run(run: Run) -> None:
     double = {**created[0], "sid": "IM" + "d" * 32}
     created.append(double)
     try:
-        again = chaos.recheck(run.stack, run.state, run.report)
+        again = recheck(run.stack, run.state, run.report)
     finally:
         created.remove(double)
     marker = json.loads(double["attributes"])["redeliver"]
@@ -177,7 +182,7 @@ def test_a_message_out_for_an_attempt_recorded_given_up_breaks_the_run(
     }
     created.append(stray)
     try:
-        again = chaos.recheck(run.stack, run.state, run.report)
+        again = recheck(run.stack, run.state, run.report)
     finally:
         created.remove(stray)
     assert (
@@ -195,7 +200,7 @@ def test_a_stored_forgery_or_an_extra_5xx_breaks_the_run(run: Run) -> None:
     dynamodb.put_item(TableName=table, Item={**key, "status": {"S": "sent"}})
     run.stack.api.answers[502] += 1
     try:
-        again = chaos.recheck(run.stack, run.state, run.report)
+        again = recheck(run.stack, run.state, run.report)
     finally:
         dynamodb.delete_item(TableName=table, Key=key)
         run.stack.api.answers[502] -= 1
@@ -211,7 +216,7 @@ def test_a_stored_forgery_or_an_extra_5xx_breaks_the_run(run: Run) -> None:
 
 
 def test_kills_are_planned_from_the_seed_and_carried_to_the_next_invocation() -> None:
-    plan = chaos.ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, "sqs.Send")})
+    plan = ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, "sqs.Send")})
     armed = [plan.arm("IngestFunction") for _ in range(12)]
     first = armed.index(1)
     assert armed[:first] == [None] * first
@@ -221,14 +226,14 @@ def test_kills_are_planned_from_the_seed_and_carried_to_the_next_invocation() ->
     later = [plan.arm("IngestFunction") for _ in range(12)]
     assert "sqs.Send" in later
     assert plan.arm("RetryFunction") is None
-    again = chaos.ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, "sqs.Send")})
+    again = ChaosKills(3, {"IngestFunction": (2, 10)}, {"IngestFunction": (1, "sqs.Send")})
     assert [again.arm("IngestFunction") for _ in range(12)] == armed
 
 
 def test_the_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--throttled", "1.5"], ["--kill-retry", "-1"], ["--sweep-every", "0"]):
         with pytest.raises(SystemExit) as exit_:
-            chaos.main(argv)
+            main(argv)
         assert exit_.value.code == 2
     assert "--throttled must be between 0 and 1" in capsys.readouterr().err
 

@@ -18,7 +18,7 @@ from tests.integration.resources import Resources
 from tests.integration.retry_system import RetrySystem
 from tests.lambdas import load_function
 from tools.stack import DeployedStack, deploy
-from tools.twilio_sim import TwilioSimulator, running
+from tools.twilio_sim.simulator import TwilioSimulator, running
 
 
 @pytest.fixture

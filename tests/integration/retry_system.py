@@ -27,7 +27,7 @@ from tools.apigw import http_api_event
 from tools.samples import receipt_fields
 from tools.sqs_poller import Batch, lambda_record, poll_once
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ import pytest
 from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
 from tests.integration.retry_system import T0, RetrySystem, after, before
 from tests.lambdas import metric_names
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 SMS_FROM = "+15550100000"
 OTHER_FROM = "+15550100001"

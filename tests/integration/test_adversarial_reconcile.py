@@ -23,7 +23,7 @@ from tests.lambdas import invoke, metric_series
 from tools.apigw import http_api_event
 from tools.samples import receipt_fields
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 
 @pytest.fixture

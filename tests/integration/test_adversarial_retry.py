@@ -15,7 +15,7 @@ from tests.integration.retry_system import RetrySystem, after
 from tools.lambdas import FakeContext
 from tools.sqs_poller import poll_once
 from tools.stack import load_template
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 
 def max_receive_count() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.integration.retry_system import T0, RetrySystem, after
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 
 def _remove_first_participant(sim: TwilioSimulator, conversation: str) -> None:

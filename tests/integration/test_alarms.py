@@ -26,7 +26,7 @@ from tools.lambdas import FakeContext, emitted_metrics
 from tools.samples import receipt_fields
 from tools.sqs_poller import poll_once
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, load_template
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 
 NAMESPACE = "Redeliver"
 Series = tuple[str, frozenset[str]]

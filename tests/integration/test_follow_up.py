@@ -22,7 +22,8 @@ from tests.integration.retry_system import T0, RetrySystem, after
 from tests.lambdas import metric_names
 from tools.lambdas import emitted_metrics
 from tools.samples import sid
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.faults import Fault
+from tools.twilio_sim.simulator import TwilioSimulator
 
 VERDICTS = {"RetryRecovered", "RetryNotRecovered", "RetryUnconfirmed"}
 SLACK = 5  # moto's visibility is a wall-clock deadline: seconds pass on a loaded machine

@@ -63,7 +63,8 @@ from redeliver.usecases.sweep import sweep
 from tests.integration.retry_system import Crash, RetrySystem
 from tests.lambdas import load_function
 from tools.sqs_poller import Batch, poll_once
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.faults import Fault
+from tools.twilio_sim.simulator import TwilioSimulator
 
 HX = "HX" + "cd" * 16
 SMS_FROM = "+15550009999"  # the simulator's proxy number: an existing SMS thread uses it
@@ -409,11 +410,11 @@ def protocol_machine(system: RetrySystem, sim: TwilioSimulator) -> type[RuleBase
                         self._until_paused_or_done(worker)
                 self._settle()
             finally:
-                sim._faults.clear()
+                sim.faults.scripted.clear()
                 purge(system)
 
         def _settle(self) -> None:
-            sim._faults.clear()
+            sim.faults.scripted.clear()
             worker = self._container()
             for _ in range(40):  # rounds, each with progress or the end
                 system.advance(3600)

@@ -31,7 +31,8 @@ from tools.apigw import http_api_event
 from tools.lambdas import FakeContext, emitted_metrics
 from tools.samples import receipt_fields
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, deploy
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.faults import Fault
+from tools.twilio_sim.simulator import TwilioSimulator
 
 AFTER = 30 * 60  # ReconcileAfterMinutes' default
 

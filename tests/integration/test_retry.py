@@ -24,7 +24,8 @@ from tests.integration.retry_system import RetrySystem, after, marker
 from tests.lambdas import invoke, load_function
 from tools.lambdas import FakeContext
 from tools.stack import deploy, load_template
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.faults import Fault
+from tools.twilio_sim.simulator import TwilioSimulator
 
 # -- each outcome end to end ----------------------------------------------------------------------
 

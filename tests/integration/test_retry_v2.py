@@ -13,7 +13,8 @@ from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, stable_jitter
 from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import T0, RetrySystem, after, marker
 from tests.lambdas import metric_names
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.faults import Fault
+from tools.twilio_sim.simulator import TwilioSimulator
 
 HX = "HX" + "ab" * 16
 SMS_FROM = "+15550100000"

@@ -33,7 +33,9 @@ from redeliver.adapters.twilio.conversations import (
 from redeliver.adapters.twilio.credentials import CredentialSource, TwilioCredentials
 from redeliver.domain.chain import NewMessage
 from tools.stack import ROOT
-from tools.twilio_sim import TWILIO_URL, Fault, FaultRates, TwilioSimulator, running
+from tools.twilio_sim.faults import Fault, FaultRates
+from tools.twilio_sim.simulator import TwilioSimulator, running
+from tools.twilio_sim.wire import TWILIO_URL
 
 SPEC_NAME = Path("shared/oai/twilio_conversations_v1.json")
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from tests.integration.retry_system import T0, Crash, RetrySystem
-from tools.twilio_sim import Fault, TwilioSimulator
+from tools.twilio_sim.faults import Fault
+from tools.twilio_sim.simulator import TwilioSimulator
 
 
 def markers(sim: TwilioSimulator, conversation: str) -> list[dict[str, Any]]:

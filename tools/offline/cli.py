@@ -18,7 +18,7 @@ from tools.offline.scenario import Interrupted, run_scenario
 from tools.offline.stack import Offline, running
 from tools.samples import receipt_fields
 from tools.stack import ROOT
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 from tools.webhook_emitter import Mix, WebhookEmitter
 
 
@@ -129,7 +129,10 @@ def terminated(*_: object) -> None:
 
 
 def port_free(port: int) -> bool:
+    """Whether our servers can listen on `port`: they bind with SO_REUSEADDR (http.server's
+    default), so a port held only by connections in TIME-WAIT (a run just ended) is free."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

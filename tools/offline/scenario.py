@@ -35,11 +35,19 @@ def recipient(seed: int, person: int) -> str:
     return f"+1555{seed % 100:02d}{person:05d}"
 
 
-def send_messages(offline: Offline, messages: int, mix: Mix, *, seed: int, rate: float) -> None:
+def send_messages(
+    offline: Offline,
+    messages: int,
+    mix: Mix,
+    *,
+    seed: int,
+    rate: float,
+    sent: Callable[[int], None] | None = None,
+) -> None:
     """The app's own messages, at its own pace, to a few recipients each written to several times
     (a suppressed one's later failures then give up `recipient_suppressed`), on WhatsApp or SMS:
     one conversation per recipient and channel, with the SMS ones through SMS_FROM (where an SMS
-    fallback finds them)."""
+    fallback finds them). `sent(n)`: called after each message (a progress line)."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible scenario
     people = max(2, messages // 4)
     conversations: dict[tuple[int, str], str] = {}
@@ -61,6 +69,8 @@ def send_messages(offline: Offline, messages: int, mix: Mix, *, seed: int, rate:
             author="shop",
             attributes={"order": n},
         )
+        if sent is not None:
+            sent(n + 1)
 
 
 def run_scenario(
@@ -97,7 +107,15 @@ def run_scenario(
     started = time.monotonic()
     try:
         if send is None:
-            send_messages(offline, messages, mix, seed=seed, rate=rate)
+            say = Progress(progress)
+            send_messages(
+                offline,
+                messages,
+                mix,
+                seed=seed,
+                rate=rate,
+                sent=lambda n: say(sending_line(n, messages, time.monotonic() - started, rate)),
+            )
         else:
             send(offline)
         settlement = _settle(offline, emitter, started, timeout, progress)
@@ -135,7 +153,8 @@ def _settle(
     sqs = boto3.client("sqs")
     url = offline.stack.outputs["RetryQueueUrl"]
     quiet = 0
-    last_line = 0.0
+    say = Progress(progress)
+    held: list[str] = []  # what the queues' quiet still waits for (the sweeper, the reconciler)
     moved, moved_at = _progress(offline), started
     while True:
         now = time.monotonic()
@@ -147,29 +166,84 @@ def _settle(
             return Settlement(
                 False, f"not done within {SETTLE_CAP} x --timeout {timeout:.0f} s, still moving"
             )
-        depth = sum(queue_depth(sqs, url).values())  # queued, in flight, delayed
-        quiet = quiet + 1 if depth == 0 and emitter.idle else 0
+        depth = queue_depth(sqs, url)  # queued, in flight, delayed
+        quiet = quiet + 1 if sum(depth.values()) == 0 and emitter.idle else 0
         if quiet >= 3:
-            if (offline.sweeper is None or not pending_failures(offline)) and (
-                not reconciling(offline) or not stuck_receipts(offline)
-            ):
+            marks = pending_failures(offline) if offline.sweeper is not None else []
+            stuck = stuck_receipts(offline) if reconciling(offline) else []
+            if not marks and not stuck:
                 return Settlement(True)
+            held = held_by(len(marks), len(stuck))
             quiet = 0
-        if progress:
-            line = (
-                f"  {time.monotonic() - started:5.1f} s  webhooks {emitter.stats.sent:5d}  "
-                f"receipts {sum(offline.api.answers.values()):5d}  retry jobs queued "
-                f"{depth:3d}  messages resent {len(offline.sim.created):4d}"
-            )
-            if sys.stdout.isatty():
-                print("\r" + line, end="", flush=True)
-            elif time.monotonic() - last_line >= 5:
-                print(line, flush=True)
-                last_line = time.monotonic()
+        elif sum(depth.values()) or not emitter.idle:
+            held = []
+        say(
+            f"{time.monotonic() - started:5.1f} s  webhooks {emitter.stats.sent:5d}  receipts "
+            f"{sum(offline.api.answers.values()):5d}  messages resent {len(offline.sim.created):4d}"
+            f"  waiting for: {waiting_for(depth, emitter.in_flight, held)}"
+        )
         time.sleep(0.3 if quiet else 1.0)
 
 
 SETTLE_CAP = 5  # a run that keeps moving is stopped after this many timeouts in all
+PROGRESS_EVERY_SECONDS = 5.0  # a progress line's period when stdout is not a terminal
+
+
+class Progress:
+    """One progress line, rewritten in place on a terminal, else printed every few seconds."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._last = -PROGRESS_EVERY_SECONDS
+
+    def __call__(self, line: str) -> None:
+        if not self._enabled:
+            return
+        if sys.stdout.isatty():
+            print("\r  " + line, end="", flush=True)
+        elif time.monotonic() - self._last >= PROGRESS_EVERY_SECONDS:
+            print("  " + line, flush=True)
+            self._last = time.monotonic()
+
+
+def sending_line(sent: int, total: int, elapsed: float, rate: float) -> str:
+    """The send phase: how far, and about how long until every message is sent (at `rate`)."""
+    left = max(0.0, (total - sent) / rate) if rate > 0 else 0.0
+    return f"{elapsed:5.1f} s  messages {sent} of {total}, about {left:.0f} s to go"
+
+
+def waiting_for(depth: dict[str, int], webhooks_in_flight: int, held: list[str]) -> str:
+    """What a run that has not settled is waiting for, from what is measurable now: the retry
+    queue's jobs by kind (a delayed one waits on a policy delay or a re-enqueued wait; one in
+    flight is in a handler, or invisible after a failed try or a stale claim), the webhooks not
+    yet answered, and what the quiet queues still wait for (`held_by`)."""
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (webhooks_in_flight, "webhook(s) awaiting ingest"),
+            (depth.get("ApproximateNumberOfMessages", 0), "job(s) queued"),
+            (depth.get("ApproximateNumberOfMessagesNotVisible", 0), "job(s) in flight"),
+            (
+                depth.get("ApproximateNumberOfMessagesDelayed", 0),
+                "job(s) delayed (a policy delay or a wait)",
+            ),
+        )
+        if count
+    ]
+    return ", ".join(parts + held) or "nothing (settling)"
+
+
+def held_by(outbox_marks: int, stuck_at_sent: int) -> list[str]:
+    """With the queues quiet: failures the sweeper will re-queue, receipts the reconciler will ask
+    Twilio about."""
+    return [
+        f"{count} {what}"
+        for count, what in (
+            (outbox_marks, "failure(s) for the sweeper (its grace period)"),
+            (stuck_at_sent, "receipt(s) at sent for the reconciler"),
+        )
+        if count
+    ]
 
 
 def _progress(offline: Offline) -> tuple[int, int, int]:

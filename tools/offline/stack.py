@@ -22,7 +22,7 @@ from tools.offline.runtime import Runtime
 from tools.offline.sources import LocalApi, Pollers, Scheduler
 from tools.offline.tuning import Tuning, schedule_seconds, sweep_schedule
 from tools.stack import DeployedStack, create_twilio_secret, deploy, load_template
-from tools.twilio_sim import TwilioSimulator
+from tools.twilio_sim.simulator import TwilioSimulator
 from tools.webhook_emitter import WebhookEmitter
 
 STACK = "redeliver-local"

@@ -84,7 +84,7 @@ class KillPlan:
     """Which invocations to kill, and where: `arm(function)` is asked before each invocation and
     answers a kill point (or None): n, "before its n-th AWS call", or "sqs.SendMessage", "before
     its first call of that operation"; `killed` is told when a kill happened. This one kills
-    nothing (make chaos plans kills: tools.chaos.ChaosKills)."""
+    nothing (make chaos plans kills: tools.chaos.kills.ChaosKills)."""
 
     def arm(self, function: str) -> KillPoint | None:
         return None
