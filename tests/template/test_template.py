@@ -573,11 +573,16 @@ def _elf_machine(path: Path) -> str:
 RECEIPTS_PER_MESSAGE = 3  # sent, delivered, read
 
 
+def _docs() -> str:
+    """README.md and docs/*.md, where the parameters and their sizing are told."""
+    return "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+
+
 def test_the_webhook_throttle_takes_the_bulk_send_the_readme_promises(sam: dict[str, Any]) -> None:
     """A 429 from the stage throttle is a receipt lost: the default is sized, and said."""
     rate = int(sam["Parameters"]["WebhookThrottleRate"]["Default"])
     burst = int(sam["Parameters"]["WebhookThrottleBurst"]["Default"])
-    readme = (ROOT / "README.md").read_text()
+    readme = _docs()
     assert f"| `WebhookThrottleRate` / `WebhookThrottleBurst` | {rate} / {burst} |" in readme
     [promised] = re.findall(r"bulk send of\s+about (\d+) messages per second", readme)
     assert RECEIPTS_PER_MESSAGE * int(promised) <= rate < RECEIPTS_PER_MESSAGE * (int(promised) + 5)
@@ -617,6 +622,6 @@ def test_no_application_log_level_drops_the_metrics(sam: dict[str, Any]) -> None
 
 
 def test_the_readme_lists_the_log_level_parameters(sam: dict[str, Any]) -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = _docs()
     for name in ("ApplicationLogLevel", "SystemLogLevel"):
         assert f"`{name}`" in readme, name
