@@ -28,6 +28,7 @@ from twilio.base.exceptions import TwilioException
 
 from redeliver.adapters.twilio.conversations import TwilioError
 from redeliver_cli import policy, reconcile, redrive, stats, suppressions, trace, webhook
+from redeliver_cli.endpoint import use_endpoint
 from redeliver_cli.stack import CommandError
 
 PROG = "redeliver"
@@ -45,8 +46,16 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("REDELIVER_STACK", "redeliver"),
         help="CloudFormation stack name (default: $REDELIVER_STACK or redeliver)",
     )
-    top.add_argument("--region", help="AWS region (default: the AWS SDK's)")
-    top.add_argument("--endpoint-url", help="an AWS endpoint to use instead (moto, offline)")
+    top.add_argument(
+        "--region",
+        help="AWS region (default: the AWS SDK's; us-east-1 with a loopback --endpoint-url)",
+    )
+    top.add_argument(
+        "--endpoint-url",
+        help="an AWS endpoint to use instead (moto, offline). On this machine (localhost, "
+        "127.0.0.1, ::1) the region defaults to us-east-1 and, when none are configured, "
+        "dummy credentials are used: moto checks neither",
+    )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
@@ -56,10 +65,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point (pyproject's [project.scripts]): the exit code."""
     args = parser().parse_args(argv)
-    if args.region:
-        os.environ["AWS_DEFAULT_REGION"] = args.region
-    if args.endpoint_url:
-        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    use_endpoint(args.endpoint_url, args.region)
     run: Callable[[argparse.Namespace], list[str]] = args.run
     try:
         lines = run(args)
