@@ -12,8 +12,10 @@
     suppressions check|remove +E164
                          is a number suppressed (policy v2 `suppress`), and lift it
 
-argparse answers --help, and a usage error (unknown command, missing argument) with exit code 2;
-a command that cannot do what it was asked says why on stderr with exit code 1.
+argparse answers --help, and a usage error (unknown command, missing argument, a malformed SID,
+number or window, arguments that exclude each other) with the command's usage and exit code 2; a
+command that cannot do what it was asked says why on stderr with exit code 1
+(redeliver_cli.arguments holds the rule and the checks).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 from twilio.base.exceptions import TwilioException
@@ -29,7 +32,7 @@ from twilio.base.exceptions import TwilioException
 from redeliver.adapters.twilio.conversations import TwilioError
 from redeliver_cli import policy, reconcile, redrive, stats, suppressions, trace, webhook
 from redeliver_cli.endpoint import use_endpoint
-from redeliver_cli.stack import CommandError
+from redeliver_cli.stack import CommandError, UsageError
 
 PROG = "redeliver"
 COMMANDS = (trace, stats, redrive, webhook, reconcile, policy, suppressions)
@@ -59,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
+    for command_parser in commands.choices.values():
+        # a UsageError is said as argparse says its own: the command's usage, exit code 2
+        command_parser.set_defaults(usage_error=command_parser.error)
     return top
 
 
@@ -69,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], list[str]] = args.run
     try:
         lines = run(args)
+    except UsageError as error:
+        usage_error: Callable[[str], NoReturn] = args.usage_error
+        usage_error(str(error))
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from redeliver.domain.policy import (
     decide,
     no_jitter,
 )
+from redeliver_cli.arguments import moment, positive_int
 from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, iso
 
 
@@ -41,13 +42,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     cmd.add_argument(
         "--at",
-        type=datetime.fromisoformat,
+        type=moment,
         default=None,
         help="the sample failure's time, ISO 8601 with an offset (default: now)",
     )
     cmd.add_argument(
         "--retention-days",
-        type=int,
+        type=positive_int,
         default=DEFAULT_RETENTION_DAYS,
         help="the stack's ReceiptRetentionDays, which bounds max_age_seconds "
         f"(default: the template's, {DEFAULT_RETENTION_DAYS})",
@@ -57,8 +58,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _run(args: argparse.Namespace) -> list[str]:
     at = args.at or datetime.now(UTC)
-    if at.tzinfo is None:
-        raise CommandError("--at needs an offset (Z, +01:00, ...)")
     return policy_check(args.file, args.to, at, args.retention_days)
 
 

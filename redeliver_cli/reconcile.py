@@ -24,7 +24,8 @@ from redeliver.adapters.twilio.credentials import CredentialSource
 from redeliver.observability import logger, metrics
 from redeliver.usecases.reconcile import Reconciler, Target
 from redeliver.usecases.recorder import Recorder
-from redeliver_cli.stack import CommandError, Stack, check_message_sid, iso, partition
+from redeliver_cli.arguments import message_sid
+from redeliver_cli.stack import CommandError, Stack, UsageError, iso, partition
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -38,7 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "stuck at sent for longer than --stuck-for, and record what it reports as a webhook "
         "would have been (a failure is queued for a retry). For the morning after an outage.",
     )
-    cmd.add_argument("message_sids", metavar="IM…", nargs="*")
+    cmd.add_argument("message_sids", metavar="IM…", nargs="*", type=message_sid)
     cmd.add_argument(
         "--stuck-for", type=duration, metavar="DURATION", help="e.g. 45m, 2h, 1d (instead of SIDs)"
     )
@@ -46,10 +47,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--dry-run", action="store_true", help="say what it would record, change nothing"
     )
     cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
-    cmd.set_defaults(
-        run=lambda args: reconcile(
-            Stack.find(args.stack), args.message_sids, args.stuck_for, args.dry_run, args.twilio_url
-        )
+    cmd.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> list[str]:
+    if bool(args.message_sids) == (args.stuck_for is not None):
+        raise UsageError("give message SIDs or --stuck-for, not both and not neither")
+    return reconcile(
+        Stack.find(args.stack), args.message_sids, args.stuck_for, args.dry_run, args.twilio_url
     )
 
 
@@ -71,10 +76,6 @@ def reconcile(
     """The reconciler's lookup, now: for these messages, or every receipt stuck at `sent` for
     longer than `stuck_for` seconds. What Twilio reports is recorded through the webhook's own
     path (a failure is queued for a retry); with `dry_run` only said."""
-    if bool(message_sids) == (stuck_for is not None):
-        raise CommandError("give message SIDs or --stuck-for, not both and not neither")
-    for sid in message_sids:
-        check_message_sid(sid)
     table = stack.output("ReceiptsTableName")
     # As the deployed functions: no stuck-at-sent index writes when reconciliation is off.
     track_sent = stack.parameters.get("ReconcileAfterMinutes", "30") != "0"

@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 
+from redeliver_cli.arguments import positive_float
 from redeliver_cli.stack import CommandError, Stack
 
 WAIT_SECONDS = 60  # how long --by-hand waits for jobs still in flight
@@ -40,7 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     cmd.add_argument(
         "--wait-seconds",
-        type=float,
+        type=positive_float,
         default=WAIT_SECONDS,
         help=f"with --by-hand: how long to wait for jobs still in flight (default {WAIT_SECONDS})",
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 
+from redeliver_cli.arguments import positive_float
 from redeliver_cli.stack import Stack
 
 
@@ -21,7 +22,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Receipts, failures, retries, recoveries and "
         "give-ups over a window, from the table.",
     )
-    cmd.add_argument("--hours", type=float, default=24.0, help="the window (24)")
+    cmd.add_argument(
+        "--hours", type=positive_float, default=24.0, help="the window, above zero (24)"
+    )
     cmd.set_defaults(run=lambda args: stats(Stack.find(args.stack), args.hours))
 
 

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redeliver.adapters.dynamodb.store import HISTORY_PREFIX
-from redeliver_cli.stack import CommandError, Stack, check_message_sid, partition
+from redeliver_cli.arguments import message_sid
+from redeliver_cli.stack import CommandError, Stack, partition
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,12 +21,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a message's receipts and its retry chain",
         description="A message's receipts and its whole retry chain.",
     )
-    cmd.add_argument("message_sid", metavar="IM…")
+    cmd.add_argument("message_sid", metavar="IM…", type=message_sid)
     cmd.set_defaults(run=lambda args: trace(Stack.find(args.stack), args.message_sid))
 
 
 def trace(stack: Stack, message_sid: str) -> list[str]:
-    check_message_sid(message_sid)
     table = stack.output("ReceiptsTableName")
     items = partition(table, message_sid)
     if not items:

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 import boto3
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from redeliver.adapters.twilio.credentials import TwilioCredentials
+from redeliver_cli.arguments import sid
 from redeliver_cli.stack import CommandError, Stack
 
 DELIVERY_EVENT = "onDeliveryUpdated"
 WEBHOOK_PATH = "/twilio/delivery-receipts"  # IngestFunction's HttpApi event (tests/cli checks)
-_SERVICE_SID = re.compile(r"^IS[0-9a-fA-F]{32}$")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Point a Conversation Service's post-event webhook "
         "at the stack, adding onDeliveryUpdated to its filters.",
     )
-    cmd.add_argument("service_sid", metavar="IS…")
+    cmd.add_argument("service_sid", metavar="IS…", type=sid("IS"))
     cmd.add_argument("--dry-run", action="store_true", help="show before and after, change nothing")
     cmd.add_argument(
         "--url",
@@ -82,8 +81,6 @@ def configure_webhook(
     *,
     switch_to_post: bool = False,
 ) -> list[str]:
-    if not _SERVICE_SID.match(service_sid):
-        raise CommandError(f"{service_sid!r} is not a Conversation Service SID (IS…)")
     signed = webhook_url(stack)
     if url and stack.parameters.get("WebhookBaseUrl") and url != signed:
         raise CommandError(

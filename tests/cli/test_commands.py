@@ -59,9 +59,10 @@ def test_trace_says_what_is_wrong(
     code, out = run(capsys, stack, "trace", "IM" + "0" * 32)
     assert code == 1
     assert "no record of IM" in out
-    code, out = run(capsys, stack, "trace", "SM123")
-    assert code == 1
-    assert "is not a message SID" in out
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, stack, "trace", "SM123")
+    assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
+    assert "is not a message SID" in capsys.readouterr().err
 
 
 def test_a_missing_stack_is_an_error_not_a_traceback(
@@ -172,9 +173,10 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
     assert "Updated." in out
     assert sim.service_webhooks[service]["post_webhook_url"] == target
     assert sim.service_webhooks[service]["filters"] == ["onDeliveryUpdated", "onMessageAdded"]
-    code, out = run(capsys, stack, "configure-webhook", "IS123", "--url", target)
-    assert code == 1
-    assert "is not a Conversation Service SID" in out
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, stack, "configure-webhook", "IS123", "--url", target)
+    assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
+    assert "is not a Conversation Service SID" in capsys.readouterr().err
 
 
 def test_configure_webhook_does_not_switch_a_get_service_to_post_unasked(
@@ -377,8 +379,10 @@ def test_suppressions_check_and_remove(
         f"{number}: not suppressed"
     )
     assert "was not suppressed" in run(capsys, stack, "suppressions", "remove", number)[1]
-    code, out = run(capsys, stack, "suppressions", "check", "2125550100")
-    assert (code, "is not an E.164 number" in out) == (1, True)
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, stack, "suppressions", "check", "2125550100")
+    assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
+    assert "is not an E.164 number" in capsys.readouterr().err
 
 
 def test_redrive_by_hand_keeps_going_past_an_empty_short_poll(
