@@ -79,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage_error: Callable[[str], NoReturn] = args.usage_error
         usage_error(str(error))
     except CommandError as error:
+        if error.output:
+            print("\n".join(error.output))
         print(f"error: {error}", file=sys.stderr)
         return 1
     except (ClientError, BotoCoreError, TwilioException, TwilioError) as error:

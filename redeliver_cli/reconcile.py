@@ -19,7 +19,7 @@ import boto3
 
 from redeliver.adapters.dynamodb.store import ReceiptStore
 from redeliver.adapters.sqs.retry_queue import RetryQueue
-from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
 from redeliver.adapters.twilio.credentials import CredentialSource
 from redeliver.observability import logger, metrics
 from redeliver.usecases.reconcile import Reconciler, Target
@@ -98,15 +98,21 @@ def reconcile(
     verb = "would record" if dry_run else "recorded"
     lines = []
     changed = failures = 0
+    unanswered: list[str] = []
     # The operator reads the lines below, not the handlers' log, nor their metrics (EMF is for
     # Lambda): both are quieted for the command, then put back as they were.
     level = logger.log_level
     logger.setLevel("ERROR")
     try:
         for target in targets:
-            with contextlib.redirect_stdout(io.StringIO()):  # metrics are for Lambda's EMF only
-                found = reconciler.lookup(target, dry_run=dry_run)
             lines.append(f"{target.message_sid} (conversation {target.conversation_sid})")
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # metrics: Lambda's EMF only
+                    found = reconciler.lookup(target, dry_run=dry_run)
+            except TwilioError as error:
+                unanswered.append(target.message_sid)
+                lines.append(f"  {_twilio_says(target, error)}")
+                continue
             for f in found:
                 event = f.event
                 code = f" {event.error_code}" if event.error_code else ""
@@ -129,7 +135,37 @@ def reconcile(
         f"{failures} failure(s){' would be' if dry_run else ''} queued for a retry"
         + (" (dry run: nothing changed)" if dry_run else "")
     )
+    if unanswered:
+        raise CommandError(
+            f"Twilio could not answer for {len(unanswered)} of {len(targets)} message(s): "
+            + ", ".join(unanswered),
+            output=lines,
+        )
     return lines
+
+
+def _twilio_says(target: Target, error: TwilioError) -> str:
+    """What a failed lookup means, for the operator: never just the exception."""
+    where = (
+        f"Conversation Service {target.chat_service_sid}"
+        if target.chat_service_sid
+        else "the account's default Conversation Service"
+    )
+    answer = f"HTTP {error.status}" + (f", code {error.code}" if error.code else "")
+    if error.refused:
+        return (
+            f"Twilio refused the stack's credentials ({answer}): check the Twilio secret "
+            "(a rotated auth token, a revoked API key)"
+        )
+    if error.kind == "not_found":
+        return (
+            f"Twilio does not know this message in {where}, conversation "
+            f"{target.conversation_sid}, of the account the stack's credentials are for "
+            f"({answer}): it was deleted, or it belongs to another service or account"
+        )
+    if error.kind == "permanent":
+        return f"Twilio refused the lookup ({answer}): {error}"
+    return f"Twilio did not answer now ({error}): try again later"
 
 
 def _target(table: str, message_sid: str) -> Target:

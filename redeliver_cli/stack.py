@@ -7,6 +7,7 @@ against a deployed stack and against the offline one (`--endpoint-url` set to mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,11 @@ DEFAULT_RETENTION_DAYS = 30
 
 class CommandError(Exception):
     """Said to the operator as it is, with exit code 1: the command could not do what it was
-    asked (redeliver_cli.arguments: the rule)."""
+    asked (redeliver_cli.arguments: the rule). `output`: what it did do, printed first."""
+
+    def __init__(self, message: str, output: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.output = list(output)
 
 
 class UsageError(CommandError):

@@ -29,7 +29,7 @@ from tests.integration.test_store import index_write_units
 from tests.lambdas import invoke, load_function, metric_names, metric_series
 from tools.apigw import http_api_event
 from tools.lambdas import FakeContext, emitted_metrics
-from tools.samples import receipt_fields
+from tools.samples import receipt_fields, sid
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, deploy
 from tools.twilio_sim import Fault, TwilioSimulator
 
@@ -461,6 +461,32 @@ def test_cli_reconcile_says_what_is_wrong(
         with pytest.raises(SystemExit) as exit_:
             cli.main(["--stack", rec.stack.name, *argv])
         assert (exit_.value.code, said in capsys.readouterr().err) == (2, True)
+
+
+def test_cli_reconcile_names_a_message_twilio_does_not_know(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A message the table knows but Twilio does not (deleted, or another account's): said
+    as what it means, beside the others' answers, and the command exits 1."""
+    conversation, known = rec.message()
+    rec.receipt_webhook(conversation, known, "sent")
+    unknown = sid("IM", "never sent through this account")
+    fields = receipt_fields("sent", message=unknown, conversation=conversation, receipt=unknown)
+    fields["ChatServiceSid"] = rec.sim.service_of(conversation)
+    assert invoke(rec.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))["statusCode"] == 200
+    code, out = cli_run(capsys, rec, "reconcile", unknown, known, "--dry-run")
+    assert code == 1, out
+    assert "TwilioError" not in out
+    assert (
+        f"{unknown} (conversation {conversation})\n"
+        f"  Twilio does not know this message in Conversation Service "
+        f"{fields['ChatServiceSid']}, conversation {conversation}, of the account the stack's "
+        "credentials are for (HTTP 404, code 20404): it was deleted, or it belongs to another "
+        "service or account"
+    ) in out
+    assert f"{known} (conversation {conversation})\n  " in out  # the other is still asked
+    assert "2 message(s) looked up" in out
+    assert f"error: Twilio could not answer for 1 of 2 message(s): {unknown}" in out
 
 
 def test_cli_reconcile_keeps_receipts_for_the_stacks_retention(
