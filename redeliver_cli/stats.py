@@ -14,6 +14,8 @@ import boto3
 from redeliver_cli.arguments import positive_float
 from redeliver_cli.stack import Stack
 
+TOP_CODES = 8  # the codes named one by one; the rest are summed on an `other` entry
+
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = commands.add_parser(
@@ -66,8 +68,18 @@ def stats(stack: Stack, hours: float, now: datetime | None = None) -> list[str]:
         f"  failures    {failures} ({100 * failures / total:.1f} %)"
         if total
         else "  failures    0",
-        f"  error codes {dict(codes.most_common(8))}",
+        f"  error codes {_top(codes)}",
         f"  retries     {attempts['sent']} sent, {recovered} recovered (delivered/read)",
         f"  given up    {attempts['gave_up']} {dict(reasons.most_common())}",
         f"  in flight   {attempts['claimed']} claimed attempt(s) without an outcome",
     ]
+
+
+def _top(codes: Counter[str]) -> dict[str, int]:
+    """The most frequent codes (ties by code), and the rest summed as `other (n codes)`: every
+    failure is on the line, so its numbers add up to the failures line's."""
+    ranked = sorted(codes.items(), key=lambda code: (-code[1], code[0]))
+    if len(ranked) <= TOP_CODES:
+        return dict(ranked)
+    top, rest = ranked[: TOP_CODES - 1], ranked[TOP_CODES - 1 :]
+    return {**dict(top), f"other ({len(rest)} codes)": sum(n for _, n in rest)}
