@@ -15,9 +15,11 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-# template.yaml's `ReceiptRetentionDays` default (tests/cli holds them equal): what a stack
-# deployed without the parameter keeps, and what `policy check` checks against by default
-DEFAULT_RETENTION_DAYS = 30
+from redeliver.settings import RECEIPT_RETENTION_DAYS
+
+# template.yaml's `ReceiptRetentionDays` default, the functions' own (tests/cli holds them equal):
+# what a stack deployed without the parameter keeps, and what `policy check` checks against
+DEFAULT_RETENTION_DAYS = RECEIPT_RETENTION_DAYS
 
 
 class CommandError(Exception):

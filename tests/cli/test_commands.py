@@ -285,10 +285,18 @@ def test_policy_check_validates_and_shows_what_each_sample_failure_gets(
     assert "63016  send Content template HX" in out
     assert "63024  send as SMS from +15550100000" in out
     assert "21610  suppress the recipient for 90 days" in out
-    assert '30003  wait 60 s, until 2026-06-02T15:01:00Z, then look again  (only "*" matched' in out
-    # 03:00 UTC is 23:00 in New York: held until 08:00 there
+    # the wait as the rule reads it, then as the worker's jitter (x0.9 to x1.1) stretches it
+    assert "as the worker's jitter stretches it: x0.90 to x1.10" in out
+    assert (
+        "30003  wait 60 s, until 2026-06-02T15:01:00Z, then look again; with jitter 54-66 s"
+        '  (only "*" matched'
+    ) in out
+    # 03:00 UTC is 23:00 in New York: held until 08:00 there, spread over a tenth of the wait
     cli.main(["policy", "check", str(document), "--at", "2026-06-02T03:00:00Z"])
-    assert "63016  wait 32400 s, until 2026-06-02T12:00:00Z" in capsys.readouterr().out
+    assert (
+        "63016  wait 32400 s, until 2026-06-02T12:00:00Z, then look again; "
+        "with jitter 32400-35640 s"
+    ) in capsys.readouterr().out
 
 
 def test_policy_check_names_the_invalid_field(
@@ -349,6 +357,28 @@ def test_policy_check_holds_max_age_to_the_default_stacks_retention(
     document.write_text(json.dumps({"max_age_seconds": 30 * 86_400, "rules": rules}))
     assert cli.main(["policy", "check", str(document)]) == 0
     assert "ReceiptRetentionDays=30 (the template's default" in capsys.readouterr().out
+
+
+def test_policy_check_refuses_a_recipient_as_suppressions_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """One check of a phone number (redeliver_cli.arguments.phone_number), one answer."""
+    document = tmp_path / "policy.json"
+    document.write_text(json.dumps({"rules": [{"codes": "*", "action": "retry"}]}))
+    for bad in ("hello", "2125550100", "whatsapp:+12125550100"):
+        said = []
+        for argv in (
+            ["policy", "check", str(document), "--to", bad],
+            ["suppressions", "check", bad],
+        ):
+            with pytest.raises(SystemExit) as exit_:
+                cli.main(argv)
+            assert exit_.value.code == 2
+            said.append(capsys.readouterr().err.splitlines()[-1].rsplit(": ", 1)[-1])
+        assert (
+            said
+            == [f"{bad!r} is not an E.164 number (+ and up to 15 digits, e.g. +12125550100)"] * 2
+        )
 
 
 def test_the_commands_default_retention_is_the_templates() -> None:

@@ -42,6 +42,8 @@ CASES: dict[str, list[tuple[list[str], int]]] = {
         (["validate", "{valid}"], USAGE),
         (["check", "{valid}", "--at", "2026-06-02T15:00:00"], USAGE),
         (["check", "{valid}", "--retention-days", "0"], USAGE),
+        (["check", "{valid}", "--to", "hello"], USAGE),  # as suppressions refuses it
+        (["check", "{valid}", "--to", "2125550100"], USAGE),
         (["check", "{missing}"], FAILED),
         (["check", "{invalid}"], FAILED),
     ],
