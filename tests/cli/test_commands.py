@@ -469,3 +469,27 @@ def test_redrive_by_hand_reports_what_remains_when_its_deadline_passes(
     assert "moved 1 job(s)" in out
     assert "1 job(s) remain in RetryDLQ (0 visible, 1 in flight)" in out
     assert [job["n"] for job in system.queued()] == [1 - json.loads(held["Body"])["n"]]
+
+
+def test_configure_webhook_says_the_offline_url_cannot_be_resolved(
+    system: RetrySystem,
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """moto creates no HTTP API: the offline stack's WebhookUrl output keeps `${WebhookApi}`.
+    Said plainly, pointing to --url, and never offered to Twilio."""
+    assert "${WebhookApi}" in stack.outputs["WebhookUrl"]
+    service = sim.chat_service_sid
+    argv = ["configure-webhook", service, "--twilio-url", sim.url]
+    for dry_run in (["--dry-run"], []):
+        code, out = run(capsys, stack, *argv, *dry_run)
+        assert code == 1, out
+        assert "POST-webhook https://${WebhookApi}" not in out
+        assert "It cannot be resolved offline: give the URL with --url" in out
+    assert service not in sim.service_webhooks or not sim.service_webhooks[service].get(
+        "post_webhook_url"
+    )
+    local = "http://127.0.0.1:3000" + ROUTE_PATH
+    code, out = run(capsys, stack, *argv, "--url", local, "--dry-run")
+    assert (code, f"after:  POST-webhook {local}," in out) == (0, True), out
