@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from redeliver_cli import main as cli
@@ -85,6 +86,33 @@ def test_a_configured_region_is_kept(served: tuple[str, DeployedStack], tmp_path
     done = redeliver(env, "--endpoint-url", endpoint, "--stack", STACK, "stats")
     assert done.returncode == 1
     assert f"stack '{STACK}' not found" in done.stderr
+
+
+def test_redrive_without_a_move_task_points_to_by_hand(
+    served: tuple[str, DeployedStack], tmp_path: Path
+) -> None:
+    """moto's server answers StartMessageMoveTask with a 500 and an HTML page: said as what it
+    means, never the page; --by-hand then moves the job."""
+    endpoint, deployed = served
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", endpoint)
+        for name, value in FAKE_CREDENTIALS.items():
+            patch.setenv(name, value)
+        boto3.client("sqs").send_message(
+            QueueUrl=deployed.outputs["RetryDLQUrl"], MessageBody='{"n": 1}'
+        )
+    env = bare_shell(tmp_path, AWS_MAX_ATTEMPTS="1")  # the 500 once, not botocore's retries
+    common = ("--endpoint-url", endpoint, "--stack", STACK, "redrive", "--yes")
+    done = redeliver(env, *common)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == "RetryDLQ holds about 1 job(s).\n"
+    assert "<html" not in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+    assert "message move task is not available at this endpoint" in done.stderr
+    assert "Run again with --by-hand" in done.stderr
+    done = redeliver(env, *common, "--by-hand", "--wait-seconds", "1")
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert "Moved 1 job(s) back onto RetryQueue" in done.stdout
 
 
 def test_the_help_says_what_a_loopback_endpoint_defaults(
