@@ -17,13 +17,14 @@ from datetime import datetime
 
 from redeliver.domain.quiet_hours import e164
 
-_SID = {prefix: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$") for prefix in ("IM", "IS", "CH", "AC")}
 _SID_NAMES = {
     "IM": "message SID",
     "IS": "Conversation Service SID",
     "CH": "conversation SID",
     "AC": "account SID",
+    "MB": "participant SID",
 }
+_SID = {prefix: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$") for prefix in _SID_NAMES}
 
 
 def sid(prefix: str) -> Callable[[str], str]:

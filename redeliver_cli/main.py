@@ -11,6 +11,8 @@
                          failures, what it would do (`make policy-check FILE=...`)
     suppressions check|remove +E164
                          is a number suppressed (policy v2 `suppress`), and lift it
+    send-receipt --status S [--error-code N] [--message IM…] [--url URL]
+                         post one signed delivery receipt to the stack (deployed or offline)
 
 argparse answers --help, and a usage error (unknown command, missing argument, a malformed SID,
 number or window, arguments that exclude each other) with the command's usage and exit code 2; a
@@ -30,12 +32,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 from twilio.base.exceptions import TwilioException
 
 from redeliver.adapters.twilio.conversations import TwilioError
-from redeliver_cli import policy, reconcile, redrive, stats, suppressions, trace, webhook
+from redeliver_cli import (
+    policy,
+    reconcile,
+    redrive,
+    send_receipt,
+    stats,
+    suppressions,
+    trace,
+    webhook,
+)
 from redeliver_cli.endpoint import use_endpoint
 from redeliver_cli.stack import CommandError, UsageError
 
 PROG = "redeliver"
-COMMANDS = (trace, stats, redrive, webhook, reconcile, policy, suppressions)
+COMMANDS = (trace, stats, redrive, webhook, reconcile, policy, suppressions, send_receipt)
 
 
 def parser() -> argparse.ArgumentParser:

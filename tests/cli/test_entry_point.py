@@ -26,6 +26,7 @@ COMMANDS = (
     "reconcile",
     "policy",
     "suppressions",
+    "send-receipt",
 )
 
 

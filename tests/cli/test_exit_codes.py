@@ -54,6 +54,13 @@ CASES: dict[str, list[tuple[list[str], int]]] = {
         (["check", "whatsapp:+12125550100"], USAGE),
         (["check", "+12125550100"], FAILED),
     ],
+    "send-receipt": [
+        ([], USAGE),
+        (["--status", "undelivered", "--error-code", "soon"], USAGE),
+        (["--status", "undelivered", "--message", "IMnotasid"], USAGE),
+        (["--status", "sent", "--at", "2026-06-02T15:00:00"], USAGE),
+        (["--status", "undelivered", "--error-code", "30003"], FAILED),
+    ],
 }
 
 
