@@ -1,5 +1,6 @@
 """The `redeliver` command: the top-level parser, one subcommand per module, and the dispatch.
 
+    status               queues, outbox, claims held (stale ones) and the latest attempts
     trace IM…            a message's receipts and its whole retry chain, as a timeline
     stats [--hours N]    receipts, failures, retries, recoveries and give-ups over a window
     redrive [--yes]      move RetryDLQ back onto RetryQueue (SQS message move task)
@@ -38,6 +39,7 @@ from redeliver_cli import (
     redrive,
     send_receipt,
     stats,
+    status,
     suppressions,
     trace,
     webhook,
@@ -46,7 +48,17 @@ from redeliver_cli.endpoint import use_endpoint
 from redeliver_cli.stack import CommandError, UsageError
 
 PROG = "redeliver"
-COMMANDS = (trace, stats, redrive, webhook, reconcile, policy, suppressions, send_receipt)
+COMMANDS = (
+    status,
+    trace,
+    stats,
+    redrive,
+    webhook,
+    reconcile,
+    policy,
+    suppressions,
+    send_receipt,
+)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ def trace(stack: Stack, message_sid: str) -> list[str]:
             new = attempt["new_message_sid"]
             what = (
                 f"attempt {number}: sent {new} (retrying {attempt['failed_message_sid']}), "
-                f"{_way(attempt)}"
+                f"{way_of(attempt)}"
             )
             messages.append((new, f"retry {number}", partition(table, new), place + 1))
         elif attempt["state"] == "gave_up":
@@ -59,7 +59,7 @@ def trace(stack: Stack, message_sid: str) -> list[str]:
                 f"failed with {attempt.get('error_code') or 'no code'})"
             )
         else:
-            what = f"attempt {number}: claimed to send {_way(attempt)}, outcome not recorded yet"
+            what = f"attempt {number}: claimed to send {way_of(attempt)}, outcome not recorded yet"
         events.append((at, place, 0, what))
     for sid, role, items_of, place in messages:
         for receipt in (i for i in items_of if i["sk"].startswith("RCPT#")):
@@ -101,7 +101,7 @@ _WAYS = {
 }
 
 
-def _way(attempt: dict[str, Any]) -> str:
+def way_of(attempt: dict[str, Any]) -> str:
     way = str(attempt.get("way") or "")
     if not way:
         return "way not recorded (an attempt claimed before claims recorded it)"

@@ -21,6 +21,12 @@ USAGE, FAILED = 2, 1
 # (argv after the command name, exit code); the stack is `nope` (moto holds none): what passes
 # the usage checks then fails operationally. {valid}, {invalid}, {missing}: policy documents.
 CASES: dict[str, list[tuple[list[str], int]]] = {
+    "status": [
+        (["--recent", "0"], USAGE),
+        (["--scan-pages", "-1"], USAGE),
+        (["--scan-pages", "many"], USAGE),
+        ([], FAILED),
+    ],
     "trace": [([], USAGE), (["IMnotasid"], USAGE), (["SM123"], USAGE), ([IM], FAILED)],
     "stats": [
         (["--hours", "-1"], USAGE),
