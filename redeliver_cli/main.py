@@ -3,7 +3,8 @@
     status               queues, outbox, claims held (stale ones) and the latest attempts
     trace IM…            a message's receipts and its whole retry chain, as a timeline
     stats [--hours N]    receipts, failures, retries, recoveries and give-ups over a window
-    redrive [--yes]      move RetryDLQ back onto RetryQueue (SQS message move task)
+    redrive [--spill] [--yes] [--by-hand]
+                         move RetryDLQ back onto RetryQueue (SpillDLQ onto SpillQueue)
     configure-webhook    point a Conversation Service's post-event webhook at the stack
     reconcile IM… | --stuck-for 2h [--dry-run]
                          ask Twilio's Receipts API now and record what it reports (issue 9)
