@@ -6,5 +6,7 @@ through the same adapters. They are kept apart from tools/, which runs the stack
 development and never ships; nothing here imports tools/.
 
 One module per command; `main` holds the top-level parser and dispatch, `stack` what every
-command shares (the stack found by name, a message's partition, the one error said as it is).
+command shares (the stack found by name, a message's partition, the errors said as they are),
+`arguments` the argument types and the exit-code rule (usage error 2, failure 1), `endpoint`
+where the AWS calls go (a loopback `--endpoint-url`: moto, offline).
 """

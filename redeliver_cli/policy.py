@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from redeliver.domain.policy import (
+    JITTER,
     Failure,
     GiveUp,
+    Jitter,
     RetryPolicy,
     Send,
     Shadowed,
@@ -24,6 +26,7 @@ from redeliver.domain.policy import (
     no_jitter,
 )
 from redeliver.domain.policy_parse import PolicyError, parse_policy
+from redeliver_cli.arguments import moment, phone_number, positive_int
 from redeliver_cli.stack import DEFAULT_RETENTION_DAYS, CommandError, iso
 
 
@@ -37,17 +40,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cmd.add_argument("policy_action", choices=["check"])
     cmd.add_argument("file", metavar="FILE", help="the JSON document ('-': standard input)")
     cmd.add_argument(
-        "--to", default="+12125550100", help="the sample recipient (+12125550100, New York)"
+        "--to",
+        type=phone_number,
+        default="+12125550100",
+        help="the sample recipient, an E.164 number (+12125550100, New York)",
     )
     cmd.add_argument(
         "--at",
-        type=datetime.fromisoformat,
+        type=moment,
         default=None,
         help="the sample failure's time, ISO 8601 with an offset (default: now)",
     )
     cmd.add_argument(
         "--retention-days",
-        type=int,
+        type=positive_int,
         default=DEFAULT_RETENTION_DAYS,
         help="the stack's ReceiptRetentionDays, which bounds max_age_seconds "
         f"(default: the template's, {DEFAULT_RETENTION_DAYS})",
@@ -57,8 +63,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _run(args: argparse.Namespace) -> list[str]:
     at = args.at or datetime.now(UTC)
-    if at.tzinfo is None:
-        raise CommandError("--at needs an offset (Z, +01:00, ...)")
     return policy_check(args.file, args.to, at, args.retention_days)
 
 
@@ -96,13 +100,15 @@ def policy_check(
             if retention_days == DEFAULT_RETENTION_DAYS
             else ""
         ),
-        f"sample failures, attempt 1, failed at {iso(at)}, to {to}:",
+        f"sample failures, attempt 1, failed at {iso(at)}, to {to} (a wait as the rule reads, "
+        f"then as the worker's jitter stretches it: x{1 - JITTER:.2f} to x{1 + JITTER:.2f}, "
+        "drawn per failure):",
     ]
     lines += [_warning(policy, shadow) for shadow in policy.shadowed()]
     for code in (*SAMPLE_CODES, UNMAPPED_SAMPLE):
         failure = Failure(code, 1, at, at, 1, address=to, address_known=True)
         unmapped = '  (only "*" matched: UnmappedErrorCode)' if policy.unmapped(code) else ""
-        lines.append(f"  {code:>5}  {_what(decide(policy, failure, at, no_jitter), at)}{unmapped}")
+        lines.append(f"  {code:>5}  {_what(policy, failure, at)}{unmapped}")
     return lines
 
 
@@ -130,7 +136,27 @@ def _quiet(policy: RetryPolicy) -> str:
     return f"{quiet.start:%H:%M}-{quiet.end:%H:%M} in {zone} (default {quiet.default_timezone})"
 
 
-def _what(decision: Send | Wait | GiveUp | Suppress, at: datetime) -> str:
+def _what(policy: RetryPolicy, failure: Failure, at: datetime) -> str:
+    """What the worker decides for `failure`; a wait also as its jitter stretches it: the
+    range over the factors drawn (the ends and none: a quiet-hours wait is spread by how far
+    the factor is from 1, a delay by the factor itself)."""
+    decision = decide(policy, failure, at, no_jitter)
+    if not isinstance(decision, Wait):
+        return _decision(decision)
+    said = _decision(decision)
+    ends = [decide(policy, failure, at, _factor(f)) for f in (1 - JITTER, 1 + JITTER)]
+    waits = sorted([decision.seconds, *(end.seconds for end in ends if isinstance(end, Wait))])
+    if len(waits) <= len(ends) or waits[0] == waits[-1]:
+        return said  # jitter moves nothing (and never carries a wait past max_age)
+    return f"{said}; with jitter {waits[0]}-{waits[-1]} s"
+
+
+def _factor(factor: float) -> Jitter:
+    """A jitter that always draws `factor`: the ends of the worker's (stable_jitter)."""
+    return lambda _: factor
+
+
+def _decision(decision: Send | Wait | GiveUp | Suppress) -> str:
     if isinstance(decision, GiveUp):
         return f"give up ({decision.reason})"
     if isinstance(decision, Suppress):

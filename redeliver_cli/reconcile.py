@@ -20,12 +20,13 @@ import boto3
 from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.dynamodb.reconciliation import StuckReceipts
 from redeliver.adapters.sqs.retry_queue import RetryQueue
-from redeliver.adapters.twilio.conversations import ConversationsGateway
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
 from redeliver.adapters.twilio.credentials import CredentialSource
 from redeliver.observability import logger, metrics
 from redeliver.usecases.reconcile import Reconciler, Target
 from redeliver.usecases.recorder import Recorder
-from redeliver_cli.stack import CommandError, Stack, check_message_sid, iso, partition
+from redeliver_cli.arguments import message_sid
+from redeliver_cli.stack import CommandError, Stack, UsageError, iso, partition
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -39,7 +40,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "stuck at sent for longer than --stuck-for, and record what it reports as a webhook "
         "would have been (a failure is queued for a retry). For the morning after an outage.",
     )
-    cmd.add_argument("message_sids", metavar="IM…", nargs="*")
+    cmd.add_argument("message_sids", metavar="IM…", nargs="*", type=message_sid)
     cmd.add_argument(
         "--stuck-for", type=duration, metavar="DURATION", help="e.g. 45m, 2h, 1d (instead of SIDs)"
     )
@@ -47,10 +48,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--dry-run", action="store_true", help="say what it would record, change nothing"
     )
     cmd.add_argument("--twilio-url", help=argparse.SUPPRESS)  # the simulator, offline
-    cmd.set_defaults(
-        run=lambda args: reconcile(
-            Stack.find(args.stack), args.message_sids, args.stuck_for, args.dry_run, args.twilio_url
-        )
+    cmd.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> list[str]:
+    if bool(args.message_sids) == (args.stuck_for is not None):
+        raise UsageError("give message SIDs or --stuck-for, not both and not neither")
+    return reconcile(
+        Stack.find(args.stack), args.message_sids, args.stuck_for, args.dry_run, args.twilio_url
     )
 
 
@@ -72,10 +77,6 @@ def reconcile(
     """The reconciler's lookup, now: for these messages, or every receipt stuck at `sent` for
     longer than `stuck_for` seconds. What Twilio reports is recorded through the webhook's own
     path (a failure is queued for a retry); with `dry_run` only said."""
-    if bool(message_sids) == (stuck_for is not None):
-        raise CommandError("give message SIDs or --stuck-for, not both and not neither")
-    for sid in message_sids:
-        check_message_sid(sid)
     table = stack.output("ReceiptsTableName")
     # As the deployed functions: no stuck-at-sent index writes when reconciliation is off.
     track_sent = stack.parameters.get("ReconcileAfterMinutes", "30") != "0"
@@ -98,15 +99,21 @@ def reconcile(
     verb = "would record" if dry_run else "recorded"
     lines = []
     changed = failures = 0
+    unanswered: list[str] = []
     # The operator reads the lines below, not the handlers' log, nor their metrics (EMF is for
     # Lambda): both are quieted for the command, then put back as they were.
     level = logger.log_level
     logger.setLevel("ERROR")
     try:
         for target in targets:
-            with contextlib.redirect_stdout(io.StringIO()):  # metrics are for Lambda's EMF only
-                found = reconciler.lookup(target, dry_run=dry_run)
             lines.append(f"{target.message_sid} (conversation {target.conversation_sid})")
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # metrics: Lambda's EMF only
+                    found = reconciler.lookup(target, dry_run=dry_run)
+            except TwilioError as error:
+                unanswered.append(target.message_sid)
+                lines.append(f"  {_twilio_says(target, error)}")
+                continue
             for f in found:
                 event = f.event
                 code = f" {event.error_code}" if event.error_code else ""
@@ -129,7 +136,37 @@ def reconcile(
         f"{failures} failure(s){' would be' if dry_run else ''} queued for a retry"
         + (" (dry run: nothing changed)" if dry_run else "")
     )
+    if unanswered:
+        raise CommandError(
+            f"Twilio could not answer for {len(unanswered)} of {len(targets)} message(s): "
+            + ", ".join(unanswered),
+            output=lines,
+        )
     return lines
+
+
+def _twilio_says(target: Target, error: TwilioError) -> str:
+    """What a failed lookup means, for the operator: never just the exception."""
+    where = (
+        f"Conversation Service {target.chat_service_sid}"
+        if target.chat_service_sid
+        else "the account's default Conversation Service"
+    )
+    answer = f"HTTP {error.status}" + (f", code {error.code}" if error.code else "")
+    if error.refused:
+        return (
+            f"Twilio refused the stack's credentials ({answer}): check the Twilio secret "
+            "(a rotated auth token, a revoked API key)"
+        )
+    if error.kind == "not_found":
+        return (
+            f"Twilio does not know this message in {where}, conversation "
+            f"{target.conversation_sid}, of the account the stack's credentials are for "
+            f"({answer}): it was deleted, or it belongs to another service or account"
+        )
+    if error.kind == "permanent":
+        return f"Twilio refused the lookup ({answer}): {error}"
+    return f"Twilio did not answer now ({error}): try again later"
 
 
 def _target(table: str, message_sid: str) -> Target:

@@ -7,7 +7,7 @@ against a deployed stack and against the offline one (`--endpoint-url` set to mo
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,14 +15,25 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-MESSAGE_SID = re.compile(r"^IM[0-9a-fA-F]{32}$")
-# template.yaml's `ReceiptRetentionDays` default (tests/cli holds them equal): what a stack
-# deployed without the parameter keeps, and what `policy check` checks against by default
-DEFAULT_RETENTION_DAYS = 30
+from redeliver.settings import RECEIPT_RETENTION_DAYS
+
+# template.yaml's `ReceiptRetentionDays` default, the functions' own (tests/cli holds them equal):
+# what a stack deployed without the parameter keeps, and what `policy check` checks against
+DEFAULT_RETENTION_DAYS = RECEIPT_RETENTION_DAYS
 
 
 class CommandError(Exception):
-    """Said to the operator as it is, with exit code 1."""
+    """Said to the operator as it is, with exit code 1: the command could not do what it was
+    asked (redeliver_cli.arguments: the rule). `output`: what it did do, printed first."""
+
+    def __init__(self, message: str, output: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.output = list(output)
+
+
+class UsageError(CommandError):
+    """The command line itself is wrong, whatever the stack holds: said with the command's usage
+    and exit code 2, as argparse answers (for what one argument's type cannot check alone)."""
 
 
 @dataclass
@@ -59,11 +70,6 @@ class Stack:
         if key not in self.outputs:
             raise CommandError(f"stack {self.name!r} has no output {key}: is it a Redeliver stack?")
         return self.outputs[key]
-
-
-def check_message_sid(sid: str) -> None:
-    if not MESSAGE_SID.match(sid):
-        raise CommandError(f"{sid!r} is not a message SID (IM followed by 32 hex digits)")
 
 
 def partition(table: str, message_sid: str) -> list[dict[str, Any]]:

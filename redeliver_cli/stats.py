@@ -11,7 +11,10 @@ from typing import Any
 
 import boto3
 
+from redeliver_cli.arguments import positive_float
 from redeliver_cli.stack import Stack
+
+TOP_CODES = 8  # the codes named one by one; the rest are summed on an `other` entry
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +24,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Receipts, failures, retries, recoveries and "
         "give-ups over a window, from the table.",
     )
-    cmd.add_argument("--hours", type=float, default=24.0, help="the window (24)")
+    cmd.add_argument(
+        "--hours", type=positive_float, default=24.0, help="the window, above zero (24)"
+    )
     cmd.set_defaults(run=lambda args: stats(Stack.find(args.stack), args.hours))
 
 
@@ -63,8 +68,18 @@ def stats(stack: Stack, hours: float, now: datetime | None = None) -> list[str]:
         f"  failures    {failures} ({100 * failures / total:.1f} %)"
         if total
         else "  failures    0",
-        f"  error codes {dict(codes.most_common(8))}",
+        f"  error codes {_top(codes)}",
         f"  retries     {attempts['sent']} sent, {recovered} recovered (delivered/read)",
         f"  given up    {attempts['gave_up']} {dict(reasons.most_common())}",
         f"  in flight   {attempts['claimed']} claimed attempt(s) without an outcome",
     ]
+
+
+def _top(codes: Counter[str]) -> dict[str, int]:
+    """The most frequent codes (ties by code), and the rest summed as `other (n codes)`: every
+    failure is on the line, so its numbers add up to the failures line's."""
+    ranked = sorted(codes.items(), key=lambda code: (-code[1], code[0]))
+    if len(ranked) <= TOP_CODES:
+        return dict(ranked)
+    top, rest = ranked[: TOP_CODES - 1], ranked[TOP_CODES - 1 :]
+    return {**dict(top), f"other ({len(rest)} codes)": sum(n for _, n in rest)}

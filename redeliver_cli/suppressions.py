@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import boto3
 
 from redeliver.adapters.dynamodb.suppressions import Suppressions, address_hash
-from redeliver.domain.quiet_hours import e164
-from redeliver_cli.stack import CommandError, Stack, iso
+from redeliver_cli.arguments import phone_number
+from redeliver_cli.stack import Stack, iso
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "lifting it. The table keeps only a hash of the number.",
     )
     cmd.add_argument("suppression_action", choices=["check", "remove"])
-    cmd.add_argument("number", metavar="+E164")
+    cmd.add_argument("number", metavar="+E164", type=phone_number)
     cmd.set_defaults(
         run=lambda args: suppressions(
             Stack.find(args.stack), args.suppression_action, args.number, datetime.now(UTC)
@@ -32,9 +32,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def suppressions(stack: Stack, action: str, number: str, now: datetime) -> list[str]:
-    phone = e164(number)
-    if phone is None or phone != number.strip():
-        raise CommandError(f"{number!r} is not an E.164 number (+ and up to 15 digits)")
+    phone = number  # an E.164 number: arguments.phone_number checked it
     table = stack.output("ReceiptsTableName")
     store = Suppressions(boto3.client("dynamodb"), table)
     key = f"SUPPRESS#{address_hash(phone)[:12]}…"  # the number itself is never stored

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 import boto3
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from redeliver.adapters.twilio.credentials import TwilioCredentials
+from redeliver_cli.arguments import sid
 from redeliver_cli.stack import CommandError, Stack
 
 DELIVERY_EVENT = "onDeliveryUpdated"
 WEBHOOK_PATH = "/twilio/delivery-receipts"  # IngestFunction's HttpApi event (tests/cli checks)
-_SERVICE_SID = re.compile(r"^IS[0-9a-fA-F]{32}$")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Point a Conversation Service's post-event webhook "
         "at the stack, adding onDeliveryUpdated to its filters.",
     )
-    cmd.add_argument("service_sid", metavar="IS…")
+    cmd.add_argument("service_sid", metavar="IS…", type=sid("IS"))
     cmd.add_argument("--dry-run", action="store_true", help="show before and after, change nothing")
     cmd.add_argument(
         "--url",
@@ -66,11 +65,36 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def webhook_url(stack: Stack) -> str:
-    """The URL ingest checks Twilio's signatures against (DESIGN contract)."""
+    """The URL ingest checks Twilio's signatures against (DESIGN contract).
+
+    Offline, moto creates no API Gateway HTTP API, so the `WebhookUrl` output keeps its
+    `${WebhookApi}` unresolved: no URL exists to give Twilio, and that is said, not printed."""
     base = stack.parameters.get("WebhookBaseUrl", "")
     if base:  # as ingest reads it (redeliver.settings)
         return base.rstrip("/") + WEBHOOK_PATH
-    return stack.output("WebhookUrl")
+    url = stack.output("WebhookUrl")
+    if "${" in url:
+        raise CommandError(
+            f"stack {stack.name!r} has no webhook URL: its WebhookUrl output is unresolved "
+            f"({url}), as on the offline stack, where moto creates no HTTP API. It cannot be "
+            "resolved offline: give the URL with --url (offline, the local API `make serve` "
+            f"prints, e.g. http://127.0.0.1:3000{WEBHOOK_PATH})"
+        )
+    return url
+
+
+def url_to_sign(stack: Stack, url: str | None) -> str:
+    """The URL Twilio is to post to: `url` when given, unless the stack checks signatures
+    against its WebhookBaseUrl and `url` is another (every webhook would be rejected, 403)."""
+    if url and not stack.parameters.get("WebhookBaseUrl"):
+        return url
+    signed = webhook_url(stack)
+    if url and url != signed:
+        raise CommandError(
+            f"the stack checks signatures against WebhookBaseUrl: Twilio must post to {signed}, "
+            f"or every webhook is rejected (403), not to {url}"
+        )
+    return signed
 
 
 def configure_webhook(
@@ -82,15 +106,7 @@ def configure_webhook(
     *,
     switch_to_post: bool = False,
 ) -> list[str]:
-    if not _SERVICE_SID.match(service_sid):
-        raise CommandError(f"{service_sid!r} is not a Conversation Service SID (IS…)")
-    signed = webhook_url(stack)
-    if url and stack.parameters.get("WebhookBaseUrl") and url != signed:
-        raise CommandError(
-            f"the stack checks signatures against WebhookBaseUrl: Twilio must post to {signed}, "
-            f"or every webhook is rejected (403), not to {url}"
-        )
-    target = url or signed
+    target = url_to_sign(stack, url)
     if not target.startswith("https://") and not url:
         raise CommandError(f"the stack's WebhookUrl is not an https URL: {target}")
     secret = boto3.client("secretsmanager").get_secret_value(

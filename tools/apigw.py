@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from twilio.request_validator import RequestValidator
+from redeliver.adapters.twilio import signature
 
 DEFAULT_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
 ROUTE_PATH = "/twilio/delivery-receipts"
 
 
 def sign(url: str, fields: Mapping[str, str], token: str) -> str:
-    """The X-Twilio-Signature Twilio would send for this URL and form."""
-    return str(RequestValidator(token).compute_signature(url, dict(fields)))
+    """The X-Twilio-Signature Twilio would send for this URL and form: the layer's own code
+    (redeliver.adapters.twilio.signature.sign, which `redeliver send-receipt` signs with too)."""
+    return signature.sign(url, fields, token)
 
 
 def http_api_event(

@@ -17,16 +17,16 @@ import sys
 from pathlib import Path
 
 from redeliver.domain.policy_parse import PolicyError, parse_policy
+from redeliver.settings import RECEIPT_RETENTION_DAYS
 
 PARAMETER = "RetryPolicy"
-TEMPLATE_RETENTION_DAYS = 30  # template.yaml's ReceiptRetentionDays default
 
 
 class OverrideError(ValueError):
     """The file cannot be deployed as a parameter override (the reason says why)."""
 
 
-def override(document: str, retention_days: int = TEMPLATE_RETENTION_DAYS) -> str:
+def override(document: str, retention_days: int = RECEIPT_RETENTION_DAYS) -> str:
     """`RetryPolicy="…"` for `--parameter-overrides`, or OverrideError naming the problem."""
     try:
         parse_policy(document, retention_days=retention_days)
@@ -56,7 +56,7 @@ def _as_sam_reads_it(value: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.policy_override", description=__doc__)
     parser.add_argument("file", type=Path)
-    parser.add_argument("--retention-days", type=int, default=TEMPLATE_RETENTION_DAYS)
+    parser.add_argument("--retention-days", type=int, default=RECEIPT_RETENTION_DAYS)
     args = parser.parse_args(argv)
     try:
         print(override(args.file.read_text(encoding="utf-8"), args.retention_days))

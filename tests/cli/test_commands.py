@@ -59,9 +59,10 @@ def test_trace_says_what_is_wrong(
     code, out = run(capsys, stack, "trace", "IM" + "0" * 32)
     assert code == 1
     assert "no record of IM" in out
-    code, out = run(capsys, stack, "trace", "SM123")
-    assert code == 1
-    assert "is not a message SID" in out
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, stack, "trace", "SM123")
+    assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
+    assert "is not a message SID" in capsys.readouterr().err
 
 
 def test_a_missing_stack_is_an_error_not_a_traceback(
@@ -172,9 +173,10 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
     assert "Updated." in out
     assert sim.service_webhooks[service]["post_webhook_url"] == target
     assert sim.service_webhooks[service]["filters"] == ["onDeliveryUpdated", "onMessageAdded"]
-    code, out = run(capsys, stack, "configure-webhook", "IS123", "--url", target)
-    assert code == 1
-    assert "is not a Conversation Service SID" in out
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, stack, "configure-webhook", "IS123", "--url", target)
+    assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
+    assert "is not a Conversation Service SID" in capsys.readouterr().err
 
 
 def test_configure_webhook_does_not_switch_a_get_service_to_post_unasked(
@@ -283,10 +285,18 @@ def test_policy_check_validates_and_shows_what_each_sample_failure_gets(
     assert "63016  send Content template HX" in out
     assert "63024  send as SMS from +15550100000" in out
     assert "21610  suppress the recipient for 90 days" in out
-    assert '30003  wait 60 s, until 2026-06-02T15:01:00Z, then look again  (only "*" matched' in out
-    # 03:00 UTC is 23:00 in New York: held until 08:00 there
+    # the wait as the rule reads it, then as the worker's jitter (x0.9 to x1.1) stretches it
+    assert "as the worker's jitter stretches it: x0.90 to x1.10" in out
+    assert (
+        "30003  wait 60 s, until 2026-06-02T15:01:00Z, then look again; with jitter 54-66 s"
+        '  (only "*" matched'
+    ) in out
+    # 03:00 UTC is 23:00 in New York: held until 08:00 there, spread over a tenth of the wait
     cli.main(["policy", "check", str(document), "--at", "2026-06-02T03:00:00Z"])
-    assert "63016  wait 32400 s, until 2026-06-02T12:00:00Z" in capsys.readouterr().out
+    assert (
+        "63016  wait 32400 s, until 2026-06-02T12:00:00Z, then look again; "
+        "with jitter 32400-35640 s"
+    ) in capsys.readouterr().out
 
 
 def test_policy_check_names_the_invalid_field(
@@ -349,6 +359,28 @@ def test_policy_check_holds_max_age_to_the_default_stacks_retention(
     assert "ReceiptRetentionDays=30 (the template's default" in capsys.readouterr().out
 
 
+def test_policy_check_refuses_a_recipient_as_suppressions_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    """One check of a phone number (redeliver_cli.arguments.phone_number), one answer."""
+    document = tmp_path / "policy.json"
+    document.write_text(json.dumps({"rules": [{"codes": "*", "action": "retry"}]}))
+    for bad in ("hello", "2125550100", "whatsapp:+12125550100"):
+        said = []
+        for argv in (
+            ["policy", "check", str(document), "--to", bad],
+            ["suppressions", "check", bad],
+        ):
+            with pytest.raises(SystemExit) as exit_:
+                cli.main(argv)
+            assert exit_.value.code == 2
+            said.append(capsys.readouterr().err.splitlines()[-1].rsplit(": ", 1)[-1])
+        assert (
+            said
+            == [f"{bad!r} is not an E.164 number (+ and up to 15 digits, e.g. +12125550100)"] * 2
+        )
+
+
 def test_the_commands_default_retention_is_the_templates() -> None:
     parameter = load_template(TEMPLATE)["Parameters"]["ReceiptRetentionDays"]
     assert int(parameter["Default"]) == DEFAULT_RETENTION_DAYS
@@ -377,8 +409,10 @@ def test_suppressions_check_and_remove(
         f"{number}: not suppressed"
     )
     assert "was not suppressed" in run(capsys, stack, "suppressions", "remove", number)[1]
-    code, out = run(capsys, stack, "suppressions", "check", "2125550100")
-    assert (code, "is not an E.164 number" in out) == (1, True)
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, stack, "suppressions", "check", "2125550100")
+    assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
+    assert "is not an E.164 number" in capsys.readouterr().err
 
 
 def test_redrive_by_hand_keeps_going_past_an_empty_short_poll(
@@ -435,3 +469,27 @@ def test_redrive_by_hand_reports_what_remains_when_its_deadline_passes(
     assert "moved 1 job(s)" in out
     assert "1 job(s) remain in RetryDLQ (0 visible, 1 in flight)" in out
     assert [job["n"] for job in system.queued()] == [1 - json.loads(held["Body"])["n"]]
+
+
+def test_configure_webhook_says_the_offline_url_cannot_be_resolved(
+    system: RetrySystem,
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """moto creates no HTTP API: the offline stack's WebhookUrl output keeps `${WebhookApi}`.
+    Said plainly, pointing to --url, and never offered to Twilio."""
+    assert "${WebhookApi}" in stack.outputs["WebhookUrl"]
+    service = sim.chat_service_sid
+    argv = ["configure-webhook", service, "--twilio-url", sim.url]
+    for dry_run in (["--dry-run"], []):
+        code, out = run(capsys, stack, *argv, *dry_run)
+        assert code == 1, out
+        assert "POST-webhook https://${WebhookApi}" not in out
+        assert "It cannot be resolved offline: give the URL with --url" in out
+    assert service not in sim.service_webhooks or not sim.service_webhooks[service].get(
+        "post_webhook_url"
+    )
+    local = "http://127.0.0.1:3000" + ROUTE_PATH
+    code, out = run(capsys, stack, *argv, "--url", local, "--dry-run")
+    assert (code, f"after:  POST-webhook {local}," in out) == (0, True), out

@@ -19,6 +19,7 @@ from redeliver_cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = (
+    "status",
     "trace",
     "stats",
     "redrive",
@@ -26,6 +27,7 @@ COMMANDS = (
     "reconcile",
     "policy",
     "suppressions",
+    "send-receipt",
 )
 
 

@@ -29,7 +29,7 @@ from tests.integration.test_store import index_write_units
 from tests.lambdas import invoke, load_function, metric_names, metric_series
 from tools.apigw import http_api_event
 from tools.lambdas import FakeContext, emitted_metrics
-from tools.samples import receipt_fields
+from tools.samples import receipt_fields, sid
 from tools.stack import TEST_AUTH_TOKEN, DeployedStack, deploy
 from tools.twilio_sim.faults import Fault
 from tools.twilio_sim.simulator import TwilioSimulator
@@ -450,13 +450,44 @@ def test_cli_reconcile_every_receipt_stuck_longer_than_a_duration(
 def test_cli_reconcile_says_what_is_wrong(
     rec: Reconciling, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli_run(capsys, rec, "reconcile")[0] == 1
     code, out = cli_run(capsys, rec, "reconcile", "IM" + "0" * 32)
     assert (code, "its conversation is not known here" in out) == (1, True)
-    code, out = cli_run(capsys, rec, "reconcile", "SM1", "--dry-run")
-    assert (code, "is not a message SID" in out) == (1, True)
-    with pytest.raises(SystemExit):
-        cli.main(["reconcile", "--stuck-for", "soon"])
+    # usage errors: 2, as argparse's own (every command's: tests/cli/test_exit_codes.py)
+    for argv, said in (
+        (["reconcile"], "give message SIDs or --stuck-for"),
+        (["reconcile", "SM1", "--dry-run"], "is not a message SID"),
+        (["reconcile", "--stuck-for", "soon"], "is not a duration"),
+    ):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["--stack", rec.stack.name, *argv])
+        assert (exit_.value.code, said in capsys.readouterr().err) == (2, True)
+
+
+def test_cli_reconcile_names_a_message_twilio_does_not_know(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A message the table knows but Twilio does not (deleted, or another account's): said
+    as what it means, beside the others' answers, and the command exits 1."""
+    conversation, known = rec.message()
+    rec.receipt_webhook(conversation, known, "sent")
+    unknown = sid("IM", "never sent through this account")
+    fields = receipt_fields("sent", message=unknown, conversation=conversation, receipt=unknown)
+    fields["ChatServiceSid"] = rec.sim.service_of(conversation)
+    assert invoke(rec.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))["statusCode"] == 200
+    code, out = cli_run(capsys, rec, "reconcile", unknown, known, "--dry-run")
+    assert code == 1, out
+    assert "TwilioError" not in out
+    assert (
+        f"{unknown} (conversation {conversation})\n"
+        f"  Twilio does not know this message in Conversation Service "
+        f"{fields['ChatServiceSid']}, conversation {conversation}, of the account the stack's "
+        "credentials are for (HTTP 404, code 20404): it was deleted, or it belongs to another "
+        "service or account"
+    ) in out
+    assert f"{known} (conversation {conversation})\n  " in out  # the other is still asked
+    assert "2 message(s) looked up" in out
+    assert f"error: Twilio could not answer for 1 of 2 message(s): {unknown}" in out
 
 
 def test_cli_reconcile_keeps_receipts_for_the_stacks_retention(

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 CLAIM_MARGIN_SECONDS = 20
 RETRY_TIMEOUT_SECONDS = 120  # template.yaml's RetryTiming, when the environment does not say
+# template.yaml's ReceiptRetentionDays default (tests/cli holds them equal): the receipts' TTL when
+# the environment does not say, and what `redeliver policy check` holds max_age_seconds to
+RECEIPT_RETENTION_DAYS = 30
 STALE_CREDENTIALS_MAX_SECONDS = 12 * 3600  # template.yaml's SecretStaleMaxHours default
 
 
@@ -21,7 +24,7 @@ class Settings:
     retry_queue_url: str
     twilio_secret_arn: str
     webhook_base_url: str = ""
-    receipt_ttl_days: int = 30
+    receipt_ttl_days: int = RECEIPT_RETENTION_DAYS
     secret_max_age_seconds: int = 300
     # how long the last good Twilio credentials are kept while Secrets Manager fails (0: never)
     secret_stale_max_seconds: int = STALE_CREDENTIALS_MAX_SECONDS
@@ -71,7 +74,7 @@ class Settings:
             retry_queue_url=required("RETRY_QUEUE_URL"),
             twilio_secret_arn=required("TWILIO_SECRET_ARN"),
             webhook_base_url=env.get("WEBHOOK_BASE_URL", "").rstrip("/"),
-            receipt_ttl_days=integer("RECEIPT_TTL_DAYS", 30),
+            receipt_ttl_days=integer("RECEIPT_TTL_DAYS", RECEIPT_RETENTION_DAYS),
             secret_max_age_seconds=integer("SECRET_MAX_AGE_SECONDS", 300),
             secret_stale_max_seconds=3600
             * integer("STALE_CREDENTIALS_MAX_HOURS", STALE_CREDENTIALS_MAX_SECONDS // 3600),
