@@ -172,7 +172,7 @@ def test_each_redeliver_command_line_parses(
     command: Command, capsys: pytest.CaptureFixture[str]
 ) -> None:
     words = [_shaped(w) for w in command.words[1:] if w != "…"]
-    if words and words[0].isupper():  # `redeliver COMMAND --help`: every command, below
+    if "COMMAND" in words:  # `redeliver COMMAND --help`: every command, below
         return
     if words and not words[0].startswith("-"):
         assert words[0] in subcommands(), f"{command}: no such redeliver command"
