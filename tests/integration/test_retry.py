@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT, PolicyError
-from redeliver.usecases.retry.worker import (
+from redeliver.usecases.retry.outcomes import (
     AWS_FAULT_SECONDS,
     THROTTLED_SECONDS,
     record_budget_seconds,
@@ -684,7 +684,7 @@ def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(
     No redeliver_now here: the worker's own visibility (0 s, the jitter pinned) brings it back."""
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
-    system.retry.worker._jitter = lambda low, high: 0
+    system.retry.worker._timing.jitter = lambda low, high: 0
     receives = int(load_template()["Parameters"]["RetryMaxReceiveCount"]["Default"])
     sim.fail_next("GET", *[Fault(status=429, code=20429)] * receives)
     for _ in range(receives):

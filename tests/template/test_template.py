@@ -17,7 +17,7 @@ from aws_lambda_powertools.shared.constants import LAMBDA_ADVANCED_LOGGING_LEVEL
 
 from redeliver.adapters.dynamodb import store
 from redeliver.settings import Settings
-from redeliver.usecases.retry.worker import record_budget_seconds
+from redeliver.usecases.retry.outcomes import record_budget_seconds
 from tools.stack import ROOT, TEMPLATE, load_template
 
 BIN = Path(sys.executable).parent

@@ -51,12 +51,7 @@ Where a crash or a redelivered record can land, and why it sends at most once:
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
   goes back to SQS; after maxReceiveCount it lands in the DLQ (alarmed), never silence.
 
-A record that goes back to the queue (`RetryLater`) is first made visible again when its reason
-has cleared, not after the queue's whole visibility timeout: another worker's young claim, when it
-turns stale; a 429, in a few seconds; an ambiguous create, when our own claim turns stale; an AWS
-fault, soon. A record is only started when the invocation has time left for its worst case
-(`record_budget_seconds`); the others go back at once, not started, as new messages: a deferral
-is not a failed receive, and must not bring a healthy job nearer the DLQ.
+A record that goes back to the queue (`RetryLater`), and when it is seen again: outcomes.py.
 """
 
 from __future__ import annotations
@@ -65,12 +60,8 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from redeliver.adapters.dynamodb.store import Claim, ReceiptStore
 from redeliver.adapters.dynamodb.suppressions import Suppressions
@@ -106,64 +97,32 @@ from redeliver.domain.policy import (
     stable_jitter,
 )
 from redeliver.domain.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
-from redeliver.observability import count, count_by, logger, reason_value
+from redeliver.observability import count, logger
 from redeliver.settings import ConfigurationError
 from redeliver.usecases.reconcile import Target as Lookup
 from redeliver.usecases.reconcile import record_reported
 from redeliver.usecases.recorder import Recorder, Source
+from redeliver.usecases.retry.outcomes import (
+    AWS_FAULT_SECONDS,
+    THROTTLED_SECONDS,
+    Outcome,
+    Result,
+    RetryLater,
+    Timing,
+    back_to_the_queue,
+    job_fields,
+    record_budget_seconds,
+    report,
+)
 from redeliver.usecases.retry.sending import Refused, Sent, Target, Way, find_intended, way_for
 from redeliver.usecases.retry.sending.same import Same
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    WAITING = "waiting"
-    GAVE_UP = "gave_up"
-    SKIPPED = "skipped"  # the receipt moved on: delivered since, or a newer failure decides
-    DUPLICATE = "duplicate"  # this attempt was decided by another record already
-    FOLLOWED_UP = "followed_up"  # a sent retry's outcome was counted
-
-
-# When a record sent back to the queue is seen again, by reason (seconds).
-THROTTLED_SECONDS = (2.0, 8.0)  # a 429, or a Twilio call that did nothing: a few, spread out
-AWS_FAULT_SECONDS = (1.0, 4.0)  # DynamoDB or SQS failed, or a transaction conflicted: soon
-# The worst case of one record: every Twilio call it can make taking the whole HTTP timeout (and
-# its DynamoDB and SQS calls): fetch, participants, the failed receipt's participant, create; an
-# SMS fallback's lookup, conversation create, its fetch after a 50353, participant (50416),
-# second lookup, and the participants of the conversation found (a group?). A stale claim's
-# marker search (two pages) runs only where the claim names a conversation, which the SMS
-# fallback's lookup then finds at once (no conversation built).
-TWILIO_CALLS_PER_RECORD = 11
-RECORD_MARGIN_SECONDS = 5
 # A message created after its claim may still be dated by Twilio before the claim's time (taken
 # from the worker's clock, to the second): the stale-claim search reads back this much further.
 CLOCK_SKEW_SECONDS = 60
-
-
-def record_budget_seconds(twilio_timeout_seconds: float) -> int:
-    """The time left an invocation needs to start one more record."""
-    return math.ceil(twilio_timeout_seconds * TWILIO_CALLS_PER_RECORD) + RECORD_MARGIN_SECONDS
-
-
-class RetryLater(Exception):
-    """The record must come back (SQS redelivery) in `seconds`: a transient fault, another
-    worker's claim, a marker search that proved nothing."""
-
-    def __init__(self, reason: str, seconds: int, chain: Chain | None = None) -> None:
-        super().__init__(reason)
-        self.seconds = max(0, seconds)
-        self.chain = chain
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    outcome: Outcome
-    detail: str = ""
-    new_message_sid: str = ""
-    chain: Chain | None = None
 
 
 class RetryWorker:
@@ -200,9 +159,7 @@ class RetryWorker:
             )
         self._follow_up = follow_up_seconds
         self._recorder = recorder or Recorder(store, queue)
-        self._clock = clock
-        self._jitter = jitter
-        self._policy_jitter = policy_jitter
+        self._timing = Timing(clock, jitter, policy_jitter)
         self._suppressions = suppressions
 
     def process_record(
@@ -219,7 +176,7 @@ class RetryWorker:
                 return self.follow_up(job)
             return self.process(job)
         except Exception as error:
-            self._back_to_the_queue(error, job, receipt_handle)
+            back_to_the_queue(self._queue, self._timing, error, job, receipt_handle)
             raise
 
     def _defer(self, job: RetryJob | FollowUp, seconds_left: float) -> Result:
@@ -230,7 +187,7 @@ class RetryWorker:
         self._queue.send(job)
         logger.info(
             "retry job deferred: no time left",
-            extra={**_job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
+            extra={**job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
         )
         return Result(Outcome.WAITING, "deferred")
 
@@ -238,7 +195,7 @@ class RetryWorker:
         """Did a retry we sent reach its recipient? Twilio's receipts say, once they had time;
         each is recorded as a webhook's would be, so a failed retry is queued for the next
         attempt. Twilio not answering now (429, 5xx): the job comes back in a few seconds."""
-        now = self._clock()
+        now = self._timing.clock()
         log: dict[str, object] = {
             "message_sid": job.message_sid,
             "root": job.root,
@@ -259,7 +216,7 @@ class RetryWorker:
                 found = record_reported(self._twilio, self._recorder, target, Source.FOLLOW_UP)
             except TwilioError as error:
                 if error.kind in ("transient", "ambiguous"):
-                    raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+                    raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
                 # Gone (404) or refused for good: nothing more can be learnt. Counted, not lost.
                 found = []
                 log["twilio_error"] = error.kind
@@ -280,7 +237,7 @@ class RetryWorker:
         return Result(Outcome.FOLLOWED_UP, verdict)
 
     def process(self, job: RetryJob) -> Result:
-        now = self._clock()
+        now = self._timing.clock()
         event = job.event
         log: dict[str, object] = {
             "message_sid": event.message_sid,
@@ -302,7 +259,7 @@ class RetryWorker:
                 )
         elif job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
-            return self._report(Result(Outcome.WAITING, "hop"), log)
+            return report(Result(Outcome.WAITING, "hop"), log)
 
         record = self._store.load_message(event.message_sid)
         receipt = record.receipts.get(event.receipt_sid)
@@ -311,12 +268,10 @@ class RetryWorker:
             event.status,
         ):
             recovered = receipt is not None and receipt.status in SUCCESS_STATUSES
-            return self._report(
-                Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log
-            )
+            return report(Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log)
         chain = Chain.of(event.message_sid, record.origin, event.date_created)
         linked = record.origin is not None
-        return self._report(self._decide(job, chain, now, linked=linked), log)
+        return report(self._decide(job, chain, now, linked=linked), log)
 
     # -- the decision, with what is known and then with the message ---------------------------
 
@@ -336,7 +291,7 @@ class RetryWorker:
         except TwilioError as error:
             if error.kind == "not_found":  # gone, marker and all: recorded under what is known
                 return self._give_up(chain, job, "message_not_found", now)
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS), chain) from error
 
         marked = chain if linked else self._marked_chain(message, chain)
         if marked != chain:  # a retry without its ORIGIN link: its marker, the table agreeing
@@ -392,7 +347,7 @@ class RetryWorker:
         try:
             members = self._twilio.participants(event.chat_service_sid, event.conversation_sid)
         except TwilioError as error:
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
         recipients = sum(1 for member in members if member.address and member.address != author)
         listed = {member.sid: member.address for member in members}
         if not event.participant_sid or event.participant_sid in listed:
@@ -406,7 +361,7 @@ class RetryWorker:
         except TwilioError as error:
             if error.kind == "not_found":  # removed since
                 return recipients, None, False
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
         return recipients, address, True
 
     def _address(self, job: RetryJob) -> str | None:
@@ -421,7 +376,7 @@ class RetryWorker:
         except TwilioError as error:
             if error.kind == "not_found":  # removed since: nobody to suppress or to wait for
                 return None
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
+            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
 
     def _suppress(
         self,
@@ -466,7 +421,7 @@ class RetryWorker:
             address_known=known,
         )
         moment = datetime.fromtimestamp(now, UTC)
-        return decide(self._policy, failure, moment, self._policy_jitter)
+        return decide(self._policy, failure, moment, self._timing.policy_jitter)
 
     def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
         """The chain the message's marker names, when it differs from `chain` and the table
@@ -524,7 +479,9 @@ class RetryWorker:
         def note(conversation_sid: str) -> None:
             """An SMS fallback's conversation, on the claim before the message create."""
             if not self._store.claim_conversation(chain, claimed_at, conversation_sid):
-                raise RetryLater("the claim was taken over", self._soon(AWS_FAULT_SECONDS), chain)
+                raise RetryLater(
+                    "the claim was taken over", self._timing.soon(AWS_FAULT_SECONDS), chain
+                )
 
         try:
             sent = way.create(self._twilio, target, outgoing, chain, note)
@@ -533,7 +490,7 @@ class RetryWorker:
         except TwilioError as error:
             if error.kind == "transient":
                 self._store.release(chain, claimed_at)
-                raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+                raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS), chain) from error
             if error.kind == "ambiguous":  # maybe sent: the claim stays for the marker search
                 raise RetryLater(str(error), self._until_stale(claimed_at), chain) from error
             reason = (
@@ -561,7 +518,9 @@ class RetryWorker:
         `way`, `target`: how this worker would send; they matter only for a claim from before
         intents were recorded (`_claimants_message`)."""
         if existing is None:  # released in between (a transient failure): try again later
-            raise RetryLater("attempt claim changed under us", self._soon(AWS_FAULT_SECONDS), chain)
+            raise RetryLater(
+                "attempt claim changed under us", self._timing.soon(AWS_FAULT_SECONDS), chain
+            )
         if existing.state is not AttemptState.CLAIMED:
             if existing.state is AttemptState.SENT and existing.new_message_sid:
                 # Its follow-up may never have been queued (the record died after record_sent,
@@ -586,7 +545,7 @@ class RetryWorker:
         try:
             found = self._claimants_message(job, chain, existing, way, target)
         except TwilioError as error:
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS), chain) from error
         except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
             # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
             raise RetryLater(str(error), self._stale, chain) from error
@@ -635,7 +594,7 @@ class RetryWorker:
         # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
         # A crash (or an SQS error) between the record and the queued follow-up: the record
         # comes back, finds the attempt `sent`, and `_resume` queues the follow-up again.
-        now = int(self._clock())
+        now = int(self._timing.clock())
         self._store.record_sent(chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid)
         self._queue_follow_up(chain, sent, retry_of, now)
 
@@ -674,68 +633,13 @@ class RetryWorker:
             if resumed is not None:
                 return resumed
             claimed_at = int(now)  # the stale claim is ours now, and its message never went out
-        raise RetryLater("the attempt's claim keeps changing", self._soon(AWS_FAULT_SECONDS), chain)
-
-    # -- what every outcome leaves behind ------------------------------------------------------
-
-    def _report(self, result: Result, log: dict[str, object]) -> Result:
-        chain = {"root": result.chain.root, "attempt": result.chain.attempt} if result.chain else {}
-        fields = {
-            **log,
-            **chain,
-            "outcome": result.outcome.value,
-            "detail": result.detail,
-            "new_message_sid": result.new_message_sid,
-        }
-        if result.outcome is Outcome.GAVE_UP:
-            logger.warning("retry given up", extra=fields)
-            count_by("RetryGaveUpByReason", "reason", reason_value(result.detail))
-        else:
-            logger.info("retry decided", extra=fields)
-        count(_METRICS[result.outcome])
-        return result
-
-    def _back_to_the_queue(
-        self, error: Exception, job: RetryJob | FollowUp | None, receipt_handle: str
-    ) -> None:
-        count("RetryError")
-        fields: dict[str, object] = {**_job_fields(job), "reason": str(error)}
-        seconds: int | None = None  # the queue's visibility timeout: a malformed job, a bug
-        if isinstance(error, RetryLater):
-            seconds = error.seconds
-            if error.chain is not None:
-                fields.update(root=error.chain.root, attempt=error.chain.attempt)
-        elif isinstance(error, TwilioError):  # a Twilio call outside the paths that decide
-            seconds = self._soon(THROTTLED_SECONDS)
-        elif isinstance(error, ClientError | BotoCoreError):
-            seconds = self._soon(AWS_FAULT_SECONDS)
-        fields["visible_in"] = seconds
-        if isinstance(error, RetryLater):
-            logger.warning("retry job back to the queue", extra=fields)
-        else:
-            logger.exception("retry job failed", extra=fields)
-        if seconds is None or not receipt_handle:
-            return
-        try:
-            self._queue.show_again_in(receipt_handle, seconds)
-        except (ClientError, BotoCoreError):  # it comes back after the visibility timeout
-            logger.exception("retry job visibility not changed", extra=fields)
-
-    def _soon(self, spread: tuple[float, float]) -> int:
-        return round(self._jitter(*spread))
+        raise RetryLater(
+            "the attempt's claim keeps changing", self._timing.soon(AWS_FAULT_SECONDS), chain
+        )
 
     def _until_stale(self, claimed_at: int) -> int:
         """Seconds until a claim made at `claimed_at` is stale (then the marker search decides)."""
-        return max(1, math.ceil(claimed_at + self._stale - self._clock()) + 1)
-
-
-_METRICS = {
-    Outcome.SENT: "RetrySent",
-    Outcome.WAITING: "RetryWaiting",
-    Outcome.GAVE_UP: "RetryGaveUp",
-    Outcome.SKIPPED: "RetrySkipped",
-    Outcome.DUPLICATE: "RetryDuplicate",
-}
+        return max(1, math.ceil(claimed_at + self._stale - self._timing.clock()) + 1)
 
 
 def _made(attempt: Attempt, message: MessageSnapshot, retry_of: str) -> bool:
@@ -750,12 +654,3 @@ def _made(attempt: Attempt, message: MessageSnapshot, retry_of: str) -> bool:
         return False  # (a claim from before intents names no conversation: retry_of decides)
     created = message.date_created
     return created is None or created.timestamp() >= attempt.claimed_at - CLOCK_SKEW_SECONDS
-
-
-def _job_fields(job: RetryJob | FollowUp | None) -> dict[str, object]:
-    """What names a job in the logs (SIDs, never content)."""
-    if isinstance(job, RetryJob):
-        return {"message_sid": job.event.message_sid, "receipt_sid": job.event.receipt_sid}
-    if isinstance(job, FollowUp):
-        return {"message_sid": job.message_sid, "root": job.root, "attempt": job.attempt}
-    return {}
