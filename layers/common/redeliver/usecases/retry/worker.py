@@ -60,14 +60,12 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redeliver.adapters.dynamodb.store import Claim, ReceiptStore
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import (
-    PARTICIPANTS_LISTED,
     ConversationsGateway,
     MarkerSearchInconclusive,
     TwilioError,
@@ -84,8 +82,6 @@ from redeliver.domain.chain import (
 )
 from redeliver.domain.jobs import FollowUp, RetryJob, parse_job
 from redeliver.domain.policy import (
-    Decision,
-    Failure,
     GiveUp,
     Jitter,
     Overrides,
@@ -93,7 +89,6 @@ from redeliver.domain.policy import (
     Send,
     Suppress,
     Wait,
-    decide,
     stable_jitter,
 )
 from redeliver.domain.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
@@ -102,6 +97,7 @@ from redeliver.settings import ConfigurationError
 from redeliver.usecases.reconcile import Target as Lookup
 from redeliver.usecases.reconcile import record_reported
 from redeliver.usecases.recorder import Recorder, Source
+from redeliver.usecases.retry.checks import Checks
 from redeliver.usecases.retry.outcomes import (
     AWS_FAULT_SECONDS,
     THROTTLED_SECONDS,
@@ -160,6 +156,7 @@ class RetryWorker:
         self._follow_up = follow_up_seconds
         self._recorder = recorder or Recorder(store, queue)
         self._timing = Timing(clock, jitter, policy_jitter)
+        self._checks = Checks(twilio, policy, self._timing)
         self._suppressions = suppressions
 
     def process_record(
@@ -280,7 +277,7 @@ class RetryWorker:
         still be a retry whose link is not written yet (its worker is between create and record,
         or died there): only its marker can tell, so nothing is recorded before the fetch."""
         event = job.event
-        decision = self._ask_policy(job, chain, now)
+        decision = self._checks.ask_policy(job, chain, now)
         if isinstance(decision, Wait) or (isinstance(decision, GiveUp) and linked):
             return self._wait_or_give_up(job, chain, decision, now)
 
@@ -296,7 +293,7 @@ class RetryWorker:
         marked = chain if linked else self._marked_chain(message, chain)
         if marked != chain:  # a retry without its ORIGIN link: its marker, the table agreeing
             chain = marked
-            decision = self._ask_policy(job, chain, now)
+            decision = self._checks.ask_policy(job, chain, now)
         if isinstance(decision, Suppress):
             return self._suppress(job, chain, decision, now)
         if not isinstance(decision, Send):
@@ -312,13 +309,13 @@ class RetryWorker:
         a new message goes to whoever is in the conversation when it is created, and someone who
         joined since would receive another person's message (a one-time code, say)."""
         event = job.event
-        recipients, address, present = self._members(job, message.author)
+        recipients, address, present = self._checks.members(job, message.author)
         if not present:  # the new message would reach only others: some got the original
             return self._give_up(chain, job, "recipient_left", now)
         overrides = Overrides.from_attributes(message.attributes)
         if address is not None and self._suppressions.get(address, int(now)) is not None:
             return self._give_up(chain, job, "recipient_suppressed", now)
-        decision = self._ask_policy(
+        decision = self._checks.ask_policy(
             job, chain, now, recipients=recipients, overrides=overrides, address=address, known=True
         )
         if isinstance(decision, Suppress):
@@ -333,51 +330,6 @@ class RetryWorker:
         target = Target(event.chat_service_sid, event.conversation_sid, address)
         return self._send(job, chain, outgoing, now, way=way, target=target)
 
-    def _members(self, job: RetryJob, author: str | None) -> tuple[int, str | None, bool]:
-        """One listing of the conversation: how many non-chat recipients a new message would
-        reach (it keeps the original's `author`, and Twilio delivers a message to every
-        participant but its author: in a masked-number conversation between two phones the
-        writer is no recipient), the failed receipt's recipient's address among them (fetched
-        on its own only when the listing was cut short: a conversation that large is a group
-        anyway), and
-        whether that recipient is still a member. One who left (or was replaced) is not resent
-        to: the new message would reach only the others, who may have received the original
-        (a group's other member would get it twice) or never should (someone added since)."""
-        event = job.event
-        try:
-            members = self._twilio.participants(event.chat_service_sid, event.conversation_sid)
-        except TwilioError as error:
-            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
-        recipients = sum(1 for member in members if member.address and member.address != author)
-        listed = {member.sid: member.address for member in members}
-        if not event.participant_sid or event.participant_sid in listed:
-            return recipients, listed.get(event.participant_sid or ""), True
-        if len(members) < PARTICIPANTS_LISTED:  # the whole listing: removed since
-            return recipients, None, False
-        try:
-            address = self._twilio.participant_address(
-                event.chat_service_sid, event.conversation_sid, event.participant_sid
-            )
-        except TwilioError as error:
-            if error.kind == "not_found":  # removed since
-                return recipients, None, False
-            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
-        return recipients, address, True
-
-    def _address(self, job: RetryJob) -> str | None:
-        """The failed receipt's recipient: its participant's messaging address."""
-        event = job.event
-        if not event.participant_sid:
-            return None
-        try:
-            return self._twilio.participant_address(
-                event.chat_service_sid, event.conversation_sid, event.participant_sid
-            )
-        except TwilioError as error:
-            if error.kind == "not_found":  # removed since: nobody to suppress or to wait for
-                return None
-            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
-
     def _suppress(
         self,
         job: RetryJob,
@@ -388,40 +340,13 @@ class RetryWorker:
     ) -> Result:
         """No resend; the recipient is suppressed (a hash of its number) for `decision.days`,
         in the transaction that records the give-up: only by the decision that records it."""
-        address = address or self._address(job)
+        address = address or self._checks.address(job)
         if address is None:  # a chat participant, or one removed since: nothing to suppress
             return self._give_up(chain, job, "suppress_no_address", now)
         suppression = self._suppressions.suppression(
             address, decision.days, job.event.error_code, int(now)
         )
         return self._give_up(chain, job, "suppressed", now, also=[suppression])
-
-    def _ask_policy(
-        self,
-        job: RetryJob,
-        chain: Chain,
-        now: float,
-        *,
-        recipients: int | None = None,
-        overrides: Overrides | None = None,
-        address: str | None = None,
-        known: bool = False,
-    ) -> Decision:
-        """`known`: the recipient's address has been looked at (quiet hours apply)."""
-        event = job.event
-        failure = Failure(
-            event.error_code,
-            chain.attempt,
-            event.date_updated,
-            chain.first_sent_at,
-            recipients,
-            overrides or Overrides(),
-            key=f"{chain.root}#{chain.attempt}",
-            address=address,
-            address_known=known,
-        )
-        moment = datetime.fromtimestamp(now, UTC)
-        return decide(self._policy, failure, moment, self._timing.policy_jitter)
 
     def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
         """The chain the message's marker names, when it differs from `chain` and the table
@@ -586,7 +511,7 @@ class RetryWorker:
         address: str | None = None
         way: Way = Same()
         if rule is not None and rule.action == "fallback_sms":
-            address = self._address(job)
+            address = self._checks.address(job)
             way = way_for(Send("fallback_sms", None, rule.sms_from), address)
         return way, Target(event.chat_service_sid, event.conversation_sid, address)
 
