@@ -21,13 +21,8 @@ For each job (a receipt that became a failure):
    the same content, a Content template, SMS in another conversation); record it, linked both
    ways. Every way goes through the same claim, marker, record and stale-claim search.
 
-The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds` have passed, and
-records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
-webhooks, so a failed retry whose webhook never came is queued all the same and continues its
-chain (its ORIGIN link is written before the follow-up is queued). The verdict, RetryRecovered /
-RetryNotRecovered / RetryUnconfirmed, is Twilio's answer. It records as `Source.FOLLOW_UP`: a
-failure found so is counted FollowUpFailures, not ReconciledFailures (that alarm means webhooks
-are lost; a REST-created retry may get no webhook at all).
+A sent attempt queues its follow-up, which asks Twilio whether the retry reached its recipient
+once `follow_up_seconds` have passed (follow_up.py).
 
 Where a crash or a redelivered record can land, and why it sends at most once:
 - after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A record that
@@ -38,9 +33,8 @@ Where a crash or a redelivered record can land, and why it sends at most once:
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
   may record a give-up, since a claim may have sent (claims.py).
 - after 6, after the record, before the follow-up is queued (or SQS refused it): the record
-  comes back, finds the attempt `sent` (a duplicate) and queues the follow-up again. So a
-  follow-up may run more than once: each records Twilio's truth (idempotent), and the verdict is
-  counted once per attempt (`followed_up_at`, one conditional UpdateItem per follow-up).
+  comes back, finds the attempt `sent` (a duplicate) and queues the follow-up again (claims.py).
+  So a follow-up may run more than once; follow_up.py says why that is harmless.
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
   goes back to SQS; after maxReceiveCount it lands in the DLQ (alarmed), never silence.
 
@@ -57,16 +51,8 @@ from collections.abc import Callable
 from redeliver.adapters.dynamodb.store import Claim, ReceiptStore
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.retry_queue import RetryQueue
-from redeliver.adapters.twilio.conversations import (
-    ConversationsGateway,
-    TwilioError,
-)
-from redeliver.domain.chain import (
-    CannotResend,
-    Chain,
-    MessageSnapshot,
-    NewMessage,
-)
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
+from redeliver.domain.chain import CannotResend, Chain, MessageSnapshot, NewMessage
 from redeliver.domain.jobs import FollowUp, RetryJob, parse_job
 from redeliver.domain.policy import (
     GiveUp,
@@ -78,14 +64,13 @@ from redeliver.domain.policy import (
     Wait,
     stable_jitter,
 )
-from redeliver.domain.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
+from redeliver.domain.receipts import SUCCESS_STATUSES
 from redeliver.observability import count, logger
 from redeliver.settings import ConfigurationError
-from redeliver.usecases.reconcile import Target as Lookup
-from redeliver.usecases.reconcile import record_reported
-from redeliver.usecases.recorder import Recorder, Source
+from redeliver.usecases.recorder import Recorder
 from redeliver.usecases.retry.checks import Checks
 from redeliver.usecases.retry.claims import Claims
+from redeliver.usecases.retry.follow_up import FollowUps
 from redeliver.usecases.retry.outcomes import (
     AWS_FAULT_SECONDS,
     THROTTLED_SECONDS,
@@ -102,6 +87,10 @@ from redeliver.usecases.retry.sending import Refused, Target, Way, way_for
 
 
 class RetryWorker:
+    """The orchestrator: one SQS record through the steps above. What it asks before a send is
+    in `Checks`, a claim in its way and what only a claimant records in `Claims`, the ways of
+    sending in `sending/`, the follow-up of a sent retry in `FollowUps`."""
+
     def __init__(
         self,
         store: ReceiptStore,
@@ -132,8 +121,10 @@ class RetryWorker:
                 f"{twilio_timeout_seconds:g}), more than RETRY_TIMEOUT_SECONDS="
                 f"{function_timeout_seconds}"
             )
-        self._recorder = recorder or Recorder(store, queue)
         self._timing = Timing(clock, jitter, policy_jitter)
+        self._follow_ups = FollowUps(
+            store, queue, twilio, recorder or Recorder(store, queue), self._timing
+        )
         self._checks = Checks(twilio, policy, self._timing)
         self._claims = Claims(
             store,
@@ -158,7 +149,7 @@ class RetryWorker:
             if seconds_left < self._budget:
                 return self._defer(job, seconds_left)
             if isinstance(job, FollowUp):
-                return self.follow_up(job)
+                return self._follow_ups.follow_up(job)
             return self.process(job)
         except Exception as error:
             back_to_the_queue(self._queue, self._timing, error, job, receipt_handle)
@@ -175,51 +166,6 @@ class RetryWorker:
             extra={**job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
         )
         return Result(Outcome.WAITING, "deferred")
-
-    def follow_up(self, job: FollowUp) -> Result:
-        """Did a retry we sent reach its recipient? Twilio's receipts say, once they had time;
-        each is recorded as a webhook's would be, so a failed retry is queued for the next
-        attempt. Twilio not answering now (429, 5xx): the job comes back in a few seconds."""
-        now = self._timing.clock()
-        log: dict[str, object] = {
-            "message_sid": job.message_sid,
-            "root": job.root,
-            "attempt": job.attempt,
-        }
-        if job.due_at > now:
-            self._queue.send(job, delay_seconds=int(job.due_at - now))
-            return Result(Outcome.WAITING, "follow-up hop")
-        if not job.conversation_sid:
-            # Queued before follow-ups carried their conversation: Twilio cannot be asked, so
-            # what the webhooks told us decides, as it did then.
-            record = self._store.load_message(job.message_sid)
-            statuses = {r.status for r in record.receipts.values()}
-            log["source"] = "table"
-        else:
-            target = Lookup(job.message_sid, job.conversation_sid, job.chat_service_sid)
-            try:
-                found = record_reported(self._twilio, self._recorder, target, Source.FOLLOW_UP)
-            except TwilioError as error:
-                if error.kind in ("transient", "ambiguous"):
-                    raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
-                # Gone (404) or refused for good: nothing more can be learnt. Counted, not lost.
-                found = []
-                log["twilio_error"] = error.kind
-            statuses = {f.event.status for f in found}
-            log["source"] = "twilio"
-        if statuses & SUCCESS_STATUSES:
-            verdict = "RetryRecovered"
-        elif statuses & FAILURE_STATUSES:
-            verdict = "RetryNotRecovered"  # its own failure job decides what comes next
-        else:
-            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
-        # Once per attempt: a follow-up may run twice (SQS, or queued again by _resume).
-        if self._store.mark_followed_up(job.root, job.attempt, int(now)):
-            count(verdict)
-        else:
-            log["counted"] = False  # another copy of this follow-up judged it already
-        logger.info("retry followed up", extra={**log, "verdict": verdict})
-        return Result(Outcome.FOLLOWED_UP, verdict)
 
     def process(self, job: RetryJob) -> Result:
         now = self._timing.clock()
