@@ -19,6 +19,9 @@ that an attempt will not be made, only where nobody has it or by its own claiman
 
 `load_message` reads a whole message partition (its receipts, its origin, its attempts) in one
 consistent Query: the worker's one look at a chain before it decides.
+
+Longer than our rooms usually are (about 450 lines) on purpose: `Attempts` says why it is one
+piece, and what else is here is its item shape, read and written by it alone.
 """
 
 from __future__ import annotations
