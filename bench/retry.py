@@ -217,7 +217,7 @@ def calls(setup: Offline) -> list[list[str]]:
         }
     )
     retry = import_function("retry")
-    retry.worker._policy_jitter = no_jitter  # waits exactly as the policy reads them
+    retry.worker._timing.policy_jitter = no_jitter  # waits exactly as the policy reads them
     timeout = float(retry.settings.retry_timeout_seconds)
 
     def invoke_retry(event: Any, _: Any) -> Any:  # an invocation with the deployed Timeout
@@ -234,7 +234,7 @@ def calls(setup: Offline) -> list[list[str]]:
         before = len(sim.requests)
         polls: list[str] = []
         for offset in seconds_later:
-            retry.worker._clock = (T0 + timedelta(seconds=offset)).timestamp
+            retry.worker._timing.clock = (T0 + timedelta(seconds=offset)).timestamp
             start = len(aws)
             batch = poll_once(sqs, queue_url, invoke_retry)
             if batch.received != 1 or batch.failed:

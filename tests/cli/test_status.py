@@ -24,11 +24,11 @@ def busy(system: RetrySystem) -> dict[str, str]:
     system.drain()  # attempt 1 of `sent` is sent; `lost` is given up
     third, held = system.message()
     system.fail(third, held, 30003)
-    store = system.retry.worker._attempts
-    real = store.claim
-    system.monkeypatch.setattr(store, "claim", after(real))
+    attempts = system.retry.worker._attempts
+    real = attempts.claim
+    system.monkeypatch.setattr(attempts, "claim", after(real))
     assert system.poll(crash=True).crashed  # claimed, then the worker died: in flight
-    system.monkeypatch.setattr(store, "claim", real)
+    system.monkeypatch.setattr(attempts, "claim", real)
     fourth, waiting = system.message()
     system.fail(fourth, waiting, 30003)  # marked in the outbox, its job still queued
     fifth, at_sent = system.message()

@@ -89,10 +89,10 @@ class RetrySystem(Resources):
         if policy is not None:
             env["RETRY_POLICY"] = json.dumps(policy)
         module = load_function("retry", env, self.monkeypatch)
-        module.worker._clock = lambda: self.now.timestamp()  # noqa: PLW0108 - reads self.now late
+        module.worker._timing.clock = lambda: self.now.timestamp()  # noqa: PLW0108 - reads self.now late
         # Waits exactly as the policy reads, so a test can name them; jitter has its own tests
         # (tests/unit/test_policy_v2.py; test_retry_v2.py puts it back).
-        module.worker._policy_jitter = no_jitter
+        module.worker._timing.policy_jitter = no_jitter
         self.retry = module
         return module
 

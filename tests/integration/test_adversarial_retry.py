@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from redeliver.settings import ConfigurationError
-from redeliver.usecases.retry.worker import record_budget_seconds
+from redeliver.usecases.retry.outcomes import record_budget_seconds
 from tests.integration.retry_system import RetrySystem, after
 from tools.lambdas import FakeContext
 from tools.sqs_poller import poll_once

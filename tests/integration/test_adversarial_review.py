@@ -89,7 +89,7 @@ def test_the_stale_claim_search_does_not_record_a_copy_of_the_retry(
     system.monkeypatch.setattr(gateway, "create_message", create)
     [retry] = system.created(conversation)
     sim.add_message(conversation, retry["body"], attributes=json.loads(retry["attributes"]))
-    system.advance(system.retry.worker._stale + 1)
+    system.advance(system.retry.settings.claim_stale_seconds + 1)
     system.redeliver_now()
     system.drain()
     attempt = system.attempts(original)[1]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from redeliver.domain.jobs import FollowUp, parse_job
-from redeliver.usecases.retry.worker import THROTTLED_SECONDS
+from redeliver.usecases.retry.outcomes import THROTTLED_SECONDS
 from tests.integration.conftest import WorkerLog
 from tests.integration.retry_system import T0, RetrySystem, after
 from tests.lambdas import metric_names

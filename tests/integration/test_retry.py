@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from redeliver.domain.policy import DEFAULT_POLICY_DOCUMENT
 from redeliver.domain.policy_parse import PolicyError
-from redeliver.usecases.retry.worker import (
+from redeliver.usecases.retry.outcomes import (
     AWS_FAULT_SECONDS,
     THROTTLED_SECONDS,
     record_budget_seconds,
@@ -688,7 +688,7 @@ def test_a_record_that_keeps_coming_back_early_still_reaches_the_dlq(
     No redeliver_now here: the worker's own visibility (0 s, the jitter pinned) brings it back."""
     conversation, original = system.message()
     system.fail(conversation, original, 30003)
-    system.retry.worker._jitter = lambda low, high: 0
+    system.retry.worker._timing.jitter = lambda low, high: 0
     receives = int(load_template()["Parameters"]["RetryMaxReceiveCount"]["Default"])
     sim.fail_next("GET", *[Fault(status=429, code=20429)] * receives)
     for _ in range(receives):

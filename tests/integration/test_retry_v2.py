@@ -267,7 +267,7 @@ def test_quiet_hours_hold_a_send_until_morning_in_the_recipients_zone(
 
 def test_every_wait_is_jittered_within_ten_percent(system: RetrySystem) -> None:
     system.load_retry(POLICY)
-    system.retry.worker._policy_jitter = stable_jitter
+    system.retry.worker._timing.policy_jitter = stable_jitter
     for _ in range(5):
         system.fail(*system.message(), 30003, after=70)  # "*": 60 s from the failure
     assert system.poll().received == 5  # each decides to wait

@@ -17,7 +17,7 @@ from aws_lambda_powertools.shared.constants import LAMBDA_ADVANCED_LOGGING_LEVEL
 
 from redeliver.adapters.dynamodb import outbox, receipts, reconciliation, table
 from redeliver.settings import Settings
-from redeliver.usecases.retry.worker import record_budget_seconds
+from redeliver.usecases.retry.outcomes import record_budget_seconds
 from tools.stack import ROOT, TEMPLATE, load_template
 
 BIN = Path(sys.executable).parent
@@ -166,7 +166,7 @@ def test_retry_timings_follow_from_the_function_timeout_in_one_place(sam: dict[s
         }
     )
     # A claim older than any run of the function belongs to a dead worker
-    # (redeliver.usecases.retry.worker); a job waiting out the queue's visibility finds it stale.
+    # (redeliver.usecases.retry.claims); a job waiting out the queue's visibility finds it stale.
     assert timeout < settings.claim_stale_seconds < visibility
     # A record starts only with its worst case left: at least one fits in a run.
     assert record_budget_seconds(settings.twilio_timeout_seconds) < timeout

@@ -15,8 +15,8 @@ from tools.webhook_emitter import Mix
 TWILIO_TIMEOUT_SECONDS = 2  # the retry worker's Twilio read timeout (template: 10)
 # RetryFunction's Timeout (template: 60), enforced, and its RETRY_TIMEOUT_SECONDS with it: the
 # stale-claim age (timeout + Twilio timeout + margin) that an ambiguous create waits out follows.
-# It must leave room for a record (redeliver.usecases.retry.worker.record_budget_seconds: 15 s at a
-# 2 s Twilio timeout), or the worker starts none.
+# It must leave room for a record (redeliver.usecases.retry.outcomes.record_budget_seconds: 15 s
+# at a 2 s Twilio timeout), or the worker starts none.
 RETRY_TIMEOUT_SECONDS = 30
 VISIBILITY_TIMEOUT = 60  # a killed retry batch is back after this: 2x the Timeout (template: 6x)
 # A stored failure with no job is re-queued after this (template: 120). Longer than a job waits in

@@ -129,7 +129,7 @@ class Chain:
 def marker_of(attributes: Mapping[str, Any]) -> tuple[str, int, str] | None:
     """(root, attempt, retry_of) as a message's marker claims them, when well formed: a root
     and a retry_of that are message SIDs, an attempt that is an integer of at least 1. What it
-    claims is not yet true (DESIGN invariant 9): the table must agree (RetryWorker)."""
+    claims is not yet true (DESIGN invariant 9): the table must agree (Claims.marked_chain)."""
     marker = attributes.get(MARKER_KEY)
     if not isinstance(marker, Mapping):
         return None

@@ -19,6 +19,9 @@ that an attempt will not be made, only where nobody has it or by its own claiman
 
 `load_message` reads a whole message partition (its receipts, its origin, its attempts) in one
 consistent Query: the worker's one look at a chain before it decides.
+
+Longer than our rooms usually are (about 450 lines) on purpose: `Attempts` says why it is one
+piece, and what else is here is its item shape, read and written by it alone.
 """
 
 from __future__ import annotations
@@ -280,10 +283,10 @@ class Attempts(TableAggregate):
         """Note that a sent attempt's follow-up has judged it: True the first time only.
 
         A follow-up may run more than once (SQS delivers at least once, and a redelivered retry
-        record queues it again: RetryWorker._resume); asking Twilio and recording are idempotent,
-        the verdict metric is not. One conditional UpdateItem per follow-up makes it so. An
-        attempt that is not there (its TTL passed) has nothing to count against: True, so a
-        verdict is counted rather than silently dropped."""
+        record queues it again: usecases/retry/claims.py, Claims.resume); asking Twilio and
+        recording are idempotent, the verdict metric is not. One conditional UpdateItem per
+        follow-up makes it so. An attempt that is not there (its TTL passed) has nothing to
+        count against: True, so a verdict is counted rather than silently dropped."""
         try:
             self._db.update_item(
                 TableName=self._table,

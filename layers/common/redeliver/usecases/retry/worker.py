@@ -21,42 +21,24 @@ For each job (a receipt that became a failure):
    the same content, a Content template, SMS in another conversation); record it, linked both
    ways. Every way goes through the same claim, marker, record and stale-claim search.
 
-The follow-up asks Twilio's Receipts API about the retry once `follow_up_seconds` have passed, and
-records every receipt it reports through the webhook's path (`Recorder`): Twilio does not retry
-webhooks, so a failed retry whose webhook never came is queued all the same and continues its
-chain (its ORIGIN link is written before the follow-up is queued). The verdict, RetryRecovered /
-RetryNotRecovered / RetryUnconfirmed, is Twilio's answer. It records as `Source.FOLLOW_UP`: a
-failure found so is counted FollowUpFailures, not ReconciledFailures (that alarm means webhooks
-are lost; a REST-created retry may get no webhook at all).
+A sent attempt queues its follow-up, which asks Twilio whether the retry reached its recipient
+once `follow_up_seconds` have passed (follow_up.py).
 
 Where a crash or a redelivered record can land, and why it sends at most once:
-- after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A worker that
-  finds a claim older than any function run (`claim_stale_seconds`) looks for the attempt's
-  marker where the claim's intent says, never where today's policy would send (it may have been
-  redeployed): found → record it; not found → take the claim over (with its own intent), send.
-  A claim that names no conversation yet (an SMS fallback before its lookup) created nothing.
-  A younger claim means another worker may be sending now: the record goes back to SQS.
-- after 6, before the record: the same marker search finds the message and records it. It
-  reads newest first back to the claim's time (the retry is newer; `CLOCK_SKEW_SECONDS` more);
-  a conversation so busy that its limit runs out first proves nothing, and the job goes back
-  (then to the DLQ). A claim from before intents were recorded is searched for as then: where
-  this worker (or the policy's rule for the code) would send, back to the failed message.
+- after 5 (claim) or during 6 (a create that timed out): the claim stays `claimed`. A record that
+  meets it resolves it by the intent recorded on it (claims.py): a younger claim sends the record
+  back to SQS; a stale one's message is searched for where its intent says: found → recorded;
+  not found → the claim is taken over, and this worker sends.
+- after 6, before the record: the same search finds the message and records it.
 - a give-up that meets another worker's claim goes the same way: only the claimant, or nobody,
-  may record a give-up, since a claim may have sent; it searches where the claim's intent says,
-  whatever its own code's rule is.
+  may record a give-up, since a claim may have sent (claims.py).
 - after 6, after the record, before the follow-up is queued (or SQS refused it): the record
-  comes back, finds the attempt `sent` (a duplicate) and queues the follow-up again. So a
-  follow-up may run more than once: each records Twilio's truth (idempotent), and the verdict is
-  counted once per attempt (`followed_up_at`, one conditional UpdateItem per follow-up).
+  comes back, finds the attempt `sent` (a duplicate) and queues the follow-up again (claims.py).
+  So a follow-up may run more than once; follow_up.py says why that is harmless.
 - Twilio answered 429 or never connected: nothing was sent, the claim is released and the record
   goes back to SQS; after maxReceiveCount it lands in the DLQ (alarmed), never silence.
 
-A record that goes back to the queue (`RetryLater`) is first made visible again when its reason
-has cleared, not after the queue's whole visibility timeout: another worker's young claim, when it
-turns stale; a 429, in a few seconds; an ambiguous create, when our own claim turns stale; an AWS
-fault, soon. A record is only started when the invocation has time left for its worst case
-(`record_budget_seconds`); the others go back at once, not started, as new messages: a deferral
-is not a failed receive, and must not bring a healthy job nearer the DLQ.
+A record that goes back to the queue (`RetryLater`), and when it is seen again: outcomes.py.
 """
 
 from __future__ import annotations
@@ -64,38 +46,16 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING
-
-from botocore.exceptions import BotoCoreError, ClientError
+from collections.abc import Callable
 
 from redeliver.adapters.dynamodb.attempts import Attempts, Claim
 from redeliver.adapters.dynamodb.outbox import Outbox
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.retry_queue import RetryQueue
-from redeliver.adapters.twilio.conversations import (
-    PARTICIPANTS_LISTED,
-    ConversationsGateway,
-    MarkerSearchInconclusive,
-    TwilioError,
-)
-from redeliver.domain.chain import (
-    Attempt,
-    AttemptState,
-    CannotResend,
-    Chain,
-    Intent,
-    MessageSnapshot,
-    NewMessage,
-    marker_of,
-)
+from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
+from redeliver.domain.chain import CannotResend, Chain, MessageSnapshot, NewMessage
 from redeliver.domain.jobs import FollowUp, RetryJob, parse_job
 from redeliver.domain.policy import (
-    Decision,
-    Failure,
     GiveUp,
     Jitter,
     Overrides,
@@ -103,71 +63,35 @@ from redeliver.domain.policy import (
     Send,
     Suppress,
     Wait,
-    decide,
     stable_jitter,
 )
-from redeliver.domain.receipts import FAILURE_STATUSES, SUCCESS_STATUSES, DeliveryEvent
-from redeliver.observability import count, count_by, logger, reason_value
+from redeliver.domain.receipts import SUCCESS_STATUSES
+from redeliver.observability import count, logger
 from redeliver.settings import ConfigurationError
-from redeliver.usecases.reconcile import Target as Lookup
-from redeliver.usecases.reconcile import record_reported
-from redeliver.usecases.recorder import Recorder, Source
-from redeliver.usecases.retry.sending import Refused, Sent, Target, Way, find_intended, way_for
-from redeliver.usecases.retry.sending.same import Same
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
-
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    WAITING = "waiting"
-    GAVE_UP = "gave_up"
-    SKIPPED = "skipped"  # the receipt moved on: delivered since, or a newer failure decides
-    DUPLICATE = "duplicate"  # this attempt was decided by another record already
-    FOLLOWED_UP = "followed_up"  # a sent retry's outcome was counted
-
-
-# When a record sent back to the queue is seen again, by reason (seconds).
-THROTTLED_SECONDS = (2.0, 8.0)  # a 429, or a Twilio call that did nothing: a few, spread out
-AWS_FAULT_SECONDS = (1.0, 4.0)  # DynamoDB or SQS failed, or a transaction conflicted: soon
-# The worst case of one record: every Twilio call it can make taking the whole HTTP timeout (and
-# its DynamoDB and SQS calls): fetch, participants, the failed receipt's participant, create; an
-# SMS fallback's lookup, conversation create, its fetch after a 50353, participant (50416),
-# second lookup, and the participants of the conversation found (a group?). A stale claim's
-# marker search (two pages) runs only where the claim names a conversation, which the SMS
-# fallback's lookup then finds at once (no conversation built).
-TWILIO_CALLS_PER_RECORD = 11
-RECORD_MARGIN_SECONDS = 5
-# A message created after its claim may still be dated by Twilio before the claim's time (taken
-# from the worker's clock, to the second): the stale-claim search reads back this much further.
-CLOCK_SKEW_SECONDS = 60
-
-
-def record_budget_seconds(twilio_timeout_seconds: float) -> int:
-    """The time left an invocation needs to start one more record."""
-    return math.ceil(twilio_timeout_seconds * TWILIO_CALLS_PER_RECORD) + RECORD_MARGIN_SECONDS
-
-
-class RetryLater(Exception):
-    """The record must come back (SQS redelivery) in `seconds`: a transient fault, another
-    worker's claim, a marker search that proved nothing."""
-
-    def __init__(self, reason: str, seconds: int, chain: Chain | None = None) -> None:
-        super().__init__(reason)
-        self.seconds = max(0, seconds)
-        self.chain = chain
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    outcome: Outcome
-    detail: str = ""
-    new_message_sid: str = ""
-    chain: Chain | None = None
+from redeliver.usecases.recorder import Recorder
+from redeliver.usecases.retry.checks import Checks
+from redeliver.usecases.retry.claims import Claims
+from redeliver.usecases.retry.follow_up import FollowUps
+from redeliver.usecases.retry.outcomes import (
+    AWS_FAULT_SECONDS,
+    THROTTLED_SECONDS,
+    Outcome,
+    Result,
+    RetryLater,
+    Timing,
+    back_to_the_queue,
+    job_fields,
+    record_budget_seconds,
+    report,
+)
+from redeliver.usecases.retry.sending import Refused, Target, Way, way_for
 
 
 class RetryWorker:
+    """The orchestrator: one SQS record through the steps above. What it asks before a send is
+    in `Checks`, a claim in its way and what only a claimant records in `Claims`, the ways of
+    sending in `sending/`, the follow-up of a sent retry in `FollowUps`."""
+
     def __init__(
         self,
         attempts: Attempts,
@@ -191,7 +115,6 @@ class RetryWorker:
         self._queue = queue
         self._twilio = twilio
         self._policy = policy
-        self._stale = claim_stale_seconds
         self._budget = record_budget_seconds(twilio_timeout_seconds)
         if function_timeout_seconds is not None and self._budget >= function_timeout_seconds:
             # No invocation could ever start a record: each would be deferred (queued again)
@@ -201,11 +124,19 @@ class RetryWorker:
                 f"{twilio_timeout_seconds:g}), more than RETRY_TIMEOUT_SECONDS="
                 f"{function_timeout_seconds}"
             )
-        self._follow_up = follow_up_seconds
-        self._recorder = recorder
-        self._clock = clock
-        self._jitter = jitter
-        self._policy_jitter = policy_jitter
+        self._timing = Timing(clock, jitter, policy_jitter)
+        self._follow_ups = FollowUps(attempts, queue, twilio, recorder, self._timing)
+        self._checks = Checks(twilio, policy, self._timing)
+        self._claims = Claims(
+            attempts,
+            queue,
+            twilio,
+            policy,
+            self._timing,
+            stale_seconds=claim_stale_seconds,
+            follow_up_seconds=follow_up_seconds,
+            address=self._checks.address,
+        )
         self._suppressions = suppressions
 
     def process_record(
@@ -219,10 +150,10 @@ class RetryWorker:
             if seconds_left < self._budget:
                 return self._defer(job, seconds_left)
             if isinstance(job, FollowUp):
-                return self.follow_up(job)
+                return self._follow_ups.follow_up(job)
             return self.process(job)
         except Exception as error:
-            self._back_to_the_queue(error, job, receipt_handle)
+            back_to_the_queue(self._queue, self._timing, error, job, receipt_handle)
             raise
 
     def _defer(self, job: RetryJob | FollowUp, seconds_left: float) -> Result:
@@ -233,57 +164,12 @@ class RetryWorker:
         self._queue.send(job)
         logger.info(
             "retry job deferred: no time left",
-            extra={**_job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
+            extra={**job_fields(job), "seconds_left": round(seconds_left), "needs": self._budget},
         )
         return Result(Outcome.WAITING, "deferred")
 
-    def follow_up(self, job: FollowUp) -> Result:
-        """Did a retry we sent reach its recipient? Twilio's receipts say, once they had time;
-        each is recorded as a webhook's would be, so a failed retry is queued for the next
-        attempt. Twilio not answering now (429, 5xx): the job comes back in a few seconds."""
-        now = self._clock()
-        log: dict[str, object] = {
-            "message_sid": job.message_sid,
-            "root": job.root,
-            "attempt": job.attempt,
-        }
-        if job.due_at > now:
-            self._queue.send(job, delay_seconds=int(job.due_at - now))
-            return Result(Outcome.WAITING, "follow-up hop")
-        if not job.conversation_sid:
-            # Queued before follow-ups carried their conversation: Twilio cannot be asked, so
-            # what the webhooks told us decides, as it did then.
-            record = self._attempts.load_message(job.message_sid)
-            statuses = {r.status for r in record.receipts.values()}
-            log["source"] = "table"
-        else:
-            target = Lookup(job.message_sid, job.conversation_sid, job.chat_service_sid)
-            try:
-                found = record_reported(self._twilio, self._recorder, target, Source.FOLLOW_UP)
-            except TwilioError as error:
-                if error.kind in ("transient", "ambiguous"):
-                    raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
-                # Gone (404) or refused for good: nothing more can be learnt. Counted, not lost.
-                found = []
-                log["twilio_error"] = error.kind
-            statuses = {f.event.status for f in found}
-            log["source"] = "twilio"
-        if statuses & SUCCESS_STATUSES:
-            verdict = "RetryRecovered"
-        elif statuses & FAILURE_STATUSES:
-            verdict = "RetryNotRecovered"  # its own failure job decides what comes next
-        else:
-            verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
-        # Once per attempt: a follow-up may run twice (SQS, or queued again by _resume).
-        if self._attempts.mark_followed_up(job.root, job.attempt, int(now)):
-            count(verdict)
-        else:
-            log["counted"] = False  # another copy of this follow-up judged it already
-        logger.info("retry followed up", extra={**log, "verdict": verdict})
-        return Result(Outcome.FOLLOWED_UP, verdict)
-
     def process(self, job: RetryJob) -> Result:
-        now = self._clock()
+        now = self._timing.clock()
         event = job.event
         log: dict[str, object] = {
             "message_sid": event.message_sid,
@@ -305,7 +191,7 @@ class RetryWorker:
                 )
         elif job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
-            return self._report(Result(Outcome.WAITING, "hop"), log)
+            return report(Result(Outcome.WAITING, "hop"), log)
 
         record = self._attempts.load_message(event.message_sid)
         receipt = record.receipts.get(event.receipt_sid)
@@ -314,12 +200,10 @@ class RetryWorker:
             event.status,
         ):
             recovered = receipt is not None and receipt.status in SUCCESS_STATUSES
-            return self._report(
-                Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log
-            )
+            return report(Result(Outcome.SKIPPED, "recovered" if recovered else "superseded"), log)
         chain = Chain.of(event.message_sid, record.origin, event.date_created)
         linked = record.origin is not None
-        return self._report(self._decide(job, chain, now, linked=linked), log)
+        return report(self._decide(job, chain, now, linked=linked), log)
 
     # -- the decision, with what is known and then with the message ---------------------------
 
@@ -328,7 +212,7 @@ class RetryWorker:
         still be a retry whose link is not written yet (its worker is between create and record,
         or died there): only its marker can tell, so nothing is recorded before the fetch."""
         event = job.event
-        decision = self._ask_policy(job, chain, now)
+        decision = self._checks.ask_policy(job, chain, now)
         if isinstance(decision, Wait) or (isinstance(decision, GiveUp) and linked):
             return self._wait_or_give_up(job, chain, decision, now)
 
@@ -338,13 +222,13 @@ class RetryWorker:
             )
         except TwilioError as error:
             if error.kind == "not_found":  # gone, marker and all: recorded under what is known
-                return self._give_up(chain, job, "message_not_found", now)
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+                return self._claims.give_up(chain, job, "message_not_found", now)
+            raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS), chain) from error
 
-        marked = chain if linked else self._marked_chain(message, chain)
+        marked = chain if linked else self._claims.marked_chain(message, chain)
         if marked != chain:  # a retry without its ORIGIN link: its marker, the table agreeing
             chain = marked
-            decision = self._ask_policy(job, chain, now)
+            decision = self._checks.ask_policy(job, chain, now)
         if isinstance(decision, Suppress):
             return self._suppress(job, chain, decision, now)
         if not isinstance(decision, Send):
@@ -360,13 +244,13 @@ class RetryWorker:
         a new message goes to whoever is in the conversation when it is created, and someone who
         joined since would receive another person's message (a one-time code, say)."""
         event = job.event
-        recipients, address, present = self._members(job, message.author)
+        recipients, address, present = self._checks.members(job, message.author)
         if not present:  # the new message would reach only others: some got the original
-            return self._give_up(chain, job, "recipient_left", now)
+            return self._claims.give_up(chain, job, "recipient_left", now)
         overrides = Overrides.from_attributes(message.attributes)
         if address is not None and self._suppressions.get(address, int(now)) is not None:
-            return self._give_up(chain, job, "recipient_suppressed", now)
-        decision = self._ask_policy(
+            return self._claims.give_up(chain, job, "recipient_suppressed", now)
+        decision = self._checks.ask_policy(
             job, chain, now, recipients=recipients, overrides=overrides, address=address, known=True
         )
         if isinstance(decision, Suppress):
@@ -377,54 +261,9 @@ class RetryWorker:
         way = way_for(decision, address, groups=self._policy.group_conversations == "allow")
         outgoing = way.prepare(message, chain)
         if isinstance(outgoing, CannotResend):
-            return self._give_up(chain, job, outgoing.reason, now)
+            return self._claims.give_up(chain, job, outgoing.reason, now)
         target = Target(event.chat_service_sid, event.conversation_sid, address)
         return self._send(job, chain, outgoing, now, way=way, target=target)
-
-    def _members(self, job: RetryJob, author: str | None) -> tuple[int, str | None, bool]:
-        """One listing of the conversation: how many non-chat recipients a new message would
-        reach (it keeps the original's `author`, and Twilio delivers a message to every
-        participant but its author: in a masked-number conversation between two phones the
-        writer is no recipient), the failed receipt's recipient's address among them (fetched
-        on its own only when the listing was cut short: a conversation that large is a group
-        anyway), and
-        whether that recipient is still a member. One who left (or was replaced) is not resent
-        to: the new message would reach only the others, who may have received the original
-        (a group's other member would get it twice) or never should (someone added since)."""
-        event = job.event
-        try:
-            members = self._twilio.participants(event.chat_service_sid, event.conversation_sid)
-        except TwilioError as error:
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
-        recipients = sum(1 for member in members if member.address and member.address != author)
-        listed = {member.sid: member.address for member in members}
-        if not event.participant_sid or event.participant_sid in listed:
-            return recipients, listed.get(event.participant_sid or ""), True
-        if len(members) < PARTICIPANTS_LISTED:  # the whole listing: removed since
-            return recipients, None, False
-        try:
-            address = self._twilio.participant_address(
-                event.chat_service_sid, event.conversation_sid, event.participant_sid
-            )
-        except TwilioError as error:
-            if error.kind == "not_found":  # removed since
-                return recipients, None, False
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
-        return recipients, address, True
-
-    def _address(self, job: RetryJob) -> str | None:
-        """The failed receipt's recipient: its participant's messaging address."""
-        event = job.event
-        if not event.participant_sid:
-            return None
-        try:
-            return self._twilio.participant_address(
-                event.chat_service_sid, event.conversation_sid, event.participant_sid
-            )
-        except TwilioError as error:
-            if error.kind == "not_found":  # removed since: nobody to suppress or to wait for
-                return None
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS)) from error
 
     def _suppress(
         self,
@@ -436,66 +275,19 @@ class RetryWorker:
     ) -> Result:
         """No resend; the recipient is suppressed (a hash of its number) for `decision.days`,
         in the transaction that records the give-up: only by the decision that records it."""
-        address = address or self._address(job)
+        address = address or self._checks.address(job)
         if address is None:  # a chat participant, or one removed since: nothing to suppress
-            return self._give_up(chain, job, "suppress_no_address", now)
+            return self._claims.give_up(chain, job, "suppress_no_address", now)
         suppression = self._suppressions.suppression(
             address, decision.days, job.event.error_code, int(now)
         )
-        return self._give_up(chain, job, "suppressed", now, also=[suppression])
-
-    def _ask_policy(
-        self,
-        job: RetryJob,
-        chain: Chain,
-        now: float,
-        *,
-        recipients: int | None = None,
-        overrides: Overrides | None = None,
-        address: str | None = None,
-        known: bool = False,
-    ) -> Decision:
-        """`known`: the recipient's address has been looked at (quiet hours apply)."""
-        event = job.event
-        failure = Failure(
-            event.error_code,
-            chain.attempt,
-            event.date_updated,
-            chain.first_sent_at,
-            recipients,
-            overrides or Overrides(),
-            key=f"{chain.root}#{chain.attempt}",
-            address=address,
-            address_known=known,
-        )
-        moment = datetime.fromtimestamp(now, UTC)
-        return decide(self._policy, failure, moment, self._policy_jitter)
-
-    def _marked_chain(self, message: MessageSnapshot, chain: Chain) -> Chain:
-        """The chain the message's marker names, when it differs from `chain` and the table
-        agrees (DESIGN invariant 9): that root's attempt is sent as this message, or claimed for
-        it (its worker is between create and record, or died there). A marker copied from a
-        retry into another message, or malformed, proves nothing: the message is its own root."""
-        marked = marker_of(message.attributes)
-        if marked is None:
-            return chain
-        root, number, retry_of = marked
-        if (root, number + 1) == (chain.root, chain.attempt):
-            return chain
-        attempt = self._attempts.get_attempt(root, number)
-        if attempt is None or not _made(attempt, message, retry_of):
-            logger.info(
-                "marker not trusted: the table does not agree",
-                extra={"message_sid": message.sid, "root": root, "attempt": number},
-            )
-            return chain
-        return Chain(root, number + 1, attempt.first_sent_at or chain.first_sent_at)
+        return self._claims.give_up(chain, job, "suppressed", now, also=[suppression])
 
     def _wait_or_give_up(
         self, job: RetryJob, chain: Chain, decision: Wait | GiveUp, now: float
     ) -> Result:
         if isinstance(decision, GiveUp):
-            return self._give_up(chain, job, decision.reason, now)
+            return self._claims.give_up(chain, job, decision.reason, now)
         due = math.ceil(decision.due_at.timestamp())  # a jittered due is fractional: not early
         self._queue.send(job.due(due), delay_seconds=decision.seconds)
         return Result(Outcome.WAITING, f"{decision.seconds}s", chain=chain)
@@ -520,247 +312,34 @@ class RetryWorker:
             return Result(Outcome.SKIPPED, "superseded", chain=chain)
         if claim is Claim.TAKEN:
             existing = self._attempts.get_attempt(chain.root, chain.attempt)
-            resumed = self._resume(job, chain, existing, now, way=way, target=target, mine=intent)
+            resumed = self._claims.resume(
+                job, chain, existing, now, way=way, target=target, mine=intent
+            )
             if resumed is not None:
                 return resumed
 
         def note(conversation_sid: str) -> None:
             """An SMS fallback's conversation, on the claim before the message create."""
             if not self._attempts.claim_conversation(chain, claimed_at, conversation_sid):
-                raise RetryLater("the claim was taken over", self._soon(AWS_FAULT_SECONDS), chain)
+                raise RetryLater(
+                    "the claim was taken over", self._timing.soon(AWS_FAULT_SECONDS), chain
+                )
 
         try:
             sent = way.create(self._twilio, target, outgoing, chain, note)
         except Refused as refused:  # nothing created: given up under our claim
-            return self._give_up(chain, job, refused.reason, now, claimed_at)
+            return self._claims.give_up(chain, job, refused.reason, now, claimed_at)
         except TwilioError as error:
             if error.kind == "transient":
                 self._attempts.release(chain, claimed_at)
-                raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
+                raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS), chain) from error
             if error.kind == "ambiguous":  # maybe sent: the claim stays for the marker search
-                raise RetryLater(str(error), self._until_stale(claimed_at), chain) from error
+                raise RetryLater(str(error), self._claims.until_stale(claimed_at), chain) from error
             reason = (
                 "conversation_not_found"
                 if error.kind == "not_found"
                 else (f"twilio_rejected_{error.code or error.status}")
             )
-            return self._give_up(chain, job, reason, now, claimed_at)  # under our claim
-        self._sent(chain, sent, event)
+            return self._claims.give_up(chain, job, reason, now, claimed_at)  # under our claim
+        self._claims.record_sent(chain, sent, event)
         return Result(Outcome.SENT, way.name, new_message_sid=sent.sid, chain=chain)
-
-    def _resume(
-        self,
-        job: RetryJob,
-        chain: Chain,
-        existing: Attempt | None,
-        now: float,
-        *,
-        way: Way | None = None,
-        target: Target | None = None,
-        mine: Intent | None = None,
-    ) -> Result | None:
-        """Another record got to this attempt first. None: this worker may send after all (it
-        took the stale claim over, with its own intent `mine`; a give-up has none).
-        `way`, `target`: how this worker would send; they matter only for a claim from before
-        intents were recorded (`_claimants_message`)."""
-        if existing is None:  # released in between (a transient failure): try again later
-            raise RetryLater("attempt claim changed under us", self._soon(AWS_FAULT_SECONDS), chain)
-        if existing.state is not AttemptState.CLAIMED:
-            if existing.state is AttemptState.SENT and existing.new_message_sid:
-                # Its follow-up may never have been queued (the record died after record_sent,
-                # or SQS refused it): without it a retry that gets no webhook is never judged,
-                # its failure never retried. Queued again; a follow-up is idempotent (it records
-                # Twilio's truth, and counts its verdict once per attempt).
-                sent = Sent(
-                    existing.new_message_sid,
-                    existing.new_conversation_sid or job.event.conversation_sid,
-                )
-                self._queue_follow_up(chain, sent, job.event, int(now))
-            return Result(
-                Outcome.DUPLICATE,
-                existing.state.value,
-                new_message_sid=existing.new_message_sid,
-                chain=chain,
-            )
-        if now - existing.claimed_at < self._stale:
-            seconds = self._until_stale(existing.claimed_at)
-            raise RetryLater("another worker holds the claim", seconds, chain)
-        # A stale claim: its worker died, or its create timed out. Did the message go out?
-        try:
-            found = self._claimants_message(job, chain, existing, way, target)
-        except TwilioError as error:
-            raise RetryLater(str(error), self._soon(THROTTLED_SECONDS), chain) from error
-        except MarkerSearchInconclusive as error:  # never "not sent" from a partial look: the
-            # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
-            raise RetryLater(str(error), self._stale, chain) from error
-        if found is not None:
-            self._sent(chain, found, job.event)
-            return Result(Outcome.SENT, "found after an interrupted send", found.sid, chain=chain)
-        if not self._attempts.take_over(chain, existing.claimed_at, int(now), mine):
-            seconds = self._until_stale(int(now))
-            raise RetryLater("another worker took the stale claim", seconds, chain)
-        return None
-
-    def _claimants_message(
-        self,
-        job: RetryJob,
-        chain: Chain,
-        claim: Attempt,
-        way: Way | None,
-        target: Target | None,
-    ) -> Sent | None:
-        """A stale claim's message, searched for where its claimant said it would send, in
-        messages no older than the claim (DESIGN invariant 8): not where today's policy would
-        send, which may have been redeployed since. A claim from before intents were recorded
-        is searched for as it was then: the way this worker sends (or the policy's rule for the
-        code), back to the failed message."""
-        if claim.intent is not None:
-            since = claim.claimed_at - CLOCK_SKEW_SECONDS
-            return find_intended(self._twilio, claim.intent, chain, since)
-        if way is None or target is None:
-            way, target = self._way_of_claimant(job)
-        return way.find(self._twilio, target, chain, job.event.message_sid)
-
-    def _way_of_claimant(self, job: RetryJob) -> tuple[Way, Target]:
-        """How a claim from before intents were recorded would have sent this failure's
-        attempt, as that version guessed it: the way the policy's rule for the code gives (an
-        SMS fallback's conversation is found by the recipient's number)."""
-        event = job.event
-        rule = self._policy.rule_for(event.error_code)
-        address: str | None = None
-        way: Way = Same()
-        if rule is not None and rule.action == "fallback_sms":
-            address = self._address(job)
-            way = way_for(Send("fallback_sms", None, rule.sms_from), address)
-        return way, Target(event.chat_service_sid, event.conversation_sid, address)
-
-    def _sent(self, chain: Chain, sent: Sent, retry_of: DeliveryEvent) -> None:
-        # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
-        # A crash (or an SQS error) between the record and the queued follow-up: the record
-        # comes back, finds the attempt `sent`, and `_resume` queues the follow-up again.
-        now = int(self._clock())
-        self._attempts.record_sent(
-            chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid
-        )
-        self._queue_follow_up(chain, sent, retry_of, now)
-
-    def _queue_follow_up(self, chain: Chain, sent: Sent, retry_of: DeliveryEvent, now: int) -> None:
-        due = now + self._follow_up
-        follow_up = FollowUp(
-            sent.sid,
-            chain.root,
-            chain.attempt,
-            due,
-            sent.conversation_sid,  # the failed one's, or an SMS fallback's own
-            retry_of.chat_service_sid,  # every way sends in the failed message's service
-        )
-        self._queue.send(follow_up, self._follow_up)
-
-    def _give_up(
-        self,
-        chain: Chain,
-        job: RetryJob,
-        reason: str,
-        now: float,
-        claimed_at: int | None = None,
-        *,
-        also: Sequence[TransactWriteItemTypeDef] = (),
-    ) -> Result:
-        """Only the claimant (`claimed_at`), or nobody, may give an attempt up: another worker's
-        claim may have sent, so a give-up that meets it goes the way a send does (`_resume`).
-        `also`: what this decision writes with its give-up, and only if it records it."""
-        for _ in range(2):
-            in_the_way = self._attempts.record_give_up(
-                chain, job.event, reason, int(now), claimed_at, also=also
-            )
-            if in_the_way is None:
-                return Result(Outcome.GAVE_UP, reason, chain=chain)
-            resumed = self._resume(job, chain, in_the_way, now)
-            if resumed is not None:
-                return resumed
-            claimed_at = int(now)  # the stale claim is ours now, and its message never went out
-        raise RetryLater("the attempt's claim keeps changing", self._soon(AWS_FAULT_SECONDS), chain)
-
-    # -- what every outcome leaves behind ------------------------------------------------------
-
-    def _report(self, result: Result, log: dict[str, object]) -> Result:
-        chain = {"root": result.chain.root, "attempt": result.chain.attempt} if result.chain else {}
-        fields = {
-            **log,
-            **chain,
-            "outcome": result.outcome.value,
-            "detail": result.detail,
-            "new_message_sid": result.new_message_sid,
-        }
-        if result.outcome is Outcome.GAVE_UP:
-            logger.warning("retry given up", extra=fields)
-            count_by("RetryGaveUpByReason", "reason", reason_value(result.detail))
-        else:
-            logger.info("retry decided", extra=fields)
-        count(_METRICS[result.outcome])
-        return result
-
-    def _back_to_the_queue(
-        self, error: Exception, job: RetryJob | FollowUp | None, receipt_handle: str
-    ) -> None:
-        count("RetryError")
-        fields: dict[str, object] = {**_job_fields(job), "reason": str(error)}
-        seconds: int | None = None  # the queue's visibility timeout: a malformed job, a bug
-        if isinstance(error, RetryLater):
-            seconds = error.seconds
-            if error.chain is not None:
-                fields.update(root=error.chain.root, attempt=error.chain.attempt)
-        elif isinstance(error, TwilioError):  # a Twilio call outside the paths that decide
-            seconds = self._soon(THROTTLED_SECONDS)
-        elif isinstance(error, ClientError | BotoCoreError):
-            seconds = self._soon(AWS_FAULT_SECONDS)
-        fields["visible_in"] = seconds
-        if isinstance(error, RetryLater):
-            logger.warning("retry job back to the queue", extra=fields)
-        else:
-            logger.exception("retry job failed", extra=fields)
-        if seconds is None or not receipt_handle:
-            return
-        try:
-            self._queue.show_again_in(receipt_handle, seconds)
-        except (ClientError, BotoCoreError):  # it comes back after the visibility timeout
-            logger.exception("retry job visibility not changed", extra=fields)
-
-    def _soon(self, spread: tuple[float, float]) -> int:
-        return round(self._jitter(*spread))
-
-    def _until_stale(self, claimed_at: int) -> int:
-        """Seconds until a claim made at `claimed_at` is stale (then the marker search decides)."""
-        return max(1, math.ceil(claimed_at + self._stale - self._clock()) + 1)
-
-
-_METRICS = {
-    Outcome.SENT: "RetrySent",
-    Outcome.WAITING: "RetryWaiting",
-    Outcome.GAVE_UP: "RetryGaveUp",
-    Outcome.SKIPPED: "RetrySkipped",
-    Outcome.DUPLICATE: "RetryDuplicate",
-}
-
-
-def _made(attempt: Attempt, message: MessageSnapshot, retry_of: str) -> bool:
-    """Whether `attempt` is the one `message` was created for: sent as it, or claimed for the
-    failure its marker names, where the claim's intent says, since the claim."""
-    if attempt.state is AttemptState.SENT:
-        return attempt.new_message_sid == message.sid
-    if attempt.state is not AttemptState.CLAIMED or attempt.failed_message_sid != retry_of:
-        return False
-    intent = attempt.intent
-    if intent is not None and intent.conversation_sid != message.conversation_sid:
-        return False  # (a claim from before intents names no conversation: retry_of decides)
-    created = message.date_created
-    return created is None or created.timestamp() >= attempt.claimed_at - CLOCK_SKEW_SECONDS
-
-
-def _job_fields(job: RetryJob | FollowUp | None) -> dict[str, object]:
-    """What names a job in the logs (SIDs, never content)."""
-    if isinstance(job, RetryJob):
-        return {"message_sid": job.event.message_sid, "receipt_sid": job.event.receipt_sid}
-    if isinstance(job, FollowUp):
-        return {"message_sid": job.message_sid, "root": job.root, "attempt": job.attempt}
-    return {}

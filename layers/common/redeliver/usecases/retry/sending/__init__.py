@@ -2,8 +2,8 @@
 
 The retry worker (redeliver/usecases/retry/worker.py) keeps the one orchestration — re-check, claim,
 send, record — and the exactly-once path around it: the same claim, the same marker in the new
-message's attributes, the same chain links and the same stale-claim search for every way. A way
-says only these things:
+message's attributes, the same chain links and the same stale-claim search (claims.py) for every
+way. A way says only these things:
 
 - `prepare`: the new message, marked (pure: what is sent);
 - `intent`: what it is about to create, and where, recorded on the claim before any create
