@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         "(auth token from TWILIO_AUTH_TOKEN); bounded by --messages and --rate",
     )
     parser.add_argument(
-        "--rate", type=float, default=20.0, help="with --target: most webhooks per second (20)"
+        "--rate",
+        type=float,
+        default=20.0,
+        help="the scenario's messages per second; with --target, most webhooks per second (20)",
     )
     args = parser.parse_args(argv)
     for name in ("failure_rate", "retry_success", "duplicates", "reorder", "lose_webhooks"):
@@ -86,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--target needs the auth token in TWILIO_AUTH_TOKEN")
         if not args.target.startswith("https://"):
             parser.error("--target must be the stack's https:// WebhookUrl")
-        return load_test(
-            args.target, token, args.messages, rate=args.rate or 20.0, mix=mix, seed=args.seed
-        )
+        return load_test(args.target, token, args.messages, rate=args.rate, mix=mix, seed=args.seed)
 
     # `kill` as well as Ctrl-C stops everything this started (moto is a separate process), after
     # the report.
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             timeout=args.timeout,
             progress=True,
-            rate=args.rate or 50.0,
+            rate=args.rate,
         )
         print(report.render(), flush=True)
         if args.serve:
