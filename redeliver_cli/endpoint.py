@@ -16,15 +16,29 @@ import os
 from urllib.parse import urlparse
 
 import boto3
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 OFFLINE_REGION = "us-east-1"  # where the offline stack is deployed (tools/moto_server)
 DUMMY_KEY = "redeliver-offline"  # not a secret: moto accepts any key
 
 
 def is_loopback(url: str) -> bool:
-    """Whether `url` names this machine: localhost, 127.0.0.0/8 or ::1."""
-    host = urlparse(url).hostname or ""
-    if host == "localhost":
+    """Whether `url` names this machine: localhost, 127.0.0.0/8 or ::1. The host as botocore
+    connects to it (urllib3) and as urllib.parse reads it must both be one, and a URL with
+    userinfo is not: the two split `http://HOST\\@127.0.0.1` differently (urllib3: HOST)."""
+    parsed = urlparse(url)
+    if "@" in parsed.netloc or "\\" in url:
+        return False
+    try:
+        connected = (parse_url(url).host or "").strip("[]")
+    except LocationParseError:
+        return False
+    return _loopback_host(parsed.hostname or "") and _loopback_host(connected)
+
+
+def _loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -15,7 +15,7 @@ import boto3
 import pytest
 
 from redeliver_cli import main as cli
-from redeliver_cli.endpoint import is_loopback
+from redeliver_cli.endpoint import DUMMY_KEY, is_loopback, use_endpoint
 from tools.moto_server import FAKE_CREDENTIALS, moto_server
 from tools.stack import DeployedStack, deploy
 
@@ -139,3 +139,35 @@ def test_the_help_says_what_a_loopback_endpoint_defaults(
 )
 def test_what_counts_as_loopback(url: str, loopback: bool) -> None:
     assert is_loopback(url) is loopback
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://192.0.2.1\\@127.0.0.1:4566",  # urlparse: 127.0.0.1; urllib3: 192.0.2.1
+        "http://user@127.0.0.1:4566",  # userinfo: moto needs none; refused, not parsed twice
+        "http://localhost.evil.example:4566",
+        "http://127.0.0.1.nip.io:4566",
+        "http://127.0.0.1:4566@192.0.2.1",
+    ],
+)
+def test_an_endpoint_that_connects_elsewhere_is_not_loopback(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loopback check read the host with urllib.parse, botocore connects with urllib3, and
+    they disagree on a backslash before `@`: `http://HOST\\@127.0.0.1` passed as loopback (dummy
+    credentials, the metadata service off) while every request went to HOST. No network here:
+    where botocore connects is caught at the socket."""
+    for name in [n for n in os.environ if n.startswith("AWS_")] + [
+        "AWS_ENDPOINT_URL",
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ]:
+        monkeypatch.delenv(name, raising=False)  # and restored after use_endpoint set them
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert not is_loopback(url)
+    use_endpoint(url, None)
+    assert os.environ.get("AWS_ACCESS_KEY_ID") != DUMMY_KEY

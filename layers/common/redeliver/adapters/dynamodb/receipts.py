@@ -96,10 +96,10 @@ class Receipts(TableAggregate):
         `write_id`: the same for every call that tries this one write again (ingest's own
         tries); by default this call's, which botocore's retries of the request share."""
         now = time.time() if now is None else now
-        if not event.is_known_status:
-            return self._record_unknown(event, now)
-        key = _receipt_key(event)
         write_id = write_id or new_write_id()  # recognises its own write on a retried request
+        if not event.is_known_status:
+            return self._record_unknown(event, now, write_id)
+        key = _receipt_key(event)
         names = {"#status": "status", "#hist": HISTORY_PREFIX + event.status}
         values: dict[str, AttributeValueTypeDef] = {
             ":status": {"S": event.status},
@@ -194,11 +194,19 @@ class Receipts(TableAggregate):
             removes.append(STUCK_SINCE)
         removes.append(LOOKUPS)
 
-    def _record_unknown(self, event: DeliveryEvent, now: float) -> Transition:
+    def _record_unknown(self, event: DeliveryEvent, now: float, write_id: str) -> Transition:
         """A status Twilio's spec does not name: its history entry only, in one conditional
         write (the item is made if it is the receipt's first event). The receipt's status, its
         outbox mark and its stuck-at-sent entry stay as they are: such a status is neither a
-        success nor a failure (`receipts.Change.UNKNOWN`)."""
+        success nor a failure (`receipts.Change.UNKNOWN`).
+
+        The entry carries this write's id (`WRITE_ID`, as `record`'s item does): a request
+        botocore sent again after DynamoDB applied it fails its condition against the entry it
+        wrote, and is still this event's one arrival (UNKNOWN, counted), not a duplicate."""
+        name = HISTORY_PREFIX + event.status
+        entry: AttributeValueTypeDef = {
+            "M": {**_history_value(event.history_entry())["M"], WRITE_ID: {"S": write_id}}
+        }
         try:
             answer = self._db.update_item(
                 TableName=self._table,
@@ -206,9 +214,9 @@ class Receipts(TableAggregate):
                 UpdateExpression="SET #hist = :hist, expires_at = if_not_exists(expires_at, :exp)",
                 # Same rule as receipts.newer_in_history; ISO times in one format sort as text.
                 ConditionExpression="attribute_not_exists(#hist) OR #hist.#at < :at",
-                ExpressionAttributeNames={"#hist": HISTORY_PREFIX + event.status, "#at": "at"},
+                ExpressionAttributeNames={"#hist": name, "#at": "at"},
                 ExpressionAttributeValues={
-                    ":hist": _history_value(event.history_entry()),
+                    ":hist": entry,
                     ":at": {"S": iso(event.date_updated)},
                     ":exp": {"N": str(int(now) + self._ttl_seconds)},
                 },
@@ -220,6 +228,11 @@ class Receipts(TableAggregate):
             if not conditional_failure(error):
                 raise
             old = cast("Item | None", error.response.get("Item"))
+            mine = cast("dict[str, Any]", (old or {}).get(name, {})).get("M", {})
+            if text_of(mine, WRITE_ID) == write_id:  # this very write, applied on a lost try
+                before = {k: v for k, v in (old or {}).items() if k != name}
+                state = state_from_item(before)
+                return Transition(Change.UNKNOWN, state.status if state else None, enqueue=False)
         return classify(state_from_item(old), event)
 
     def _add_history(self, key: Item, event: DeliveryEvent) -> None:
