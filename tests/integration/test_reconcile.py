@@ -464,6 +464,29 @@ def test_cli_reconcile_says_what_is_wrong(
         assert (exit_.value.code, said in capsys.readouterr().err) == (2, True)
 
 
+def test_cli_reconcile_finds_a_message_whose_receipt_holds_only_a_status_the_spec_does_not_name(
+    rec: Reconciling, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A receipt whose only event so far is a status Twilio's spec does not name is kept in
+    history only, with no status; it must still say where its message lives (the webhook said
+    it): `redeliver reconcile IM…` asks Twilio there and records what it reports, rather than
+    failing with a KeyError (and `send-receipt` invents no conversation for it)."""
+    conversation, message = rec.message()
+    assert rec.receipt_webhook(conversation, message, "delivered_to_carrier") == 200
+    item = rec.receipt_item(message)
+    assert "status" not in item
+    assert (item.get("conversation_sid"), item.get("chat_service_sid")) == (
+        conversation,
+        rec.sim.service_of(conversation),
+    )
+    rec.sim.set_receipt(message, "undelivered", 30003, updated=T0 + timedelta(seconds=20))
+    code, out = cli_run(capsys, rec, "reconcile", message)
+    assert code == 0, out
+    assert f"{message} (conversation {conversation})" in out
+    assert "1 receipt(s) recorded, 1 failure(s) queued for a retry" in out
+    assert rec.receipt_item(message)["status"] == "undelivered"
+
+
 def test_cli_reconcile_names_a_message_twilio_does_not_know(
     rec: Reconciling, capsys: pytest.CaptureFixture[str]
 ) -> None:

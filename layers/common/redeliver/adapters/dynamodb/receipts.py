@@ -198,7 +198,9 @@ class Receipts(TableAggregate):
         """A status Twilio's spec does not name: its history entry only, in one conditional
         write (the item is made if it is the receipt's first event). The receipt's status, its
         outbox mark and its stuck-at-sent entry stay as they are: such a status is neither a
-        success nor a failure (`receipts.Change.UNKNOWN`).
+        success nor a failure (`receipts.Change.UNKNOWN`). Where the message lives (its
+        conversation, service, account) is kept when the item has none yet: a receipt whose only
+        event is such a status can still be looked up (`redeliver reconcile`, `send-receipt`).
 
         The entry carries this write's id (`WRITE_ID`, as `record`'s item does): a request
         botocore sent again after DynamoDB applied it fails its condition against the entry it
@@ -207,19 +209,29 @@ class Receipts(TableAggregate):
         entry: AttributeValueTypeDef = {
             "M": {**_history_value(event.history_entry())["M"], WRITE_ID: {"S": write_id}}
         }
+        sets = ["#hist = :hist", "expires_at = if_not_exists(expires_at, :exp)"]
+        values: dict[str, AttributeValueTypeDef] = {
+            ":hist": entry,
+            ":at": {"S": iso(event.date_updated)},
+            ":exp": {"N": str(int(now) + self._ttl_seconds)},
+        }
+        for attribute, value in (
+            ("conversation_sid", event.conversation_sid),
+            ("account_sid", event.account_sid),
+            ("chat_service_sid", event.chat_service_sid),
+        ):
+            if value:
+                sets.append(f"{attribute} = if_not_exists({attribute}, :{attribute})")
+                values[f":{attribute}"] = {"S": value}
         try:
             answer = self._db.update_item(
                 TableName=self._table,
                 Key=_receipt_key(event),
-                UpdateExpression="SET #hist = :hist, expires_at = if_not_exists(expires_at, :exp)",
+                UpdateExpression="SET " + ", ".join(sets),
                 # Same rule as receipts.newer_in_history; ISO times in one format sort as text.
                 ConditionExpression="attribute_not_exists(#hist) OR #hist.#at < :at",
                 ExpressionAttributeNames={"#hist": name, "#at": "at"},
-                ExpressionAttributeValues={
-                    ":hist": entry,
-                    ":at": {"S": iso(event.date_updated)},
-                    ":exp": {"N": str(int(now) + self._ttl_seconds)},
-                },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
