@@ -24,7 +24,7 @@ def busy(system: RetrySystem) -> dict[str, str]:
     system.drain()  # attempt 1 of `sent` is sent; `lost` is given up
     third, held = system.message()
     system.fail(third, held, 30003)
-    store = system.retry.worker._store
+    store = system.retry.worker._attempts  # the claims live in the attempts aggregate
     real = store.claim
     system.monkeypatch.setattr(store, "claim", after(real))
     assert system.poll(crash=True).crashed  # claimed, then the worker died: in flight
