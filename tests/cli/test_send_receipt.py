@@ -3,15 +3,17 @@ here served on loopback by the real ingest handler as API Gateway would hand it 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
+import boto3
 import pytest
 
 from redeliver_cli import main as cli
-from redeliver_cli.stack import partition
+from redeliver_cli.stack import Stack, partition
 from tests.integration.retry_system import RetrySystem
 from tests.lambdas import invoke
 from tools.apigw import ROUTE_PATH, request_event
@@ -131,3 +133,21 @@ def test_offline_it_needs_the_url_and_says_when_nothing_answers(
     code, out = run(capsys, stack, "--status", "sent", "--url", "http://127.0.0.1:9" + ROUTE_PATH)
     assert code == 1
     assert "nothing answered at http://127.0.0.1:9" in out
+
+
+def test_a_malformed_secret_is_said_never_a_traceback_nor_the_token(
+    stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = Stack.find(stack.name).parameters["TwilioSecretArn"]
+    secrets = boto3.client("secretsmanager")
+    for value, said in (
+        ("not json, token hunter2", f"the Twilio secret {arn} is not JSON"),
+        (json.dumps({"account_sid": "AC" + "0" * 32}), "the Twilio secret lacks auth_token"),
+        (json.dumps(["hunter2"]), "the Twilio secret must be a JSON object"),
+    ):
+        secrets.put_secret_value(SecretId=arn, SecretString=value)
+        code, out = run(capsys, stack, "--status", "sent", "--url", "http://127.0.0.1:9/x")
+        assert code == 1, out
+        assert said in out
+        assert "Traceback" not in out
+        assert "hunter2" not in out
