@@ -1,13 +1,10 @@
 """`redeliver send-receipt`: one signed receipt, posted over HTTP to the stack's webhook route,
-here served on loopback by the real ingest handler as API Gateway would hand it the request."""
+here served on loopback by the real ingest handler as API Gateway would hand it the request
+(tests/cli/conftest.py: `webhook`)."""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
 
 import boto3
 import pytest
@@ -15,44 +12,8 @@ import pytest
 from redeliver_cli import main as cli
 from redeliver_cli.stack import Stack, partition
 from tests.integration.retry_system import RetrySystem
-from tests.lambdas import invoke
-from tools.apigw import ROUTE_PATH, request_event
+from tools.apigw import ROUTE_PATH
 from tools.stack import DeployedStack
-
-
-@pytest.fixture
-def webhook(system: RetrySystem) -> Iterator[str]:
-    """The webhook route on 127.0.0.1, as the offline stack's local API serves it: the
-    request made the payload-2.0 event API Gateway makes, for the real ingest handler."""
-
-    class Route(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            parsed = urlparse(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            event = request_event(
-                "POST",
-                parsed.path,
-                parsed.query,
-                dict(self.headers.items()),
-                body,
-                domain=self.headers.get("Host", "127.0.0.1"),
-            )
-            answer = invoke(system.ingest, event)
-            payload = str(answer.get("body") or "").encode()
-            self.send_response(int(answer["statusCode"]))
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Route)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}{ROUTE_PATH}"
-    server.shutdown()
-    server.server_close()
 
 
 def run(capsys: pytest.CaptureFixture[str], stack: DeployedStack, *argv: str) -> tuple[int, str]:
