@@ -294,8 +294,8 @@ def _webhook(
     except CommandError as error:
         return [
             failed(ANSWERS, str(error), FIX_URL),
-            skipped(VERIFIES, "nothing answered"),
-            skipped(STORED, "nothing answered"),
+            skipped(VERIFIES, "no answer"),
+            skipped(STORED, "no answer"),
         ]
     status = answer.status_code
     said = f"HTTP {status} from {receipt.target}"
