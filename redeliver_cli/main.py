@@ -15,6 +15,10 @@
                          is a number suppressed (policy v2 `suppress`), and lift it
     send-receipt --status S [--error-code N] [--message IM…] [--url URL]
                          post one signed delivery receipt to the stack (deployed or offline)
+    smoke [--service IS…] [--url URL]
+                         after a deploy: the secret and Twilio's answer to it, a signed test
+                         receipt through the webhook into the table, the alarms, the services'
+                         webhooks; one line per check, exit code 1 if one fails
 
 argparse answers --help, and a usage error (unknown command, missing argument, a malformed SID,
 number or window, arguments that exclude each other) with the command's usage and exit code 2; a
@@ -39,6 +43,7 @@ from redeliver_cli import (
     reconcile,
     redrive,
     send_receipt,
+    smoke,
     stats,
     status,
     suppressions,
@@ -59,6 +64,7 @@ COMMANDS = (
     policy,
     suppressions,
     send_receipt,
+    smoke,
 )
 
 

@@ -18,11 +18,10 @@ conversation and Conversation Service.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import requests
 
 from redeliver.adapters.twilio.credentials import TwilioCredentials
@@ -119,24 +118,114 @@ def send_receipt(
     url: str | None,
     dry_run: bool,
 ) -> list[str]:
+    receipt = signed_receipt(
+        stack,
+        stack.twilio_credentials(),
+        status=status,
+        error_code=error_code,
+        message=message,
+        conversation=conversation,
+        service=service,
+        participant=participant,
+        account=account,
+        at=at,
+        url=url,
+    )
+    lines = receipt.describe()
+    if dry_run:
+        return [
+            *lines,
+            f"X-Twilio-Signature: {receipt.signature}",
+            *(f"  {name}={value}" for name, value in receipt.fields.items()),
+            "Dry run: nothing posted.",
+        ]
+    answer = receipt.post()
+    said = f"ingest answered HTTP {answer.status_code}: {answer.text.strip()[:200]}"
+    if answer.status_code == 403:
+        raise CommandError(
+            f"{said}: the signature was refused. Is {receipt.signed} the URL ingest checks "
+            "against (WebhookBaseUrl behind a custom domain), and the secret's auth_token the one "
+            "ingest reads?",
+            output=lines,
+        )
+    if not answer.ok:
+        raise CommandError(said, output=lines)
+    return [*lines, said, f"`redeliver trace {receipt.message}` shows what the stack made of it."]
+
+
+@dataclass(frozen=True)
+class SignedReceipt:
+    """One onDeliveryUpdated webhook, signed as Twilio signs it: where it is posted (`target`),
+    the URL it is signed for (`signed`), its form fields and their signature."""
+
+    target: str
+    signed: str
+    fields: dict[str, str]
+    signature: str
+
+    @property
+    def message(self) -> str:
+        return self.fields["MessageSid"]
+
+    @property
+    def receipt(self) -> str:
+        return self.fields["DeliveryReceiptSid"]
+
+    def describe(self) -> list[str]:
+        fields = self.fields
+        code = f" {fields['ErrorCode']}" if fields["ErrorCode"] else ""
+        return [
+            f"receipt {self.receipt} of {self.message}: {fields['Status']}{code} at "
+            f"{fields['DateUpdated']} (conversation {fields['ConversationSid']}, service "
+            f"{fields['ChatServiceSid'] or 'none'}, account {fields['AccountSid']})",
+            f"POST {self.target}"
+            + (f" (signed for {self.signed})" if self.signed != self.target else ""),
+        ]
+
+    def post(self) -> requests.Response:
+        """What the stack answered (any HTTP status); nothing answering is a CommandError."""
+        try:
+            return requests.post(
+                self.target,
+                data=self.fields,
+                headers={"X-Twilio-Signature": self.signature, "User-Agent": "TwilioProxy/1.1"},
+                timeout=TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise CommandError(
+                f"nothing answered at {self.target} ({type(error).__name__}): is the stack "
+                "running there? (offline: `make serve`, and --url with the API it prints)",
+                output=self.describe(),
+            ) from None
+
+
+def signed_receipt(
+    stack: Stack,
+    credentials: TwilioCredentials,
+    *,
+    status: str,
+    at: datetime,
+    url: str | None,
+    error_code: int | None = None,
+    message: str | None = None,
+    conversation: str | None = None,
+    service: str | None = None,
+    participant: str | None = None,
+    account: str | None = None,
+) -> SignedReceipt:
+    """A receipt for the stack's webhook, signed with `credentials`' auth token over the URL
+    ingest checks (module docstring); a SID not given is made up, or the table's (`message`)."""
     target = url_to_sign(stack, url)
     signed = target.replace("http://", "https://", 1)  # API Gateway terminates TLS
-    credentials = TwilioCredentials.from_secret(
-        json.loads(
-            boto3.client("secretsmanager").get_secret_value(
-                SecretId=stack.parameters["TwilioSecretArn"]
-            )["SecretString"]
-        )
-    )
     known = _known(stack, message) if message else {}
     message = message or _new("IM")
-    receipt = known.get("receipt_sid") or _new("DY")
     fields = {
         "AccountSid": account or credentials.account_sid,
         "ChatServiceSid": service or known.get("chat_service_sid", ""),
         "ConversationSid": conversation or known.get("conversation_sid") or _new("CH"),
         "MessageSid": message,
-        "DeliveryReceiptSid": receipt,
+        "DeliveryReceiptSid": known.get("receipt_sid") or _new("DY"),
         "ChannelMessageSid": _new("SM"),
         "ParticipantSid": participant or known.get("participant_sid") or _new("MB"),
         "EventType": DELIVERY_EVENT_TYPE,
@@ -147,46 +236,7 @@ def send_receipt(
         "Source": "API",
         "ClientIdentity": "",
     }
-    signature = sign(signed, fields, credentials.auth_token)
-    code = f" {error_code}" if error_code is not None else ""
-    lines = [
-        f"receipt {receipt} of {message}: {status}{code} at {fields['DateUpdated']} "
-        f"(conversation {fields['ConversationSid']}, service "
-        f"{fields['ChatServiceSid'] or 'none'}, account {fields['AccountSid']})",
-        f"POST {target}" + (f" (signed for {signed})" if signed != target else ""),
-    ]
-    if dry_run:
-        return [
-            *lines,
-            f"X-Twilio-Signature: {signature}",
-            *(f"  {name}={value}" for name, value in fields.items()),
-            "Dry run: nothing posted.",
-        ]
-    try:
-        answer = requests.post(
-            target,
-            data=fields,
-            headers={"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"},
-            timeout=TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
-    except requests.RequestException as error:
-        raise CommandError(
-            f"nothing answered at {target} ({type(error).__name__}): is the stack running "
-            "there? (offline: `make serve`, and --url with the API it prints)",
-            output=lines,
-        ) from None
-    said = f"ingest answered HTTP {answer.status_code}: {answer.text.strip()[:200]}"
-    if answer.status_code == 403:
-        raise CommandError(
-            f"{said}: the signature was refused. Is {signed} the URL ingest checks against "
-            "(WebhookBaseUrl behind a custom domain), and the secret's auth_token the one "
-            "ingest reads?",
-            output=lines,
-        )
-    if not answer.ok:
-        raise CommandError(said, output=lines)
-    return [*lines, said, f"`redeliver trace {message}` shows what the stack made of it."]
+    return SignedReceipt(target, signed, fields, sign(signed, fields, credentials.auth_token))
 
 
 def _known(stack: Stack, message: str) -> dict[str, str]:

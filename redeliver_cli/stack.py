@@ -1,5 +1,6 @@
-"""What every command shares: the stack found by its CloudFormation name, a message's partition
-of the table, and the one error type said to the operator as it is (exit code 1).
+"""What every command shares: the stack found by its CloudFormation name, its Twilio secret, a
+message's partition of the table, and the one error type said to the operator as it is (exit
+code 1).
 
 Each command finds the stack's resources by its outputs and parameters, so it works the same
 against a deployed stack and against the offline one (`--endpoint-url` set to moto's).
@@ -7,6 +8,7 @@ against a deployed stack and against the offline one (`--endpoint-url` set to mo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +17,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from redeliver.settings import RECEIPT_RETENTION_DAYS
+from redeliver.adapters.twilio.credentials import TwilioCredentials
+from redeliver.settings import RECEIPT_RETENTION_DAYS, ConfigurationError
 
 # template.yaml's `ReceiptRetentionDays` default, the functions' own (tests/cli holds them equal):
 # what a stack deployed without the parameter keeps, and what `policy check` checks against
@@ -65,6 +68,36 @@ class Stack:
             return int(value)
         except ValueError:
             raise CommandError(f"stack {self.name!r}: ReceiptRetentionDays is {value!r}") from None
+
+    def twilio_credentials(self) -> TwilioCredentials:
+        """The stack's Twilio secret (`TwilioSecretArn`), read as its functions read it. What is
+        wrong with it (absent, unreadable, not JSON, a key lacking) is said; never the token."""
+        arn = self.parameters.get("TwilioSecretArn", "")
+        if not arn:
+            raise CommandError(
+                f"stack {self.name!r} has no TwilioSecretArn: is it a Redeliver stack?"
+            )
+        try:
+            answer = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
+        except ClientError as error:
+            said = error.response["Error"]
+            if said.get("Code") == "ResourceNotFoundException":
+                raise CommandError(f"the Twilio secret {arn} does not exist") from None
+            raise CommandError(
+                f"the Twilio secret {arn} could not be read: {said.get('Code')}: "
+                f"{said.get('Message')}"
+            ) from None
+        text = answer.get("SecretString")
+        if text is None:
+            raise CommandError(f"the Twilio secret {arn} holds no text (a binary secret)")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise CommandError(f"the Twilio secret {arn} is not JSON") from None
+        try:
+            return TwilioCredentials.from_secret(value)
+        except ConfigurationError as error:
+            raise CommandError(f"{error} ({arn})") from None
 
     def output(self, key: str) -> str:
         if key not in self.outputs:

@@ -17,13 +17,10 @@ so the command says so, and does it only with `--switch-to-post`.
 from __future__ import annotations
 
 import argparse
-import json
 
-import boto3
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from redeliver.adapters.twilio.credentials import TwilioCredentials
 from redeliver_cli.arguments import sid
 from redeliver_cli.stack import CommandError, Stack
 
@@ -109,10 +106,7 @@ def configure_webhook(
     target = url_to_sign(stack, url)
     if not target.startswith("https://") and not url:
         raise CommandError(f"the stack's WebhookUrl is not an https URL: {target}")
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=stack.parameters["TwilioSecretArn"]
-    )["SecretString"]
-    credentials = TwilioCredentials.from_secret(json.loads(secret))
+    credentials = stack.twilio_credentials()
     client = Client(
         credentials.api_key_sid or credentials.account_sid,
         credentials.api_key_secret or credentials.auth_token,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from typing import Any
 
 import boto3
@@ -247,6 +249,27 @@ def test_the_commands_webhook_path_is_the_templates() -> None:
         "Events"
     ].values()
     assert event["Properties"]["Path"] == webhook.WEBHOOK_PATH == ROUTE_PATH
+
+
+def test_every_command_an_alarm_names_exists_with_its_options() -> None:
+    """An alarm's description is what on-call reads first: a command it names must be one
+    `redeliver` has, with options it takes (SpillDLQ's said an SQS redrive by hand after
+    `redrive --spill` existed)."""
+    [commands] = [a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    named: dict[str, list[str]] = {}
+    for name, resource in load_template(TEMPLATE)["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        description = resource["Properties"]["AlarmDescription"]
+        for command, options in re.findall(
+            r"\bredeliver ([a-z][a-z-]*)((?: --?[a-z-]+)*)", description
+        ):
+            assert command in commands.choices, (name, command)
+            for option in options.split():
+                assert option in commands.choices[command]._option_string_actions, (name, option)
+            named.setdefault(name, []).append(f"{command}{options}")
+    assert named["SpillDLQNotEmptyAlarm"] == ["redrive --spill"]
+    assert named["RetryDLQNotEmptyAlarm"] == ["redrive"]
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,6 +28,7 @@ COMMANDS = (
     "policy",
     "suppressions",
     "send-receipt",
+    "smoke",
 )
 
 

@@ -67,6 +67,13 @@ CASES: dict[str, list[tuple[list[str], int]]] = {
         (["--status", "sent", "--at", "2026-06-02T15:00:00"], USAGE),
         (["--status", "undelivered", "--error-code", "30003"], FAILED),
     ],
+    "smoke": [
+        (["--service", "IS123"], USAGE),
+        (["--service", IS, "--service", "CH" + "0" * 32], USAGE),
+        (["--service"], USAGE),
+        ([], FAILED),
+        (["--service", IS, "--url", "http://127.0.0.1:9/twilio/delivery-receipts"], FAILED),
+    ],
 }
 
 

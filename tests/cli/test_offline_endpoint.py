@@ -16,6 +16,7 @@ import pytest
 
 from redeliver_cli import main as cli
 from redeliver_cli.endpoint import DUMMY_KEY, is_loopback, use_endpoint
+from redeliver_cli.smoke import MARKS
 from tools.moto_server import FAKE_CREDENTIALS, moto_server
 from tools.stack import DeployedStack, deploy
 
@@ -113,6 +114,37 @@ def test_redrive_without_a_move_task_points_to_by_hand(
     done = redeliver(env, *common, "--by-hand", "--wait-seconds", "1")
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert "Moved 1 job(s) back onto RetryQueue" in done.stdout
+
+
+def test_smoke_says_the_alarm_check_cannot_run_against_moto_on_loopback(
+    served: tuple[str, DeployedStack], tmp_path: Path
+) -> None:
+    """Even for a stack whose WebhookUrl moto could resolve (WebhookBaseUrl set): moto's
+    CloudFormation creates no alarm, so against a loopback endpoint the check is skipped, with
+    the reason, and never counted as passed or failed."""
+    endpoint, _ = served
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}.items():
+            patch.setenv(name, value)
+        with contextlib.redirect_stderr(io.StringIO()):
+            deploy("redeliver-domain", {"WebhookBaseUrl": "https://hooks.example.com"})
+    done = redeliver(
+        bare_shell(tmp_path),
+        *("--endpoint-url", endpoint, "--stack", "redeliver-domain", "smoke"),
+        *(
+            "--url",
+            "http://127.0.0.1:9/twilio/delivery-receipts",
+            "--twilio-url",
+            "http://127.0.0.1:9",
+        ),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    skipped = f"\n{MARKS['skipped']} the alarms exist: skipped: this check cannot run offline: "
+    assert skipped + "moto's CloudFormation creates no AWS::CloudWatch::Alarm" in done.stdout
+    assert "Twilio could not be reached (ConnectionError)" in done.stdout
+    assert "Twilio must post to https://hooks.example.com/twilio/delivery-receipts" in done.stdout
+    assert done.stderr.startswith("error: 2 of 7 checks failed: Twilio accepts")
 
 
 def test_the_help_says_what_a_loopback_endpoint_defaults(

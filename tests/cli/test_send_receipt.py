@@ -1,56 +1,19 @@
 """`redeliver send-receipt`: one signed receipt, posted over HTTP to the stack's webhook route,
-here served on loopback by the real ingest handler as API Gateway would hand it the request."""
+here served on loopback by the real ingest handler as API Gateway would hand it the request
+(tests/cli/conftest.py: `webhook`)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+import json
 
+import boto3
 import pytest
 
 from redeliver_cli import main as cli
-from redeliver_cli.stack import partition
+from redeliver_cli.stack import Stack, partition
 from tests.integration.retry_system import RetrySystem
-from tests.lambdas import invoke
-from tools.apigw import ROUTE_PATH, request_event
+from tools.apigw import ROUTE_PATH
 from tools.stack import DeployedStack
-
-
-@pytest.fixture
-def webhook(system: RetrySystem) -> Iterator[str]:
-    """The webhook route on 127.0.0.1, as the offline stack's local API serves it: the
-    request made the payload-2.0 event API Gateway makes, for the real ingest handler."""
-
-    class Route(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            parsed = urlparse(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            event = request_event(
-                "POST",
-                parsed.path,
-                parsed.query,
-                dict(self.headers.items()),
-                body,
-                domain=self.headers.get("Host", "127.0.0.1"),
-            )
-            answer = invoke(system.ingest, event)
-            payload = str(answer.get("body") or "").encode()
-            self.send_response(int(answer["statusCode"]))
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Route)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}{ROUTE_PATH}"
-    server.shutdown()
-    server.server_close()
 
 
 def run(capsys: pytest.CaptureFixture[str], stack: DeployedStack, *argv: str) -> tuple[int, str]:
@@ -131,3 +94,21 @@ def test_offline_it_needs_the_url_and_says_when_nothing_answers(
     code, out = run(capsys, stack, "--status", "sent", "--url", "http://127.0.0.1:9" + ROUTE_PATH)
     assert code == 1
     assert "nothing answered at http://127.0.0.1:9" in out
+
+
+def test_a_malformed_secret_is_said_never_a_traceback_nor_the_token(
+    stack: DeployedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = Stack.find(stack.name).parameters["TwilioSecretArn"]
+    secrets = boto3.client("secretsmanager")
+    for value, said in (
+        ("not json, token hunter2", f"the Twilio secret {arn} is not JSON"),
+        (json.dumps({"account_sid": "AC" + "0" * 32}), "the Twilio secret lacks auth_token"),
+        (json.dumps(["hunter2"]), "the Twilio secret must be a JSON object"),
+    ):
+        secrets.put_secret_value(SecretId=arn, SecretString=value)
+        code, out = run(capsys, stack, "--status", "sent", "--url", "http://127.0.0.1:9/x")
+        assert code == 1, out
+        assert said in out
+        assert "Traceback" not in out
+        assert "hunter2" not in out

@@ -25,6 +25,7 @@ import requests
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from twilio.base import deserialize
 
+from redeliver.adapters.twilio.client import make_client
 from redeliver.adapters.twilio.conversations import (
     ConversationsGateway,
     MarkerSearchInconclusive,
@@ -235,6 +236,26 @@ def test_a_create_and_the_webhook_configuration_answer_as_the_spec_describes(
     )
     assert_conforms(updated.json(), response_schema(hooks, "post", "200"))
     assert updated.json()["filters"] == ["onDeliveryUpdated"]
+
+
+def test_the_services_list_answers_as_the_spec_describes_and_pages(sim: TwilioSimulator) -> None:
+    """`GET /v1/Services`, the one call `redeliver smoke` makes to prove the credentials work
+    (page size 1), read by the layer's own client, as the command reads it."""
+    second = sim.add_service("second")
+    listed = get(sim, "/v1/Services")
+    assert listed.status_code == 200
+    assert_conforms(listed.json(), response_schema("/v1/Services", "get", "200"))
+    assert [s["sid"] for s in listed.json()["services"]] == [sim.chat_service_sid, second]
+    first = get(sim, "/v1/Services", PageSize="1").json()
+    assert [s["sid"] for s in first["services"]] == [sim.chat_service_sid]
+    assert first["meta"]["next_page_url"].startswith(f"{TWILIO_URL}/v1/Services?")
+    assert get(sim, "/v1/Services", PageSize="101").status_code == 400
+    client = make_client(TwilioCredentials(sim.account_sid, "token"), 5, sim.url)
+    assert [s.sid for s in client.conversations.v1.services.list(page_size=1)] == [
+        sim.chat_service_sid,
+        second,
+    ]
+    assert sim.requests[-2:] == [("GET", "/v1/Services"), ("GET", "/v1/Services")]
 
 
 def test_an_error_answers_with_twilios_error_body(sim: TwilioSimulator) -> None:

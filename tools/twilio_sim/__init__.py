@@ -28,6 +28,8 @@ account's default Conversation Service (`chat_service_sid`): a conversation of a
     GET  /v1/[Services/{IS}/]Conversations/{CH or UniqueName}            fetch a conversation
     GET  /v1/[Services/{IS}/]ParticipantConversations?Address=|Identity= where one takes part
     GET  /v1/[Services/{IS}/]Conversations/{CH}/Messages/{IM}/Receipts   list delivery receipts
+    GET  /v1/Services                                                    list the account's
+         Conversation Services (PageSize)
     GET  /v1/Services/{IS}/Configuration/Webhooks                        a service's webhooks
     POST /v1/Services/{IS}/Configuration/Webhooks                        update (Filters whole)
 
@@ -41,6 +43,7 @@ The rooms, each importing only those above it:
     participants
     messages       (and a message's Receipts)
     webhooks       a service's webhook configuration
+    services       the account's Conversation Services
     routes         which resource answers a path
     server         the HTTP listener on loopback, and its refusals
     simulator      TwilioSimulator: the account served, faults applied; `running`

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from tools.twilio_sim import conversations, messages, participants, webhooks
+from tools.twilio_sim import conversations, messages, participants, services, webhooks
 from tools.twilio_sim.faults import Fault, Faults
 from tools.twilio_sim.state import Account
 from tools.twilio_sim.wire import Answer, not_found
@@ -25,6 +25,7 @@ _PARTICIPANT_CONVERSATIONS = re.compile(
     r"^/v1/(?:Services/(?P<service>IS\w{32})/)?ParticipantConversations$"
 )
 _SERVICE_WEBHOOKS = re.compile(r"^/v1/Services/(IS\w{32})/Configuration/Webhooks$")
+_SERVICES = "/v1/Services"
 
 
 def creates_a_message(method: str, path: str) -> bool:
@@ -78,4 +79,6 @@ def route(  # noqa: PLR0911 - one return per route
         return conversations.participant_conversations(account, match["service"], query, path)
     if match := _SERVICE_WEBHOOKS.match(path):
         return webhooks.service_webhooks(account, match.group(1), method, form)
+    if path == _SERVICES and method == "GET":
+        return services.list_services(account, query, path)
     return not_found()

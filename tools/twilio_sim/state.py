@@ -38,7 +38,9 @@ class Account:
     def __init__(self, account_sid: str, seed: int) -> None:
         self.account_sid = account_sid
         self.chat_service_sid = sid("IS", "service")  # the account's default service
-        self.services: set[str] = {self.chat_service_sid}
+        # each Conversation Service's resource (`GET /v1/Services`), in the order it was added
+        self.services: dict[str, dict[str, Any]] = {}
+        self._add_service(self.chat_service_sid, "Default Conversations Service")
         self.conversations: dict[str, Conversation] = {}
         self.receipts: dict[str, list[dict[str, Any]]] = {}  # message SID -> its receipts
         self.created: list[dict[str, Any]] = []  # every message created through the API
@@ -54,8 +56,33 @@ class Account:
         """A Conversation Service other than the default one: reached only by its own paths."""
         service = sid("IS", name)
         with self._lock:
-            self.services.add(service)
+            if service not in self.services:
+                self._add_service(service, str(name))
         return service
+
+    def _add_service(self, service: str, friendly_name: str) -> None:
+        moment = twilio_date(datetime.now(UTC))
+        url = f"{TWILIO_URL}/v1/Services/{service}"
+        self.services[service] = {
+            "account_sid": self.account_sid,
+            "sid": service,
+            "friendly_name": friendly_name,
+            "date_created": moment,
+            "date_updated": moment,
+            "url": url,
+            "links": {
+                name: f"{url}/{path}"
+                for name, path in (
+                    ("conversations", "Conversations"),
+                    ("users", "Users"),
+                    ("roles", "Roles"),
+                    ("bindings", "Bindings"),
+                    ("configuration", "Configuration"),
+                    ("participant_conversations", "ParticipantConversations"),
+                    ("conversation_with_participants", "ConversationWithParticipants"),
+                )
+            },
+        }
 
     def add_conversation(
         self,

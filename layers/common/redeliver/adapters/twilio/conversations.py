@@ -312,7 +312,7 @@ class ConversationsGateway:
 
     def _raise(self, error: Exception, sent: bool) -> NoReturn:
         if isinstance(error, TwilioException):
-            status, code = _status_and_code(error)
+            status, code = status_and_code(error)
             detail = f"HTTP {status} code {code}"
             if status == 401:  # a rotated auth token or API key: read the secret again
                 self._client, self._refresh = None, True
@@ -341,7 +341,7 @@ class ConversationsGateway:
         raise error
 
 
-def _status_and_code(error: TwilioException) -> tuple[int, int | None]:
+def status_and_code(error: TwilioException) -> tuple[int, int | None]:
     """A request's error carries `status` and `code`; a page of a list (`.list()`, its
     `next_page_url`s) raises a bare TwilioException("Unable to fetch page", response) instead,
     which would otherwise read as status 0, a permanent error, even for a 429."""
