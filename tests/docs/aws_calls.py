@@ -35,13 +35,22 @@ def _from_the_cli() -> bool:
     return False
 
 
+# IAM's service prefix where it is not the endpoint's (CloudWatch's API is `monitoring`).
+IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+
+def iam_action(endpoint_prefix: str, operation_name: str) -> str:
+    """The IAM action that allows one API call."""
+    return f"{IAM_PREFIX.get(endpoint_prefix, endpoint_prefix)}:{operation_name}"
+
+
 def install() -> Callable[[], None]:
     """Start recording; returns what stops it."""
     original = BaseClient._make_api_call
 
     def recording(self: BaseClient, operation_name: str, api_params: Any) -> Any:
         if _from_the_cli():
-            RECORDED.add(f"{self.meta.service_model.endpoint_prefix}:{operation_name}")
+            RECORDED.add(iam_action(self.meta.service_model.endpoint_prefix, operation_name))
         return original(self, operation_name, api_params)
 
     BaseClient._make_api_call = recording  # type: ignore[method-assign]

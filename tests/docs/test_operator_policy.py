@@ -89,7 +89,7 @@ def written_calls() -> set[str]:
             )
             operation = client.meta.method_to_api_mapping.get(method)
             assert operation, f"{path.name}: {service}.{method} is not an API call"
-            actions.add(f"{client.meta.service_model.endpoint_prefix}:{operation}")
+            actions.add(aws_calls.iam_action(client.meta.service_model.endpoint_prefix, operation))
     return actions
 
 
