@@ -37,3 +37,23 @@ class Resources:
                 break
             bodies.extend(json.loads(m["Body"]) for m in messages)
         return bodies
+
+
+class AnswerLost:
+    """A DynamoDB client whose first UpdateItem is applied but its answer lost (a read timeout,
+    a connection reset, a 500 after the write): botocore's standard retry mode sends the same
+    request again, and the application sees only that second answer. moto never loses an answer;
+    this replays what botocore does on AWS when one is."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def update_item(self, **request: object) -> object:
+        if not self.lost:
+            self.lost += 1
+            self._client.update_item(**request)  # type: ignore[attr-defined]
+        return self._client.update_item(**request)  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from redeliver.adapters.dynamodb.table import (
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.domain.receipts import DeliveryEvent, parse_delivery_event
 from redeliver.usecases.sweep import sweep
-from tests.integration.resources import Resources
+from tests.integration.resources import AnswerLost, Resources
 from tools.samples import receipt_fields, sid
 
 NOW = 1_800_000_000
@@ -132,26 +132,6 @@ def test_a_send_sqs_refuses_does_not_stop_the_sweep_and_is_swept_next_run(
 # -- ingest's one write -------------------------------------------------------------------------
 
 
-class _AnswerLost:
-    """A DynamoDB client whose first UpdateItem is applied but its answer lost (a read timeout,
-    a connection reset, a 500 after the write): botocore's standard retry mode sends the same
-    request again, and the application sees only that second answer. moto never loses an answer;
-    this replays what botocore does on AWS when one is."""
-
-    def __init__(self, client: object) -> None:
-        self._client = client
-        self.lost = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._client, name)
-
-    def update_item(self, **request: object) -> object:
-        if not self.lost:
-            self.lost += 1
-            self._client.update_item(**request)  # type: ignore[attr-defined]
-        return self._client.update_item(**request)  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("before", [None, "sent"])
 def test_a_failure_whose_write_answer_was_lost_is_still_queued_at_once(
     resources: Resources, before: str | None
@@ -169,7 +149,7 @@ def test_a_failure_whose_write_answer_was_lost_is_still_queued_at_once(
             ),
             now=NOW,
         )
-    lossy = _AnswerLost(resources.dynamodb)
+    lossy = AnswerLost(resources.dynamodb)
     event = failure("lost")
     transition = Receipts(lossy, resources.table).record(event, now=NOW)  # type: ignore[arg-type]
     assert lossy.lost == 1

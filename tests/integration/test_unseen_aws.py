@@ -2,35 +2,17 @@
 
 moto answers every request once; on AWS, botocore's standard retry mode sends a request again
 when its answer was lost (a read timeout, a connection reset, a 500 after the write), and
-DynamoDB may have applied the first try. `_AnswerLost` replays that explicitly.
+DynamoDB may have applied the first try. `AnswerLost` replays that explicitly.
 """
 
 from __future__ import annotations
 
 from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.domain.receipts import Change, parse_delivery_event
-from tests.integration.resources import Resources
+from tests.integration.resources import AnswerLost, Resources
 from tools.samples import receipt_fields
 
 NOW = 1_800_000_000
-
-
-class _AnswerLost:
-    """A DynamoDB client whose first UpdateItem is applied but its answer lost: botocore sends
-    the same request again and the caller sees only that second answer (moto never loses one)."""
-
-    def __init__(self, client: object) -> None:
-        self._client = client
-        self.lost = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._client, name)
-
-    def update_item(self, **request: object) -> object:
-        if not self.lost:
-            self.lost += 1
-            self._client.update_item(**request)  # type: ignore[attr-defined]
-        return self._client.update_item(**request)  # type: ignore[attr-defined]
 
 
 def test_an_unknown_status_whose_write_answer_was_lost_is_still_counted_as_unknown(
@@ -59,7 +41,7 @@ def test_an_unknown_status_whose_write_answer_was_lost_is_still_counted_as_unkno
                 updated="2026-11-27T10:00:00Z",
             )
         )
-        lossy = _AnswerLost(resources.dynamodb)
+        lossy = AnswerLost(resources.dynamodb)
         transition = Receipts(lossy, resources.table).record(event, now=NOW)  # type: ignore[arg-type]
         assert lossy.lost == 1
         assert transition.change is Change.UNKNOWN, before
