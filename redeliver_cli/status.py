@@ -6,7 +6,7 @@
   `sent` the reconciler will ask about: each a Query per shard of its sparse index
   (RetryPendingByShard, StuckSentByShard, through the store's own reads), counted up to a cap;
 - claims held (attempts in state `claimed`: a worker is sending, or died or timed out while it
-  did) and the stale ones (older than the worker's own stale-claim age, from the retry
+  did) and the stale ones (at least as old as the worker's own stale-claim age, from the retry
   function's configuration), and the most recent attempts with their state and outcome.
 
 No index holds attempts by state or by time, so the last two come from a Scan of the table,
@@ -223,9 +223,10 @@ def _claims(
         key=lambda a: int(a.get("claimed_at") or 0),
     )
     epoch = now.timestamp()
-    stale = [a for a in claims if epoch - int(a.get("claimed_at") or 0) > stale_after]
+    # The worker's own test (claims.py): a claim is stale once its age reaches the stale age.
+    stale = [a for a in claims if epoch - int(a.get("claimed_at") or 0) >= stale_after]
     lines = [
-        f"  claims        {len(claims)} held, {len(stale)} stale (older than {stale_after} s, "
+        f"  claims        {len(claims)} held, {len(stale)} stale (at least {stale_after} s old, "
         f"{source}: its worker died or its create timed out, and the job's next delivery "
         "searches for its message and resolves it)"
     ]

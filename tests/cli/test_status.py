@@ -56,7 +56,8 @@ def test_status_shows_queues_outbox_claims_and_recent_attempts(
     assert "(RetryPendingByShard, Query)" in out
     # `at_sent`, and the retry's own `sent`, which its follow-up learned from Twilio
     assert "  at sent       2 receipt(s) the reconciler may ask Twilio about" in out
-    assert "  claims        1 held, 0 stale (older than 150 s, the worker's stale-claim age" in out
+    claims = "  claims        1 held, 0 stale (at least 150 s old, the worker's stale-claim age"
+    assert claims in out
     assert f"    {roots['held']} attempt 1: claimed 10 s ago, to send the same content" in out
     recent = lines[lines.index(next(x for x in lines if x.startswith("  recent"))) + 1 :]
     recent = [line for line in recent if line.startswith("    ")]
@@ -76,6 +77,12 @@ def test_status_shows_queues_outbox_claims_and_recent_attempts(
     later = "\n".join(status(found, now=system.now + timedelta(seconds=1_000)))
     assert "  claims        1 held, 1 stale" in later
     assert "claimed 1000 s ago (stale)" in later
+    # The worker's edge (claims.py: stale once `now - claimed_at >= stale`): one second before it
+    # the claim is still held by a live worker, at it the next delivery resolves it.
+    before = "\n".join(status(found, now=system.now + timedelta(seconds=149)))
+    assert "  claims        1 held, 0 stale" in before
+    at = "\n".join(status(found, now=system.now + timedelta(seconds=150)))
+    assert "  claims        1 held, 1 stale" in at
 
 
 def test_the_scan_is_bounded_and_says_so(system: RetrySystem, stack: DeployedStack) -> None:
