@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redeliver.adapters.aws import dynamodb_client, sqs_client
 from redeliver.adapters.dynamodb.attempts import Attempts
 from redeliver.adapters.dynamodb.outbox import Outbox
+from redeliver.adapters.dynamodb.outcome_events import OutcomeEventItems
 from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.batch import BatchResponse, partial_response
@@ -67,6 +68,10 @@ worker = RetryWorker(
     function_timeout_seconds=settings.retry_timeout_seconds,
     follow_up_seconds=settings.follow_up_seconds,
     recorder=Recorder(receipts, queue),
+    # EventBusName set: each decision's event is written with its record, the pipe publishes it
+    events=OutcomeEventItems(settings.table_name, settings.receipt_ttl_days)
+    if settings.outcome_events
+    else None,
 )
 # What init made (modules, boto3's service models, the clients) lives as long as the container:
 # frozen (moved to a permanent generation), it is not traversed again by the collections the

@@ -38,6 +38,8 @@ class Settings:
     reconcile_after_minutes: int = 30  # 0: no reconciliation, and no index write for it
     reconcile_max_lookups: int = 3  # lookups with nothing new before a receipt is left alone
     spill_queue_url: str = ""  # empty: a failed write is a 5xx (no spill)
+    # outcome events (EventBusName set): each decision's event item written with its record
+    outcome_events: bool = False
 
     @property
     def claim_stale_seconds(self) -> int:
@@ -88,4 +90,5 @@ class Settings:
             reconcile_after_minutes=integer("RECONCILE_AFTER_MINUTES", 30),
             reconcile_max_lookups=integer("RECONCILE_MAX_LOOKUPS", 3),
             spill_queue_url=env.get("SPILL_QUEUE_URL", ""),
+            outcome_events=boolean("OUTCOME_EVENTS"),
         )

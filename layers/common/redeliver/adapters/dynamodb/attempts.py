@@ -240,53 +240,78 @@ class Attempts(TableAggregate):
         retry_of: str,
         now: int,
         conversation_sid: str = "",
+        *,
+        events: Sequence[TransactWriteItemTypeDef] = (),
     ) -> None:
         """Link attempt and new message both ways, in one transaction (idempotent). The attempt
-        also keeps the new message's conversation (its follow-up asks Twilio there)."""
-        self._db.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": _chain_key(chain),
-                        "UpdateExpression": "SET #state = :sent, new_message_sid = :new, "
-                        "new_conversation_sid = :conversation, updated_at = :now",
-                        "ConditionExpression": "#state IN (:claimed, :sent)",
-                        "ExpressionAttributeNames": {"#state": "state"},
-                        "ExpressionAttributeValues": {
-                            ":sent": {"S": AttemptState.SENT.value},
-                            ":claimed": {"S": AttemptState.CLAIMED.value},
-                            ":new": {"S": new_message_sid},
-                            ":conversation": {"S": conversation_sid},
-                            ":now": {"N": str(now)},
-                        },
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            "pk": {"S": message_pk(new_message_sid)},
-                            "sk": {"S": ORIGIN},
-                            "root": {"S": chain.root},
-                            "retry_of": {"S": retry_of},
-                            "attempt": {"N": str(chain.attempt)},
-                            "first_sent_at": {"S": iso(chain.first_sent_at)},
-                            "expires_at": {"N": str(now + self._ttl_seconds)},
-                        },
-                    }
-                },
-            ]
-        )
+        also keeps the new message's conversation (its follow-up asks Twilio there).
 
-    def mark_followed_up(self, root: str, number: int, now: int) -> bool:
+        `events`: the decision's outcome event items (insert-only), in the same transaction. A
+        record written again (a stale claim's marker search finding the message after the record
+        died before its answer) finds them there: its transaction is cancelled by them alone, and
+        that means the decision is recorded already (the items are only ever written with it)."""
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _chain_key(chain),
+                    "UpdateExpression": "SET #state = :sent, new_message_sid = :new, "
+                    "new_conversation_sid = :conversation, updated_at = :now",
+                    "ConditionExpression": "#state IN (:claimed, :sent)",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {
+                        ":sent": {"S": AttemptState.SENT.value},
+                        ":claimed": {"S": AttemptState.CLAIMED.value},
+                        ":new": {"S": new_message_sid},
+                        ":conversation": {"S": conversation_sid},
+                        ":now": {"N": str(now)},
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": {"S": message_pk(new_message_sid)},
+                        "sk": {"S": ORIGIN},
+                        "root": {"S": chain.root},
+                        "retry_of": {"S": retry_of},
+                        "attempt": {"N": str(chain.attempt)},
+                        "first_sent_at": {"S": iso(chain.first_sent_at)},
+                        "expires_at": {"N": str(now + self._ttl_seconds)},
+                    },
+                }
+            },
+        ]
+        if not events:
+            self._db.transact_write_items(TransactItems=items)
+            return
+        try:
+            self._db.transact_write_items(TransactItems=[*items, *events])
+        except ClientError as error:
+            if not _cancelled_by_events_only(error, len(items)):
+                raise
+
+    def mark_followed_up(
+        self,
+        root: str,
+        number: int,
+        now: int,
+        *,
+        events: Sequence[TransactWriteItemTypeDef] = (),
+    ) -> bool:
         """Note that a sent attempt's follow-up has judged it: True the first time only.
 
         A follow-up may run more than once (SQS delivers at least once, and a redelivered retry
         record queues it again: usecases/retry/claims.py, Claims.resume); asking Twilio and
         recording are idempotent, the verdict metric is not. One conditional UpdateItem per
         follow-up makes it so. An attempt that is not there (its TTL passed) has nothing to
-        count against: True, so a verdict is counted rather than silently dropped."""
+        count against: True, so a verdict is counted rather than silently dropped.
+
+        `events`: the verdict's outcome event items, written in one transaction with the mark,
+        so the first follow-up to judge the attempt publishes it, once."""
+        if events:
+            return self._mark_followed_up_with(root, number, now, events)
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -300,6 +325,33 @@ class Attempts(TableAggregate):
             if not conditional_failure(error):
                 raise
             return "Item" not in error.response  # no attempt: never create a stray one
+        return True
+
+    def _mark_followed_up_with(
+        self, root: str, number: int, now: int, events: Sequence[TransactWriteItemTypeDef]
+    ) -> bool:
+        mark: TransactWriteItemTypeDef = {
+            "Update": {
+                "TableName": self._table,
+                "Key": attempt_key(root, number),
+                "UpdateExpression": "SET followed_up_at = :now",
+                "ConditionExpression": "attribute_exists(pk) "
+                "AND attribute_not_exists(followed_up_at)",
+                "ExpressionAttributeValues": {":now": {"N": str(now)}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        try:
+            self._db.transact_write_items(TransactItems=[mark, *events])
+        except ClientError as error:
+            if _cancelled_by_events_only(error, 1):
+                return False  # judged and published before (the mark's TTL is the event's)
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons", [])
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise  # a conflict with a concurrent transaction: the follow-up comes back
+            return "Item" not in reasons[0]  # no attempt: counted, nothing to publish against
         return True
 
     def record_give_up(
@@ -385,6 +437,22 @@ class Attempts(TableAggregate):
                 raise
             return attempt_from_item(old)
         return None
+
+
+def _cancelled_by_events_only(error: ClientError, decision_items: int) -> bool:
+    """A transaction cancelled only because its outcome event items (after the first
+    `decision_items`) exist already: the decision they belong to was recorded before."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    codes = [r.get("Code", "None") for r in error.response.get("CancellationReasons", [])]
+    if len(codes) <= decision_items:
+        return False
+    ours, theirs = codes[:decision_items], codes[decision_items:]
+    return (
+        all(c in ("None", "") for c in ours)
+        and "ConditionalCheckFailed" in theirs
+        and all(c in ("None", "", "ConditionalCheckFailed") for c in theirs)
+    )
 
 
 # -- item <-> domain ----------------------------------------------------------------------------

@@ -21,6 +21,10 @@ meets another worker's claim goes the same way, searching where the claim's inte
 its own code's rule is (`give_up`). A message found, or sent, is recorded with its ORIGIN link
 before its follow-up is queued (`record_sent`).
 
+With outcome events on (`events`), each record writes its decision's event item in the same
+transaction (adapters/dynamodb/outcome_events.py): `Retry Sent` with `record_sent`, `Gave Up`
+with a give-up, `Recipient Suppressed` with a suppression (`suppressed_event`).
+
 A marker in a message's attributes is trusted the same way (DESIGN invariant 9): only when the
 table agrees that its root's attempt is sent as, or claimed for, that message (`marked_chain`).
 """
@@ -32,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from redeliver.adapters.dynamodb.attempts import Attempts
+from redeliver.adapters.dynamodb.outcome_events import OutcomeEventItems
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import (
     ConversationsGateway,
@@ -40,6 +45,7 @@ from redeliver.adapters.twilio.conversations import (
 )
 from redeliver.domain.chain import Attempt, AttemptState, Chain, Intent, MessageSnapshot, marker_of
 from redeliver.domain.jobs import FollowUp, RetryJob
+from redeliver.domain.outcome_events import DetailType, build
 from redeliver.domain.policy import RetryPolicy, Send
 from redeliver.domain.receipts import DeliveryEvent
 from redeliver.observability import logger
@@ -77,6 +83,7 @@ class Claims:
         stale_seconds: int,
         follow_up_seconds: int,
         address: Callable[[RetryJob], str | None],
+        events: OutcomeEventItems | None = None,
     ) -> None:
         """`address`: the failed receipt's recipient (`Checks.address`), asked only for a claim
         from before intents were recorded whose rule sent SMS."""
@@ -88,6 +95,7 @@ class Claims:
         self._stale = stale_seconds
         self._follow_up = follow_up_seconds
         self._address = address
+        self._events = events
 
     def resume(
         self,
@@ -137,7 +145,8 @@ class Claims:
             # claim stays, and after maxReceiveCount the job waits in the DLQ for a person
             raise RetryLater(str(error), self._stale, chain) from error
         if found is not None:
-            self.record_sent(chain, found, job.event)
+            action = existing.intent.way if existing.intent else ""
+            self.record_sent(chain, found, job.event, action)
             return Result(Outcome.SENT, "found after an interrupted send", found.sid, chain=chain)
         if not self._attempts.take_over(chain, existing.claimed_at, int(now), mine):
             seconds = self.until_stale(int(now))
@@ -157,6 +166,7 @@ class Claims:
         """Only the claimant (`claimed_at`), or nobody, may give an attempt up: another worker's
         claim may have sent, so a give-up that meets it goes the way a send does (`resume`).
         `also`: what this decision writes with its give-up, and only if it records it."""
+        also = [*also, *self._event(DetailType.GAVE_UP, chain, job.event, now, reason=reason)]
         for _ in range(2):
             in_the_way = self._attempts.record_give_up(
                 chain, job.event, reason, int(now), claimed_at, also=also
@@ -171,15 +181,62 @@ class Claims:
             "the attempt's claim keeps changing", self._timing.soon(AWS_FAULT_SECONDS), chain
         )
 
-    def record_sent(self, chain: Chain, sent: Sent, retry_of: DeliveryEvent) -> None:
+    def record_sent(
+        self, chain: Chain, sent: Sent, retry_of: DeliveryEvent, action: str = ""
+    ) -> None:
         # The ORIGIN link is written first: a failure the follow-up finds continues the chain.
         # A crash (or an SQS error) between the record and the queued follow-up: the record
         # comes back, finds the attempt `sent`, and `resume` queues the follow-up again.
         now = int(self._timing.clock())
+        events = self._event(
+            DetailType.RETRY_SENT, chain, retry_of, now, action=action, new_message_sid=sent.sid
+        )
         self._attempts.record_sent(
-            chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid
+            chain, sent.sid, retry_of.message_sid, now, sent.conversation_sid, events=events
         )
         self._queue_follow_up(chain, sent, retry_of, now)
+
+    def suppressed_event(
+        self, chain: Chain, job: RetryJob, now: float
+    ) -> list[TransactWriteItemTypeDef]:
+        """`Recipient Suppressed`, for the transaction of the give-up that suppresses."""
+        return self._event(
+            DetailType.RECIPIENT_SUPPRESSED,
+            chain,
+            job.event,
+            now,
+            action="suppress",
+            reason="suppressed",
+        )
+
+    def _event(
+        self,
+        detail_type: DetailType,
+        chain: Chain,
+        failure: DeliveryEvent,
+        now: float,
+        *,
+        action: str = "",
+        reason: str = "",
+        new_message_sid: str = "",
+    ) -> list[TransactWriteItemTypeDef]:
+        """The decision's outcome event item; none when outcome events are off."""
+        if self._events is None:
+            return []
+        event = build(
+            detail_type,
+            root=chain.root,
+            attempt=chain.attempt,
+            message_sid=failure.message_sid,
+            account_sid=failure.account_sid,
+            chat_service_sid=failure.chat_service_sid,
+            conversation_sid=failure.conversation_sid,
+            new_message_sid=new_message_sid,
+            error_code=failure.error_code,
+            action=action or ("give_up" if detail_type is DetailType.GAVE_UP else ""),
+            reason=reason,
+        )
+        return [self._events.put(event, int(now))]
 
     def until_stale(self, claimed_at: int) -> int:
         """Seconds until a claim made at `claimed_at` is stale (then the marker search decides)."""

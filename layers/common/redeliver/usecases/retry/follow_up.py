@@ -12,14 +12,21 @@ are lost; a REST-created retry may get no webhook at all).
 A follow-up may run more than once (SQS redelivers it, or a record that finds its attempt sent
 queues it again): each records Twilio's truth (idempotent), and the verdict is counted once per
 attempt (`followed_up_at`, one conditional UpdateItem per follow-up).
+
+With outcome events on, a `RetryRecovered` verdict writes the `Retry Recovered` event item in one
+transaction with that mark: published once per attempt, and never lost once the mark is written.
+This is the one place a recovery is published: a delivered/read webhook for a retry reaches
+ingest, whose hot path (one write, no read) does not know the message is a retry.
 """
 
 from __future__ import annotations
 
 from redeliver.adapters.dynamodb.attempts import Attempts
+from redeliver.adapters.dynamodb.outcome_events import OutcomeEventItems
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
 from redeliver.domain.jobs import FollowUp
+from redeliver.domain.outcome_events import DetailType, build
 from redeliver.domain.receipts import FAILURE_STATUSES, SUCCESS_STATUSES
 from redeliver.observability import count, logger
 from redeliver.usecases.reconcile import Target as Lookup
@@ -36,12 +43,15 @@ class FollowUps:
         twilio: ConversationsGateway,
         recorder: Recorder,
         timing: Timing,
+        *,
+        events: OutcomeEventItems | None = None,
     ) -> None:
         self._attempts = attempts
         self._queue = queue
         self._twilio = twilio
         self._recorder = recorder
         self._timing = timing
+        self._events = events
 
     def follow_up(self, job: FollowUp) -> Result:
         """Did a retry we sent reach its recipient? Twilio's receipts say, once they had time;
@@ -81,7 +91,21 @@ class FollowUps:
         else:
             verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
         # Once per attempt: a follow-up may run twice (SQS, or queued again by Claims.resume).
-        if self._attempts.mark_followed_up(job.root, job.attempt, int(now)):
+        events = []
+        if self._events is not None and verdict == "RetryRecovered":
+            recovered = build(
+                DetailType.RETRY_RECOVERED,
+                root=job.root,
+                attempt=job.attempt,
+                message_sid=job.message_sid,
+                new_message_sid=job.message_sid,
+                chat_service_sid=job.chat_service_sid,
+                conversation_sid=job.conversation_sid,
+                action="follow_up",
+                reason="delivered_or_read",
+            )
+            events.append(self._events.put(recovered, int(now)))
+        if self._attempts.mark_followed_up(job.root, job.attempt, int(now), events=events):
             count(verdict)
         else:
             log["counted"] = False  # another copy of this follow-up judged it already

@@ -50,6 +50,7 @@ from collections.abc import Callable
 
 from redeliver.adapters.dynamodb.attempts import Attempts, Claim
 from redeliver.adapters.dynamodb.outbox import Outbox
+from redeliver.adapters.dynamodb.outcome_events import OutcomeEventItems
 from redeliver.adapters.dynamodb.suppressions import Suppressions
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
@@ -109,7 +110,10 @@ class RetryWorker:
         clock: Callable[[], float] = time.time,
         jitter: Callable[[float, float], float] = random.uniform,
         policy_jitter: Jitter = stable_jitter,
+        events: OutcomeEventItems | None = None,
     ) -> None:
+        """`events`: outcome events on (the stack's EventBusName): each decision's event item is
+        written in the transaction that records it (adapters/dynamodb/outcome_events.py)."""
         self._attempts = attempts
         self._outbox = outbox
         self._queue = queue
@@ -125,7 +129,7 @@ class RetryWorker:
                 f"{function_timeout_seconds}"
             )
         self._timing = Timing(clock, jitter, policy_jitter)
-        self._follow_ups = FollowUps(attempts, queue, twilio, recorder, self._timing)
+        self._follow_ups = FollowUps(attempts, queue, twilio, recorder, self._timing, events=events)
         self._checks = Checks(twilio, policy, self._timing)
         self._claims = Claims(
             attempts,
@@ -136,6 +140,7 @@ class RetryWorker:
             stale_seconds=claim_stale_seconds,
             follow_up_seconds=follow_up_seconds,
             address=self._checks.address,
+            events=events,
         )
         self._suppressions = suppressions
 
@@ -281,7 +286,8 @@ class RetryWorker:
         suppression = self._suppressions.suppression(
             address, decision.days, job.event.error_code, int(now)
         )
-        return self._claims.give_up(chain, job, "suppressed", now, also=[suppression])
+        also = [suppression, *self._claims.suppressed_event(chain, job, now)]
+        return self._claims.give_up(chain, job, "suppressed", now, also=also)
 
     def _wait_or_give_up(
         self, job: RetryJob, chain: Chain, decision: Wait | GiveUp, now: float
@@ -341,5 +347,5 @@ class RetryWorker:
                 else (f"twilio_rejected_{error.code or error.status}")
             )
             return self._claims.give_up(chain, job, reason, now, claimed_at)  # under our claim
-        self._claims.record_sent(chain, sent, event)
+        self._claims.record_sent(chain, sent, event, way.name)
         return Result(Outcome.SENT, way.name, new_message_sid=sent.sid, chain=chain)
