@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import boto3
+import jsonschema
 import pytest
 import yaml
 
@@ -35,6 +36,12 @@ from tools.twilio_sim.simulator import TwilioSimulator
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
+SCHEMAS = {
+    "Retry Sent": "retry-sent",
+    "Retry Recovered": "retry-recovered",
+    "Gave Up": "gave-up",
+    "Recipient Suppressed": "recipient-suppressed",
+}
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 
 
@@ -68,6 +75,8 @@ def assert_no_pii(events: list[Published], sim: TwilioSimulator) -> None:
         text = json.dumps(event.detail)
         assert not any(body in text for body in bodies), text
         assert set(event.detail) == set(DETAIL_FIELDS)
+        schema = ROOT / "events" / "schemas" / f"{SCHEMAS[event.detail_type]}.json"
+        jsonschema.validate(event.detail, json.loads(schema.read_text()))
         assert re.fullmatch(r"[0-9a-f]{64}", event.detail["event_id"])
         for name, value in event.detail.items():
             assert "+" not in value, (name, value)
@@ -177,6 +186,7 @@ def test_a_crash_right_after_the_record_still_publishes_once(
     assert len(system.created(conversation)) == 1
     assert of_type(pipe.pump(), "Retry Sent") == []  # no second event
     assert pipe.phantoms == 0
+    assert_no_pii([first], sim)
 
 
 def test_a_crash_right_after_a_give_up_still_publishes_once(
@@ -193,6 +203,7 @@ def test_a_crash_right_after_a_give_up_still_publishes_once(
     system.drain()
     events = pipe.pump()
     assert [e.detail_type for e in events] == ["Gave Up"]
+    assert_no_pii(events, sim)
 
 
 def test_a_decision_recorded_again_keeps_one_event_id(
