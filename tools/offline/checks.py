@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redeliver.domain.outcome_events import DetailType, event_id
 from redeliver.domain.receipts import FAILURE_STATUSES
 from tools.offline.policy import OFFLINE_ONLY_RULES, SMS_FROM
 from tools.offline.runtime import describe_job
 from tools.offline.stack import Offline
 from tools.offline.state import Receipt, lost_statuses, twilio_truth
+from tools.pipes import Published
 
 
 @dataclass
@@ -55,6 +57,7 @@ def check_invariants(
         actions_as_configured(offline),
         no_group_sends(offline),
         no_phone_numbers_logged(offline.runtime.log),
+        *([one_event_per_decision(items, offline.pipe.published)] if offline.pipe else []),
     ]
 
 
@@ -171,6 +174,51 @@ def no_phone_numbers_logged(log: Path) -> Check:
     if len(leaks) > 5:
         check.violations.append(f"... and {len(leaks) - 5} more line(s)")
     check.evidence = f"{len(lines)} lines read"
+    return check
+
+
+def one_event_per_decision(items: list[dict[str, Any]], published: list[Published]) -> Check:
+    """Every decision recorded (an attempt sent or given up, a suppression) has exactly one
+    outcome event on the bus, with its event_id; a recovery names a sent attempt; every event
+    item in the table was published; no event carries a number (DESIGN, "Outcome events")."""
+    check = Check("one outcome event per recorded decision, none with a number")
+    expected: dict[str, str] = {}
+    sent: set[tuple[str, str]] = set()
+    for item in items:
+        if not item["sk"]["S"].startswith("ATTEMPT#"):
+            continue
+        root = item["pk"]["S"].removeprefix("MSG#")
+        number = int(item["sk"]["S"].removeprefix("ATTEMPT#"))
+        state, reason = item["state"]["S"], item.get("reason", {}).get("S", "")
+        if state == "sent":
+            sent.add((root, str(number)))
+            expected[event_id(root, number, DetailType.RETRY_SENT)] = f"{root} #{number} sent"
+        elif state == "gave_up":
+            expected[event_id(root, number, DetailType.GAVE_UP, reason)] = (
+                f"{root} #{number} gave up"
+            )
+            if reason == "suppressed":
+                key = event_id(root, number, DetailType.RECIPIENT_SUPPRESSED)
+                expected[key] = f"{root} #{number} suppressed"
+    ids = [e.detail.get("event_id", "") for e in published]
+    stored = {
+        i["pk"]["S"].removeprefix("EVENT#") for i in items if i["pk"]["S"].startswith("EVENT#")
+    }
+    for key, what in sorted(expected.items(), key=lambda kv: kv[1]):
+        if ids.count(key) != 1:
+            check.violations.append(f"{what}: {ids.count(key)} event(s)")
+    for key in sorted(stored - set(ids)):
+        check.violations.append(f"event item {key[:12]}… never published")
+    for event in published:
+        recovered = event.detail_type == DetailType.RETRY_RECOVERED.value
+        if recovered and (event.detail["root"], event.detail["attempt"]) not in sent:
+            check.violations.append(f"recovered names no sent attempt: {event.detail['root']}")
+        if recovered and ids.count(event.detail["event_id"]) != 1:
+            check.violations.append(f"recovered twice: {event.detail['root']}")
+        text = json.dumps(event.detail)
+        if E164.search(text) or "+" in text:
+            check.violations.append(f"a number in {event.detail_type} {event.detail['event_id']}")
+    check.evidence = f"{len(expected)} decision(s), {len(published)} event(s)"
     return check
 
 

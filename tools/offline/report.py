@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 
+from redeliver.domain.outcome_events import DetailType
 from redeliver.domain.receipts import FAILURE_STATUSES
 from tools.latency import Latency
 from tools.offline.checks import Check, action_of, check_invariants, redeliver_marker
@@ -22,6 +23,7 @@ from tools.offline.whereabouts import whereabouts
 from tools.stack import load_template
 from tools.webhook_emitter import Stats, WebhookEmitter
 
+EVENT_TYPES = [t.value for t in DetailType]
 TWILIO_WEBHOOK_TIMEOUT_SECONDS = 5  # Twilio gives up on a Conversations webhook after this
 
 
@@ -43,6 +45,7 @@ class Report:
     gave_up: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)  # failures by the action they took
     dlq: int = 0
+    events: Counter[str] = field(default_factory=Counter)  # outcome events by detail-type
     outcomes: Counter[str] = field(default_factory=Counter)
     checks: list[Check] = field(default_factory=list)
     settlement: Settlement = field(default_factory=lambda: Settlement(True))
@@ -97,6 +100,9 @@ class Report:
             f"  retries sent    {self.retries_sent}, recovered (delivered/read) {self.recovered}",
             f"  given up        {sum(self.gave_up.values())} {dict(sorted(self.gave_up.items()))}",
             self.actions_line(),
+            "  outcome events  "
+            + ", ".join(f"{kind} {self.events[kind]}" for kind in EVENT_TYPES)
+            + " (EventBusName set; published through the emulated pipe)",
             f"  DLQ depth       {self.dlq}",
             *self.lost,
             *self.sections,
@@ -169,6 +175,9 @@ def collect(
 
 
 def _collect(offline: Offline, report: Report) -> None:
+    if offline.pipe is not None:  # what the stream holds now, on the bus
+        offline.pipe.pump()
+        report.events = Counter(e.detail_type for e in offline.pipe.published)
     dynamodb = boto3.client("dynamodb")
     items = list(_scan(dynamodb, offline.stack.outputs["ReceiptsTableName"]))
     by_key = {(i["pk"]["S"], i["sk"]["S"]): i for i in items}

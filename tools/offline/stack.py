@@ -21,11 +21,13 @@ from tools.offline.policy import OFFLINE_POLICY
 from tools.offline.runtime import Runtime
 from tools.offline.sources import LocalApi, Pollers, Scheduler
 from tools.offline.tuning import Tuning, schedule_seconds, sweep_schedule
+from tools.pipes import OutcomeEventsPipe
 from tools.stack import DeployedStack, create_twilio_secret, deploy, load_template
 from tools.twilio_sim.simulator import TwilioSimulator
 from tools.webhook_emitter import WebhookEmitter
 
 STACK = "redeliver-local"
+EVENT_BUS = "redeliver-outcomes"  # outcome events on (EventBusName), on a bus of their own
 
 FAKE_AWS = {
     **FAKE_CREDENTIALS,
@@ -49,6 +51,7 @@ class Offline:
     reconciler: Scheduler | None = None
     # message SID -> its non-chat recipients when Twilio stored it (the group-send check)
     recipients_at_create: dict[str, int] = field(default_factory=dict)
+    pipe: OutcomeEventsPipe | None = None  # OutcomeEventsPipe, emulated (tools/pipes.py)
 
     def note_recipients(self, message: dict[str, Any], _channel: str, recipients: int) -> None:
         self.recipients_at_create[str(message["sid"])] = recipients
@@ -75,6 +78,7 @@ def running(port: int, workdir: Path, seed: int, tuning: Tuning | None = None) -
 def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -> Offline:
     sim = TwilioSimulator(seed=seed).start()
     token = secrets.token_hex(16)
+    boto3.client("events").create_event_bus(Name=EVENT_BUS)
     with contextlib.redirect_stderr(io.StringIO()):  # moto's warnings on skipped resources
         stack = deploy(
             STACK,
@@ -88,6 +92,7 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
                 # 1 minute, the least that is on; the function's clock runs ahead (Tuning)
                 "ReconcileAfterMinutes": "0" if tuning.reconcile_after is None else "1",
                 "ReconcileEveryMinutes": "1",
+                "EventBusName": EVENT_BUS,
             },
         )
     if tuning.visibility_timeout is not None:
@@ -129,6 +134,13 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
         reconciler=reconciler,
     )
     sim.listeners.append(offline.note_recipients)
+    offline.pipe = OutcomeEventsPipe(
+        boto3.client("dynamodb"),
+        boto3.client("dynamodbstreams"),
+        boto3.client("events"),
+        stack.outputs["ReceiptsTableName"],
+        bus=EVENT_BUS,
+    )
     return offline
 
 
