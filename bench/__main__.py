@@ -6,9 +6,9 @@ import subprocess
 import sys
 import warnings
 
-from bench import ingest, retry
+from bench import events, ingest, retry
 
-SUITES = {"ingest": ingest.run, "retry": retry.run}
+SUITES = {"ingest": ingest.run, "retry": retry.run, "events": events.run}
 
 
 def main(argv: list[str]) -> int:
