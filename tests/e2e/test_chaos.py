@@ -82,6 +82,7 @@ def test_a_small_chaos_run_settles_and_keeps_every_invariant(
         "each resend as its action says",
         "no new message in a group conversation",
         "no phone number in any function's log",
+        "one outcome event per recorded decision, none with a number",
         "no 5xx for valid input but the injected kills",
         "nothing stored for forged input",
         "every fault asked for was injected",
