@@ -10,9 +10,14 @@ SQS event source, no more: no batching window, no retries or DLQ (a PutEvents th
 Where moto's stream differs from DynamoDB's, and what this does about it:
 - a PutItem that changes nothing writes a MODIFY record in moto (DynamoDB writes none): the
   INSERT filter drops it, as it would any MODIFY;
-- a cancelled TransactWriteItems must leave no stream record; in case moto's leaves one, each
-  record's item is read back (consistently) before it is published, and one whose item is not
-  in the table is counted (`phantoms`), never published.
+- a cancelled TransactWriteItems leaves no stream record in DynamoDB; in moto it can (moto
+  applies a transaction's items one by one and then restores the table, and the offline stack's
+  faster rollback, tools/moto_server.py, restores items only): each record's item is read back
+  (consistently) before it is published, and one whose item is not in the table is counted
+  (`phantoms`), never published. Such a leftover INSERT may name an event item that a later
+  transaction inserts for real (the same decision, recorded then): in DynamoDB an insert-only
+  item has one INSERT in its life, so an item published once is not published again
+  (`repeats`, counted).
 """
 
 from __future__ import annotations
@@ -106,6 +111,8 @@ class OutcomeEventsPipe:
     spec: PipeDefinition = field(default_factory=definition)
     published: list[Published] = field(default_factory=list)
     phantoms: int = 0
+    repeats: int = 0
+    _seen: set[str] = field(default_factory=set)
     _iterators: dict[str, str] = field(default_factory=dict)
 
     def pump(self) -> list[Published]:
@@ -124,6 +131,11 @@ class OutcomeEventsPipe:
                 records = answer.get("Records", [])
                 for record in records:
                     if matches(self.spec.pattern, record) and self._in_table(record):
+                        key = record["dynamodb"]["Keys"]["pk"]["S"]
+                        if key in self._seen:
+                            self.repeats += 1
+                            continue
+                        self._seen.add(key)
                         out.append(self._publish(record))
                 if not records:
                     break

@@ -46,6 +46,7 @@ class Report:
     actions: Counter[str] = field(default_factory=Counter)  # failures by the action they took
     dlq: int = 0
     events: Counter[str] = field(default_factory=Counter)  # outcome events by detail-type
+    moto_leftovers: int = 0  # stream records of cancelled transactions (tools/pipes.py)
     outcomes: Counter[str] = field(default_factory=Counter)
     checks: list[Check] = field(default_factory=list)
     settlement: Settlement = field(default_factory=lambda: Settlement(True))
@@ -102,7 +103,13 @@ class Report:
             self.actions_line(),
             "  outcome events  "
             + ", ".join(f"{kind} {self.events[kind]}" for kind in EVENT_TYPES)
-            + " (EventBusName set; published through the emulated pipe)",
+            + " (EventBusName set; published through the emulated pipe"
+            + (
+                f"; moto's leftover stream records skipped: {self.moto_leftovers}"
+                if self.moto_leftovers
+                else ""
+            )
+            + ")",
             f"  DLQ depth       {self.dlq}",
             *self.lost,
             *self.sections,
@@ -178,6 +185,7 @@ def _collect(offline: Offline, report: Report) -> None:
     if offline.pipe is not None:  # what the stream holds now, on the bus
         offline.pipe.pump()
         report.events = Counter(e.detail_type for e in offline.pipe.published)
+        report.moto_leftovers = offline.pipe.phantoms + offline.pipe.repeats
     dynamodb = boto3.client("dynamodb")
     items = list(_scan(dynamodb, offline.stack.outputs["ReceiptsTableName"]))
     by_key = {(i["pk"]["S"], i["sk"]["S"]): i for i in items}
