@@ -18,6 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from redeliver.usecases.retry.follow_up import LOOKS
 from tests.integration.retry_system import RetrySystem
 from tests.integration.test_ingest import secrets_manager_down
 from tests.lambdas import invoke, load_function, metric_names
@@ -50,7 +51,8 @@ def run_every_path(
     third, unconfirmed = system.message()
     system.fail(third, unconfirmed, 30001)
     system.poll()
-    system.poll()  # RetryUnconfirmed
+    for _ in range(LOOKS):
+        system.poll()  # looks at the retry still `sent`, the last one: RetryUnconfirmed
     fourth, given_up = system.message()
     system.fail(fourth, given_up, 30005, status="failed")
     system.poll()  # RetryGaveUp, RetryGaveUpByReason
@@ -273,6 +275,7 @@ AWS_METRICS = {
     "AWS/ApiGateway": {"4xx", "5xx", "Count", "Latency", "IntegrationLatency", "DataProcessed"},
     "AWS/Lambda": {"Errors", "Throttles", "Duration", "Invocations", "ConcurrentExecutions"},
     "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+    "AWS/EventBridge/Pipes": {"ExecutionFailed", "TargetStageFailed"},
 }
 
 
@@ -309,6 +312,10 @@ def test_every_alarm_on_an_aws_metric_watches_one_of_our_resources() -> None:
             [(key, value)] = dims.items()
             assert key == "FunctionName", alarm
             assert resources[value["Ref"]]["Type"] == "AWS::Serverless::Function", alarm
+        elif namespace == "AWS/EventBridge/Pipes":
+            [(key, value)] = dims.items()
+            assert key == "PipeName", alarm
+            assert resources[value["Ref"]]["Type"] == "AWS::Pipes::Pipe", alarm
         else:
             [(key, value)] = dims.items()
             assert key == "QueueName", alarm

@@ -177,13 +177,23 @@ def no_phone_numbers_logged(log: Path) -> Check:
     return check
 
 
-def one_event_per_decision(items: list[dict[str, Any]], published: list[Published]) -> Check:
-    """Every decision recorded (an attempt sent or given up, a suppression) has exactly one
-    outcome event on the bus, with its event_id; a recovery names a sent attempt; every event
-    item in the table was published; no event carries a number (DESIGN, "Outcome events")."""
-    check = Check("one outcome event per recorded decision, none with a number")
+def _recovered(attempt: dict[str, Any], reached: set[str]) -> bool:
+    """A sent attempt whose follow-up judged it, and whose retry's receipt says delivered or read:
+    a recovery the follow-up saw, so it was published (follow_up.py looks LOOKS times)."""
+    return "followed_up_at" in attempt and attempt["new_message_sid"]["S"] in reached
+
+
+def _decisions(items: list[dict[str, Any]]) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """The event_id each recorded decision's event must carry (and what it is), and the sent
+    attempts (root, number)."""
     expected: dict[str, str] = {}
     sent: set[tuple[str, str]] = set()
+    reached = {  # messages whose receipt says delivered or read
+        i["pk"]["S"].removeprefix("MSG#")
+        for i in items
+        if i["sk"]["S"].startswith("RCPT#")
+        and i.get("status", {}).get("S") in ("delivered", "read")
+    }
     for item in items:
         if not item["sk"]["S"].startswith("ATTEMPT#"):
             continue
@@ -193,6 +203,9 @@ def one_event_per_decision(items: list[dict[str, Any]], published: list[Publishe
         if state == "sent":
             sent.add((root, str(number)))
             expected[event_id(root, number, DetailType.RETRY_SENT)] = f"{root} #{number} sent"
+            if _recovered(item, reached):
+                key = event_id(root, number, DetailType.RETRY_RECOVERED)
+                expected[key] = f"{root} #{number} recovered"
         elif state == "gave_up":
             expected[event_id(root, number, DetailType.GAVE_UP, reason)] = (
                 f"{root} #{number} gave up"
@@ -200,6 +213,16 @@ def one_event_per_decision(items: list[dict[str, Any]], published: list[Publishe
             if reason == "suppressed":
                 key = event_id(root, number, DetailType.RECIPIENT_SUPPRESSED)
                 expected[key] = f"{root} #{number} suppressed"
+    return expected, sent
+
+
+def one_event_per_decision(items: list[dict[str, Any]], published: list[Published]) -> Check:
+    """Every decision recorded (an attempt sent or given up, a suppression, a followed-up retry
+    whose receipt says delivered or read) has exactly one outcome event on the bus, with its
+    event_id; a recovery names a sent attempt; every event
+    item in the table was published; no event carries a number (DESIGN, "Outcome events")."""
+    check = Check("one outcome event per recorded decision, none with a number")
+    expected, sent = _decisions(items)
     ids = [e.detail.get("event_id", "") for e in published]
     stored = {
         i["pk"]["S"].removeprefix("EVENT#") for i in items if i["pk"]["S"].startswith("EVENT#")

@@ -55,6 +55,9 @@ class FollowUp:
     due_at: int
     conversation_sid: str = ""  # empty: queued before follow-ups asked Twilio (no lookup)
     chat_service_sid: str = ""  # empty: the account's default Conversation Service
+    account_sid: str = ""  # the failed message's account, for the `Retry Recovered` event
+    error_code: int | None = None  # the failure the retry answered, likewise
+    look: int = 1  # which look at the retry this is: an unconfirmed one is looked at again
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -68,6 +71,12 @@ class FollowUp:
         if self.conversation_sid:
             body["conversation_sid"] = self.conversation_sid
             body["chat_service_sid"] = self.chat_service_sid
+        if self.account_sid:
+            body["account_sid"] = self.account_sid
+        if self.error_code is not None:
+            body["error_code"] = self.error_code
+        if self.look != 1:
+            body["look"] = self.look
         return json.dumps(body, separators=(",", ":"))
 
     def due(self, at: int) -> FollowUp:
@@ -89,6 +98,9 @@ def parse_job(text: str) -> RetryJob | FollowUp:
                 int(body["due_at"]),
                 str(body.get("conversation_sid") or ""),
                 str(body.get("chat_service_sid") or ""),
+                str(body.get("account_sid") or ""),
+                None if body.get("error_code") is None else int(body["error_code"]),
+                int(body.get("look", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedEvent(f"bad follow-up job: {exc!r}") from None

@@ -297,8 +297,6 @@ class Attempts(TableAggregate):
         root: str,
         number: int,
         now: int,
-        *,
-        events: Sequence[TransactWriteItemTypeDef] = (),
     ) -> bool:
         """Note that a sent attempt's follow-up has judged it: True the first time only.
 
@@ -306,12 +304,7 @@ class Attempts(TableAggregate):
         record queues it again: usecases/retry/claims.py, Claims.resume); asking Twilio and
         recording are idempotent, the verdict metric is not. One conditional UpdateItem per
         follow-up makes it so. An attempt that is not there (its TTL passed) has nothing to
-        count against: True, so a verdict is counted rather than silently dropped.
-
-        `events`: the verdict's outcome event items, written in one transaction with the mark,
-        so the first follow-up to judge the attempt publishes it, once."""
-        if events:
-            return self._mark_followed_up_with(root, number, now, events)
+        count against: True, so a verdict is counted rather than silently dropped."""
         try:
             self._db.update_item(
                 TableName=self._table,
@@ -327,32 +320,20 @@ class Attempts(TableAggregate):
             return "Item" not in error.response  # no attempt: never create a stray one
         return True
 
-    def _mark_followed_up_with(
-        self, root: str, number: int, now: int, events: Sequence[TransactWriteItemTypeDef]
-    ) -> bool:
-        mark: TransactWriteItemTypeDef = {
-            "Update": {
-                "TableName": self._table,
-                "Key": attempt_key(root, number),
-                "UpdateExpression": "SET followed_up_at = :now",
-                "ConditionExpression": "attribute_exists(pk) "
-                "AND attribute_not_exists(followed_up_at)",
-                "ExpressionAttributeValues": {":now": {"N": str(now)}},
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-        }
+    def publish(self, event: TransactWriteItemTypeDef) -> None:
+        """An outcome event's item written alone (adapters/dynamodb/outcome_events.py): for a
+        decision whose record is Twilio's own (a retry's receipt, recorded by the Recorder), not a
+        write of ours. Insert-only: an item already there is that event, published before."""
+        put = event["Put"]
         try:
-            self._db.transact_write_items(TransactItems=[mark, *events])
+            self._db.put_item(
+                TableName=put["TableName"],
+                Item=put["Item"],
+                ConditionExpression=put["ConditionExpression"],
+            )
         except ClientError as error:
-            if _cancelled_by_events_only(error, 1):
-                return False  # judged and published before (the mark's TTL is the event's)
-            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            if not conditional_failure(error):
                 raise
-            reasons = error.response.get("CancellationReasons", [])
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise  # a conflict with a concurrent transaction: the follow-up comes back
-            return "Item" not in reasons[0]  # no attempt: counted, nothing to publish against
-        return True
 
     def record_give_up(
         self,

@@ -6,11 +6,12 @@
 |                    |         | (domain/outcome_events.py), `expires_at` (TTL)     |       |
 
 An event's item is written in the same TransactWriteItems that records its decision (attempts.py:
-`record_sent`, `record_give_up` and its suppression, `mark_followed_up`), so the event exists
-exactly when the decision does: a worker that dies right after the record loses nothing, since
-the table's stream carries the item to OutcomeEventsPipe (template.yaml), which puts it on the
-bus. Insert-only (`attribute_not_exists(pk)`): a decision recorded again inserts no second item,
-and the pipe's filter takes INSERT records only.
+`record_sent`, `record_give_up` and its suppression), so the event exists exactly when the
+decision does (a recovery, which Twilio records, not we, is put alone by the follow-up that
+sees it, before its mark: `Attempts.publish`): a worker that dies right after the record loses
+nothing, since the table's stream carries the item to OutcomeEventsPipe (template.yaml), which
+puts it on the bus. Insert-only (`attribute_not_exists(pk)`): a decision recorded again inserts
+no second item, and the pipe's filter takes INSERT records only.
 
 The item is written only when the stack has `EventBusName` set (OUTCOME_EVENTS in the retry
 function's environment); otherwise `OutcomeEventItems` is not made and nothing changes.

@@ -304,6 +304,8 @@ class Claims:
             due,
             sent.conversation_sid,  # the failed one's, or an SMS fallback's own
             retry_of.chat_service_sid,  # every way sends in the failed message's service
+            retry_of.account_sid,
+            retry_of.error_code,
         )
         self._queue.send(follow_up, self._follow_up)
 

@@ -13,13 +13,21 @@ A follow-up may run more than once (SQS redelivers it, or a record that finds it
 queues it again): each records Twilio's truth (idempotent), and the verdict is counted once per
 attempt (`followed_up_at`, one conditional UpdateItem per follow-up).
 
-With outcome events on, a `RetryRecovered` verdict writes the `Retry Recovered` event item in one
-transaction with that mark: published once per attempt, and never lost once the mark is written.
-This is the one place a recovery is published: a delivered/read webhook for a retry reaches
-ingest, whose hot path (one write, no read) does not know the message is a retry.
+A retry Twilio still reports only as `sent` is looked at again, `follow_up_seconds` x 2, x 4, x 8
+later (LOOKS in all), before it is judged RetryUnconfirmed: a phone that was off, a carrier's
+queue. Only a final verdict takes the mark.
+
+With outcome events on, a `RetryRecovered` verdict writes the `Retry Recovered` event item before
+the mark, on its own (insert-only, so once per attempt whichever copy sees it): a copy that finds
+the mark taken by another still publishes what Twilio told it, and a crash between the two leaves
+the job to come back and mark. This is the one place a recovery is published: a delivered/read
+webhook for a retry reaches ingest, whose hot path (one write, no read) does not know the message
+is a retry; a retry delivered after the last look gets no event (counted RetryUnconfirmed).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from redeliver.adapters.dynamodb.attempts import Attempts
 from redeliver.adapters.dynamodb.outcome_events import OutcomeEventItems
@@ -34,6 +42,8 @@ from redeliver.usecases.reconcile import record_reported
 from redeliver.usecases.recorder import Recorder, Source
 from redeliver.usecases.retry.outcomes import THROTTLED_SECONDS, Outcome, Result, RetryLater, Timing
 
+LOOKS = 4  # at follow_up_seconds after the send, then 2x, 4x and 8x that after each look
+
 
 class FollowUps:
     def __init__(
@@ -44,6 +54,7 @@ class FollowUps:
         recorder: Recorder,
         timing: Timing,
         *,
+        follow_up_seconds: int = 900,
         events: OutcomeEventItems | None = None,
     ) -> None:
         self._attempts = attempts
@@ -51,6 +62,7 @@ class FollowUps:
         self._twilio = twilio
         self._recorder = recorder
         self._timing = timing
+        self._follow_up = follow_up_seconds
         self._events = events
 
     def follow_up(self, job: FollowUp) -> Result:
@@ -62,6 +74,8 @@ class FollowUps:
             "message_sid": job.message_sid,
             "root": job.root,
             "attempt": job.attempt,
+            "account_sid": job.account_sid,
+            "look": job.look,
         }
         if job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
@@ -90,8 +104,13 @@ class FollowUps:
             verdict = "RetryNotRecovered"  # its own failure job decides what comes next
         else:
             verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
-        # Once per attempt: a follow-up may run twice (SQS, or queued again by Claims.resume).
-        events = []
+        looking = job.conversation_sid and "twilio_error" not in log  # (gone: nothing to learn)
+        if verdict == "RetryUnconfirmed" and looking and job.look < LOOKS:
+            later = self._follow_up * 2**job.look
+            again = replace(job, due_at=int(now) + later, look=job.look + 1)
+            self._queue.send(again, delay_seconds=later)
+            logger.info("retry followed up", extra={**log, "verdict": verdict, "again_in": later})
+            return Result(Outcome.WAITING, "follow-up: looked at again later")
         if self._events is not None and verdict == "RetryRecovered":
             recovered = build(
                 DetailType.RETRY_RECOVERED,
@@ -99,13 +118,16 @@ class FollowUps:
                 attempt=job.attempt,
                 message_sid=job.message_sid,
                 new_message_sid=job.message_sid,
+                account_sid=job.account_sid,
                 chat_service_sid=job.chat_service_sid,
                 conversation_sid=job.conversation_sid,
+                error_code=job.error_code,
                 action="follow_up",
                 reason="delivered_or_read",
             )
-            events.append(self._events.put(recovered, int(now)))
-        if self._attempts.mark_followed_up(job.root, job.attempt, int(now), events=events):
+            self._attempts.publish(self._events.put(recovered, int(now)))
+        # Once per attempt: a follow-up may run twice (SQS, or queued again by Claims.resume).
+        if self._attempts.mark_followed_up(job.root, job.attempt, int(now)):
             count(verdict)
         else:
             log["counted"] = False  # another copy of this follow-up judged it already

@@ -129,7 +129,15 @@ class RetryWorker:
                 f"{function_timeout_seconds}"
             )
         self._timing = Timing(clock, jitter, policy_jitter)
-        self._follow_ups = FollowUps(attempts, queue, twilio, recorder, self._timing, events=events)
+        self._follow_ups = FollowUps(
+            attempts,
+            queue,
+            twilio,
+            recorder,
+            self._timing,
+            follow_up_seconds=follow_up_seconds,
+            events=events,
+        )
         self._checks = Checks(twilio, policy, self._timing)
         self._claims = Claims(
             attempts,
