@@ -38,6 +38,9 @@ class Settings:
     reconcile_after_minutes: int = 30  # 0: no reconciliation, and no index write for it
     reconcile_max_lookups: int = 3  # lookups with nothing new before a receipt is left alone
     spill_queue_url: str = ""  # empty: a failed write is a 5xx (no spill)
+    # TrackMessages: ingest records each API/SDK message's onMessageAdded (the template sets it
+    # only where reconciliation runs: nothing else would read the record)
+    track_messages: bool = False
 
     @property
     def claim_stale_seconds(self) -> int:
@@ -88,4 +91,5 @@ class Settings:
             reconcile_after_minutes=integer("RECONCILE_AFTER_MINUTES", 30),
             reconcile_max_lookups=integer("RECONCILE_MAX_LOOKUPS", 3),
             spill_queue_url=env.get("SPILL_QUEUE_URL", ""),
+            track_messages=boolean("TRACK_MESSAGES"),
         )
