@@ -211,7 +211,8 @@ def test_a_receipt_webhook_arriving_during_the_lookup_is_one_event(
         )
         fields["ChatServiceSid"] = rec.sim.service_of(conversation)
         fields["ParticipantSid"] = rec.sim.participant_of(conversation)
-        assert invoke(rec.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))["statusCode"] == 200
+        answer = invoke(rec.ingest, http_api_event(fields, token=TEST_AUTH_TOKEN))
+        assert answer["statusCode"] == 200
         return found
 
     monkeypatch.setattr(TrackedMessages, "has_receipt", late_webhook)
@@ -224,7 +225,9 @@ def test_a_receipt_webhook_arriving_during_the_lookup_is_one_event(
 
 
 def test_with_track_messages_off_nothing_is_stored(
-    stack: DeployedStack, sim: TwilioSimulator, monkeypatch: pytest.MonkeyPatch,
+    stack: DeployedStack,
+    sim: TwilioSimulator,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert stack.environment("IngestFunction")["TRACK_MESSAGES"] == "false"
