@@ -61,4 +61,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         "errors": report.errors,
         "refused": report.refused,
         "skipped": len(report.skipped),
+        "tracked_received": report.tracked_received,
+        "tracked_reconciled": report.tracked_reconciled,
     }

@@ -244,6 +244,13 @@ def lost_lines(offline: Offline, by_key: dict[tuple[str, str], dict[str, Any]]) 
             f"Twilio about {totals['messages']} message(s), recorded {totals['recorded']} "
             f"receipt(s) (ReconciledReceipts), {totals['failures']} failure(s) "
             f"(ReconciledFailures), left alone {totals['left_alone']}, errors {totals['errors']}"
+            + (
+                f"; tracked messages: {totals['tracked_received']} had a receipt "
+                f"(TrackedReceived), {totals['tracked_reconciled']} had none and were asked "
+                "about (TrackedReconciled)"
+                if offline.tuning.tracking
+                else ""
+            )
             + (f", {len(reconciler.errors)} run(s) failed" if reconciler.errors else "")
         )
     else:
