@@ -278,7 +278,9 @@ def test_the_reconciler_is_scheduled_off_with_zero_and_may_query_only_its_index(
         if s.get("Action") == "dynamodb:Query"
     ]
     assert query["Resource"] == {"Fn::Sub": f"${{ReceiptsTable.Arn}}/index/{table.STUCK_INDEX}"}
-    # TrackMessages: a tracked message's own partition (has it a receipt?), message partitions only
+    # TrackMessages: a tracked message's own partition (has it a receipt?), message partitions
+    # only. moto evaluates no IAM policy (the handlers' calls succeed whatever it says), so the
+    # statement itself is what is checked here.
     assert tracked["Resource"] == {"Fn::GetAtt": ["ReceiptsTable", "Arn"]}
     assert tracked["Condition"] == {
         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{table.MESSAGE_PREFIX}*"]}
