@@ -9,7 +9,11 @@ Every figure is a ratio to a baseline measured in the same run:
   request, one Lambda request, one write);
 - reconciliation: the index writes a message's receipts cause (measured: how often the real write
   moves the receipt in or out of StuckSentByShard, and the entry's size), in dollars per million
-  messages, against today's cost of those receipts.
+  messages, against today's cost of those receipts;
+- TrackMessages: one onMessageAdded through the real handler (its AWS calls, log bytes, the
+  tracked item's index entry measured), then the reconciler's Query and index removal for it, in
+  dollars per million messages, against a sent receipt's cost. With it off, the receipts' rows
+  above are the same code path, and Twilio sends no onMessageAdded (configure-webhook).
 """
 
 from __future__ import annotations
@@ -194,6 +198,7 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
             counts[scenario.name] = list(calls)
 
         reconcile = index_writes(post, app, stack.outputs["ReceiptsTableName"])
+        tracked = tracked_message(post, app, stack.outputs["ReceiptsTableName"], logs, calls)
 
         # Log bytes of a new failure (its own run: its line is longer, and the SQS send).
         logs.seek(0)
@@ -238,7 +243,38 @@ def hot_path(receipts: int = 300) -> dict[str, Any]:
         "log_bytes": log_bytes,
         "failure_log_bytes": failure_log_bytes,
         "reconcile": reconcile,
+        "tracked": tracked,
     }
+
+
+def tracked_message(
+    post: Any, app: Any, table: str, logs: io.StringIO, calls: list[str]
+) -> dict[str, Any]:
+    """TrackMessages: an onMessageAdded through the real handler, TrackedMessages switched on
+    for it (the bench stack deploys with it off: the receipts above are measured as they run
+    by default). Its calls, its log bytes, and its index entry's size."""
+    from redeliver.adapters.dynamodb.reconciliation import STUCK_PROJECTION
+    from redeliver.adapters.dynamodb.table import STUCK_SHARD, STUCK_SINCE, tracked_key
+    from redeliver.adapters.dynamodb.tracked import TrackedMessages
+    from tools.samples import message_added_fields, sid
+
+    client = app.ingest.recorder._receipts._db  # the calls above are counted on it
+    app.ingest._tracked = TrackedMessages(client, table)
+    try:
+        calls.clear()
+        post(message_added_fields(message="tracked-0"))
+        made = list(calls)
+        logs.seek(0)
+        logs.truncate()
+        for n in range(1, 21):
+            post(message_added_fields(message=f"tracked-{n}"))
+        log_bytes = len(logs.getvalue().encode()) / 20
+    finally:
+        app.ingest._tracked = None
+    item = client.get_item(TableName=table, Key=tracked_key(sid("IM", "tracked-0")))["Item"]
+    kept = {"pk", "sk", STUCK_SHARD, STUCK_SINCE, *STUCK_PROJECTION}
+    entry = sum(_size(k, v) for k, v in item.items() if k in kept) + INDEX_ENTRY_OVERHEAD
+    return {"calls": made, "log_bytes": log_bytes, "entry_bytes": entry}
 
 
 def cpu_per_receipt(
@@ -405,9 +441,49 @@ def run() -> str:
             ],
         ),
         reconcile_table(hot["reconcile"], ok_cost, fail_cost),
+        tracked_table(hot, ok_cost, platform),
         f"\nnon-failure receipts: {non_failure} AWS call(s) each (target 1)",
     ]
     return "\n".join(out)
+
+
+def tracked_table(hot: dict[str, Any], ok_cost: float, platform: int) -> str:
+    """TrackMessages per million messages: ingest's onMessageAdded (one more webhook and one
+    write), then the reconciler's Query of the message's partition and its index removal."""
+    tracked = hot["tracked"]
+    units = -(-tracked["entry_bytes"] // 1024)  # the index entry's write units (put, delete)
+    # The webhook: its calls counted; CPU taken as a receipt's (the same signature check and one
+    # smaller UpdateItem); its item's write plus its index entry's.
+    webhook = cost_per_million(
+        hot["handler_cpu"], len(tracked["calls"]), 1 + units, 0, tracked["log_bytes"] + platform
+    )
+    # The reconciler, once per tracked message: a strongly consistent Query of one small item
+    # (1 read unit) and an UpdateItem removing it from the index (the item and its entry).
+    reconcile = (PRICE_READ_UNIT + (1 + units) * PRICE["dynamodb_write_unit"]) * 1e6
+    added = webhook + reconcile
+    return table(
+        f"TrackMessages per million messages (onMessageAdded measured: "
+        f"{len(tracked['calls'])} AWS call(s) {', '.join(tracked['calls'])}, "
+        f"{tracked['log_bytes']:.0f} B of logs, index entry {tracked['entry_bytes']} B)",
+        ["what", "AWS calls / message", "USD / 1M messages", "ratio to a sent receipt"],
+        [
+            ["a sent receipt's ingest (as above)", "1", f"{ok_cost:.2f}", "1.00"],
+            [
+                "onMessageAdded: webhook + 1 write",
+                str(len(tracked["calls"])),
+                f"{webhook:.2f}",
+                f"{webhook / ok_cost:.2f}",
+            ],
+            [
+                "reconciler: Query + index removal",
+                "2",
+                f"{reconcile:.2f}",
+                f"{reconcile / ok_cost:.2f}",
+            ],
+            ["tracked in all", "", f"{added:.2f}", f"{added / ok_cost:.2f}"],
+            ["TrackMessages=false", "0", "0.00", "0.00"],
+        ],
+    )
 
 
 def log_table(hot: dict[str, Any]) -> str:

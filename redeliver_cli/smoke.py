@@ -20,7 +20,8 @@ code 1 when one failed. Nothing is changed but one test receipt stored, as a web
   alarm (`_moto`), which is said, and the check is skipped rather than passed or failed.
 - **The services' webhooks point at the stack**: each `--service` has the URL ingest checks
   (webhook.url_to_sign: WebhookBaseUrl's, the WebhookUrl output, or `--url`) as its
-  post_webhook_url, onDeliveryUpdated among its filters, and method POST. With none named:
+  post_webhook_url, onDeliveryUpdated among its filters (and onMessageAdded with TrackMessages),
+  and method POST. With none named:
   configure-webhook configures the one service it is given and keeps no list, so the account's
   services are asked, and those posting here are checked; none posting here fails.
 """
@@ -51,7 +52,12 @@ from redeliver_cli.arguments import sid
 from redeliver_cli.endpoint import is_loopback
 from redeliver_cli.send_receipt import signed_receipt
 from redeliver_cli.stack import CommandError, Stack, iso
-from redeliver_cli.webhook import DELIVERY_EVENT, url_to_sign
+from redeliver_cli.webhook import (
+    DELIVERY_EVENT,
+    MESSAGE_ADDED_EVENT,
+    tracks_messages,
+    url_to_sign,
+)
 
 TWILIO_TIMEOUT_SECONDS = 10
 SERVICES_LISTED = 100  # with no --service: the account's services asked about, at most
@@ -493,8 +499,9 @@ def _webhooks(
     except CommandError as error:
         return [failed(WEBHOOKS, str(error), FIX_URL)]
     with_url = f"--url {url}; " if url else ""
+    events = (DELIVERY_EVENT, MESSAGE_ADDED_EVENT) if tracks_messages(stack) else (DELIVERY_EVENT,)
     if services:
-        return [_service(client, service, target, with_url) for service in services]
+        return [_service(client, service, target, with_url, events) for service in services]
     try:
         listed = [s.sid for s in client.conversations.v1.services.list(limit=SERVICES_LISTED)]
         configured = {s: _configuration(client, s) for s in listed}
@@ -518,7 +525,7 @@ def _webhooks(
                 + "; then name it here with --service, so that it is held to it",
             )
         ]
-    checks = [_judged(s, configured[s], target, with_url) for s in here]
+    checks = [_judged(s, configured[s], target, with_url, events) for s in here]
     if elsewhere:
         checks.append(
             skipped(
@@ -534,7 +541,13 @@ def _configuration(client: Client, service: str) -> Any:
     return client.conversations.v1.services(service).configuration.webhooks().fetch()
 
 
-def _service(client: Client, service: str, target: str, with_url: str) -> Check:
+def _service(
+    client: Client,
+    service: str,
+    target: str,
+    with_url: str,
+    events: Sequence[str] = (DELIVERY_EVENT,),
+) -> Check:
     try:
         config = _configuration(client, service)
     except (TwilioException, requests.RequestException) as error:
@@ -546,10 +559,16 @@ def _service(client: Client, service: str, target: str, with_url: str) -> Check:
                 "name a service of the secret's account (Twilio Console: Conversations, Services)",
             )
         return failed(f"Conversation Service {service}", _said(error), FIX_TWILIO)
-    return _judged(service, config, target, with_url)
+    return _judged(service, config, target, with_url, events)
 
 
-def _judged(service: str, config: Any, target: str, with_url: str) -> Check:
+def _judged(
+    service: str,
+    config: Any,
+    target: str,
+    with_url: str,
+    events: Sequence[str] = (DELIVERY_EVENT,),
+) -> Check:
     name = f"Conversation Service {service}"
     method = str(config.method or "").upper()
     filters = list(config.filters or [])
@@ -558,8 +577,9 @@ def _judged(service: str, config: Any, target: str, with_url: str) -> Check:
         wrong.append(
             f"its post-event webhook is {config.post_webhook_url or 'unset'}, not {target}"
         )
-    if DELIVERY_EVENT not in filters:
-        wrong.append(f"{DELIVERY_EVENT} is not among its filters {filters}")
+    for event in events:  # onMessageAdded too with TrackMessages
+        if event not in filters:
+            wrong.append(f"{event} is not among its filters {filters}")
     if method != "POST":
         wrong.append(f"its method is {config.method}: ingest takes POST only")
     if wrong:
@@ -570,4 +590,4 @@ def _judged(service: str, config: Any, target: str, with_url: str) -> Check:
             f"`redeliver configure-webhook {service}` ({with_url}{switch}--dry-run shows the "
             "change first; README: Deploy, step 3)",
         )
-    return passed(name, f"posts {DELIVERY_EVENT} to {target} (POST)")
+    return passed(name, f"posts {' and '.join(events)} to {target} (POST)")

@@ -12,6 +12,10 @@ would be rejected (403).
 Twilio has one `Method` for a service's pre- and post-event webhooks, and ingest takes POST only:
 switching a GET service to POST also changes how Twilio calls the customer's pre-event webhook,
 so the command says so, and does it only with `--switch-to-post`.
+
+With the stack's `TrackMessages` on (and reconciliation, which it needs), onMessageAdded is
+added to the filters too, so ingest records every message sent by the API or an SDK; with it off,
+onMessageAdded is taken out again (a filter Redeliver added, and only one ingest would ignore).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from redeliver_cli.arguments import sid
 from redeliver_cli.stack import CommandError, Stack
 
 DELIVERY_EVENT = "onDeliveryUpdated"
+MESSAGE_ADDED_EVENT = "onMessageAdded"  # with TrackMessages
 WEBHOOK_PATH = "/twilio/delivery-receipts"  # IngestFunction's HttpApi event (tests/cli checks)
 
 
@@ -80,6 +85,24 @@ def webhook_url(stack: Stack) -> str:
     return url
 
 
+def tracks_messages(stack: Stack) -> bool:
+    """Whether the stack's ingest records onMessageAdded (template.yaml's TrackMessagesOn)."""
+    return stack.parameters.get("TrackMessages", "false") == "true" and stack.parameters.get(
+        "ReconcileAfterMinutes", "30"
+    ) not in ("0", "")
+
+
+def wanted_filters(stack: Stack, filters: list[str]) -> list[str]:
+    """The service's filters with onDeliveryUpdated, and onMessageAdded as TrackMessages says
+    (Twilio replaces the list as a whole: the others are kept)."""
+    wanted = set(filters) | {DELIVERY_EVENT}
+    if tracks_messages(stack):
+        wanted.add(MESSAGE_ADDED_EVENT)
+    else:
+        wanted.discard(MESSAGE_ADDED_EVENT)
+    return sorted(wanted)
+
+
 def url_to_sign(stack: Stack, url: str | None) -> str:
     """The URL Twilio is to post to: `url` when given, unless the stack checks signatures
     against its WebhookBaseUrl and `url` is another (every webhook would be rejected, 403)."""
@@ -118,13 +141,18 @@ def configure_webhook(
         client.conversations.base_url = base.rstrip("/")
     webhooks = client.conversations.v1.services(service_sid).configuration.webhooks()
     before = webhooks.fetch()
-    filters = sorted(set(before.filters or []) | {DELIVERY_EVENT})  # Twilio replaces the list
+    filters = wanted_filters(stack, list(before.filters or []))  # Twilio replaces the list
     lines = [
         f"Conversation Service {service_sid}",
         f"  before: POST-webhook {before.post_webhook_url or '(none)'}, method "
         f"{before.method}, filters {before.filters or []}",
         f"  after:  POST-webhook {target}, method POST, filters {filters}",
     ]
+    if MESSAGE_ADDED_EVENT in (before.filters or []) and MESSAGE_ADDED_EVENT not in filters:
+        lines.append(
+            f"  note: {MESSAGE_ADDED_EVENT} is taken out of the filters: the stack's TrackMessages "
+            "is off, and ingest would only ignore it"
+        )
     if before.post_webhook_url and before.post_webhook_url != target:
         lines.append(
             f"  note: this replaces the post-event webhook {before.post_webhook_url}: "

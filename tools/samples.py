@@ -39,3 +39,27 @@ def receipt_fields(
         "Source": "API",
         "ClientIdentity": "",
     }
+
+
+def message_added_fields(
+    *,
+    message: object = 1,
+    conversation: object = 1,
+    source: str = "API",
+    created: str = "2026-11-27T09:59:58Z",
+) -> dict[str, str]:
+    """The form fields of one onMessageAdded webhook (TrackMessages), as for a sent message."""
+    return {
+        "AccountSid": sid("AC", "account"),
+        "ChatServiceSid": sid("IS", "service"),
+        "ConversationSid": sid("CH", conversation),
+        "MessageSid": sid("IM", message),
+        "EventType": "onMessageAdded",
+        "Index": "0",
+        "Author": "system",
+        "Body": "Your code is 123456",
+        "Attributes": "{}",
+        "DateCreated": created,
+        "Source": source,
+        "ClientIdentity": "",
+    }

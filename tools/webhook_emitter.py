@@ -18,6 +18,13 @@ answers what Twilio knows, so a lost webhook can be recovered by asking, as in p
 DateUpdated is whole seconds, as Twilio's REST dates are (and as twilio-python parses them): a
 webhook and the Receipts API then order a receipt's statuses alike.
 
+With TrackMessages, Twilio also sends each message's `onMessageAdded` when the service's webhook
+filters include it (as `redeliver configure-webhook` sets them): the emitter sends it first, for
+the app's own messages (Source API; Redeliver's retries are created without
+X-Twilio-Webhook-Enabled, RetryWebhooksEnabled's default, so Twilio sends none for them), lost on
+the way at the same `lose_rate`. Its losses are kept apart from the receipts' (`added_dropped`,
+`added_lost`): `lost` stays the receipts' webhooks a report accounts for by status.
+
 `push_forged` sends webhooks that Twilio did not sign (unsigned, signed with another token, or
 altered after signing), counted apart (`forged`): each must be refused, and nothing of them
 stored.
@@ -41,6 +48,8 @@ from urllib.parse import urlparse
 from tools.delivery_webhook import FORGERIES, label, receipt_steps, signed_post, webhook_fields
 from tools.samples import sid
 
+MESSAGE_ADDED = "onMessageAdded"
+
 FAILURE_STATUSES = ("failed", "undelivered")
 
 
@@ -48,6 +57,7 @@ class ReceiptBook(Protocol):
     """Where Twilio's truth about a receipt is kept: tools.twilio_sim.simulator.TwilioSimulator."""
 
     receipts: dict[str, list[dict[str, Any]]]  # message SID → its receipts
+    service_webhooks: dict[str, dict[str, Any]]  # service SID → its webhook configuration
 
     def set_receipt(
         self,
@@ -137,6 +147,10 @@ class WebhookEmitter:
         self.lost: list[dict[str, str]] = []  # genuine webhooks answered 5xx or not answered
         self.dropped: list[dict[str, str]] = []  # lost on the way (Mix.lose_rate): never sent
         self.reached: set[str] = set()  # receipt SIDs with a genuine webhook answered 2xx
+        # onMessageAdded (TrackMessages), apart from the receipts' webhooks above
+        self.added_sent = 0
+        self.added_dropped: list[dict[str, str]] = []  # lost on the way: never sent
+        self.added_lost: list[dict[str, str]] = []  # answered 5xx or not answered
         # message SID -> (time.monotonic() just before the earliest-posted of its failure
         # webhooks that ingest answered 2xx, that failure's error code): where the report's
         # failure-to-resend time starts. The post, not the answer: ingest queues the job before
@@ -188,6 +202,8 @@ class WebhookEmitter:
         is_retry = '"redeliver"' in (message.get("attributes") or "") and '"attempt"' in (
             message.get("attributes") or ""
         )
+        if not is_retry and self._message_added_on(message):
+            self._schedule_message_added(message)
         for receipt in range(recipients):
             self._schedule_receipt(message, channel, receipt, is_retry)
 
@@ -230,6 +246,23 @@ class WebhookEmitter:
             self._push(now + mix.spacing * (n + 1), fields)
             if rng.random() < mix.duplicate_rate:
                 self._push(now + mix.spacing * (n + 1.5), fields)
+
+    def _message_added_on(self, message: dict[str, Any]) -> bool:
+        """Whether Twilio sends `message`'s onMessageAdded: its service's filters include it."""
+        if self._twilio is None:
+            return False
+        config = self._twilio.service_webhooks.get(message["chat_service_sid"]) or {}
+        return MESSAGE_ADDED in (config.get("filters") or [])
+
+    def _schedule_message_added(self, message: dict[str, Any]) -> None:
+        fields = message_added_fields(message)
+        losing = random.Random(f"{self._seed}-{message['sid']}-added-lost")  # noqa: S311 - replayable
+        with self._lock:
+            self.added_sent += 1
+            if losing.random() < self.mix.lose_rate:
+                self.added_dropped.append(fields)
+                return
+        self._push(time.monotonic(), fields)  # before the receipts' first status
 
     def _participant(self, message: dict[str, Any], receipt: int) -> str:
         """The receipt's participant as Twilio holds it (a participant added through the API,
@@ -333,7 +366,7 @@ class WebhookEmitter:
             with self._lock:
                 stats.errors += 1
                 if not forgery:
-                    self.lost.append(fields)
+                    (self.added_lost if _added(fields) else self.lost).append(fields)
             return None
         answered = time.monotonic()
         with self._lock:
@@ -341,8 +374,9 @@ class WebhookEmitter:
             stats.answered_at.append(answered)
             stats.answers[response.status] += 1
             if response.status >= 500 and not forgery:
-                self.lost.append(fields)  # Twilio does not resend
-            elif response.status < 300 and not forgery:
+                # Twilio does not resend
+                (self.added_lost if _added(fields) else self.lost).append(fields)
+            elif response.status < 300 and not forgery and not _added(fields):
                 self.reached.add(fields["DeliveryReceiptSid"])
                 if fields["Status"] in FAILURE_STATUSES:
                     code = int(fields["ErrorCode"]) if fields["ErrorCode"] else None
@@ -350,3 +384,25 @@ class WebhookEmitter:
                     if earliest is None or posted < earliest[0]:
                         self.failure_posted[fields["MessageSid"]] = (posted, code)
         return connection
+
+
+def _added(fields: dict[str, str]) -> bool:
+    return fields.get("EventType") == MESSAGE_ADDED
+
+
+def message_added_fields(message: dict[str, Any]) -> dict[str, str]:
+    """The onMessageAdded Twilio sends for `message` (sent by the app through the API)."""
+    return {
+        "AccountSid": message["account_sid"],
+        "ChatServiceSid": message["chat_service_sid"],
+        "ConversationSid": message["conversation_sid"],
+        "MessageSid": message["sid"],
+        "EventType": MESSAGE_ADDED,
+        "Index": str(message.get("index", 0)),
+        "Author": str(message.get("author") or "system"),
+        "Body": str(message.get("body") or ""),
+        "Attributes": str(message.get("attributes") or "{}"),
+        "DateCreated": message["date_created"],
+        "Source": "API",
+        "ClientIdentity": "",
+    }

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from redeliver.adapters.aws import WEBHOOK, dynamodb_client, secrets_client, sqs_client
 from redeliver.adapters.dynamodb.receipts import Receipts
+from redeliver.adapters.dynamodb.tracked import TrackedMessages
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.sqs.spill import SpillQueue
 from redeliver.adapters.twilio.credentials import CredentialSource
@@ -27,6 +28,7 @@ from redeliver.usecases.ingest import Ingest, SignatureRejected, WebhookRequest
 
 settings = Settings.from_env()
 sqs = sqs_client(WEBHOOK)
+dynamodb = dynamodb_client(WEBHOOK)
 ingest = Ingest(
     verifier=SignatureVerifier(
         CredentialSource(
@@ -39,13 +41,19 @@ ingest = Ingest(
         )
     ),
     receipts=Receipts(
-        dynamodb_client(WEBHOOK),
+        dynamodb,
         settings.table_name,
         settings.receipt_ttl_days,
         track_sent=settings.reconcile_after_minutes > 0,
     ),
     queue=RetryQueue(sqs, settings.retry_queue_url),
     spill=SpillQueue(sqs, settings.spill_queue_url) if settings.spill_queue_url else None,
+    # TrackMessages: onMessageAdded recorded (only where reconciliation runs: template.yaml)
+    tracked=(
+        TrackedMessages(dynamodb, settings.table_name, settings.receipt_ttl_days)
+        if settings.track_messages and settings.reconcile_after_minutes > 0
+        else None
+    ),
 )
 # What init made (modules, botocore's service models, the clients) lives as long as the container:
 # frozen, the collections that each receipt's allocations trigger do not traverse it again (as in

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from redeliver.adapters.aws import dynamodb_client, sqs_client
 from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.dynamodb.reconciliation import StuckReceipts
+from redeliver.adapters.dynamodb.tracked import TrackedMessages
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.twilio.conversations import ConversationsGateway
 from redeliver.adapters.twilio.credentials import CredentialSource
@@ -39,6 +40,9 @@ reconciler = Reconciler(
     recorder=Recorder(receipts, RetryQueue(sqs_client(), settings.retry_queue_url)),
     after_seconds=settings.reconcile_after_minutes * 60,
     max_lookups=settings.reconcile_max_lookups,
+    # TrackMessages' tracked messages share the index; wired whatever the parameter is now, so
+    # those tracked before it was turned off are still seen to the end
+    tracked=TrackedMessages(dynamodb, settings.table_name, settings.receipt_ttl_days),
 )
 
 
@@ -57,4 +61,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         "errors": report.errors,
         "refused": report.refused,
         "skipped": len(report.skipped),
+        "tracked_received": report.tracked_received,
+        "tracked_reconciled": report.tracked_reconciled,
     }

@@ -166,7 +166,9 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
     code, out = run(capsys, stack, *args, "--dry-run")
     assert code == 0
     assert "before: POST-webhook https://old.example/hook" in out
-    assert "filters ['onDeliveryUpdated', 'onMessageAdded']" in out
+    # TrackMessages off: the onMessageAdded ingest would only ignore is taken out
+    assert "after:  POST-webhook " + target + ", method POST, filters ['onDeliveryUpdated']" in out
+    assert "onMessageAdded is taken out of the filters" in out
     assert "replaces the post-event webhook https://old.example/hook" in out
     assert "Dry run: nothing changed." in out
     assert sim.service_webhooks[service]["post_webhook_url"] == "https://old.example/hook"
@@ -174,11 +176,37 @@ def test_configure_webhook_merges_the_filter_and_can_dry_run(
     assert code == 0
     assert "Updated." in out
     assert sim.service_webhooks[service]["post_webhook_url"] == target
-    assert sim.service_webhooks[service]["filters"] == ["onDeliveryUpdated", "onMessageAdded"]
+    assert sim.service_webhooks[service]["filters"] == ["onDeliveryUpdated"]
     with pytest.raises(SystemExit) as exit_:
         run(capsys, stack, "configure-webhook", "IS123", "--url", target)
     assert exit_.value.code == 2  # a usage error (tests/cli/test_exit_codes.py)
     assert "is not a Conversation Service SID" in capsys.readouterr().err
+
+
+def test_configure_webhook_subscribes_on_message_added_with_track_messages(
+    aws: None, sim: TwilioSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployed = deploy("tracking", {"TrackMessages": "true"})
+    service = sim.chat_service_sid
+    sim.service_webhooks[service] = {
+        "account_sid": sim.account_sid,
+        "chat_service_sid": service,
+        "pre_webhook_url": None,
+        "post_webhook_url": None,
+        "filters": ["onConversationAdded"],
+        "method": "POST",
+    }
+    target = "https://abc123.execute-api.us-east-1.amazonaws.com/twilio/delivery-receipts"
+    argv = ["--stack", deployed.name, "configure-webhook", service, "--url", target]
+    assert cli.main([*argv, "--twilio-url", sim.url]) == 0, capsys.readouterr()
+    assert sim.service_webhooks[service]["filters"] == [
+        "onConversationAdded",
+        "onDeliveryUpdated",
+        "onMessageAdded",
+    ]
+    # ... which reconciliation needs: without it, TrackMessages records nothing
+    off = deploy("tracking-no-reconcile", {"TrackMessages": "true", "ReconcileAfterMinutes": "0"})
+    assert not webhook.tracks_messages(Stack.find(off.name))
 
 
 def test_configure_webhook_does_not_switch_a_get_service_to_post_unasked(

@@ -129,6 +129,8 @@ def test_a_failure_whose_webhook_was_lost_is_found_recorded_and_retried(
         "errors": 0,
         "refused": 0,
         "skipped": 0,
+        "tracked_received": 0,
+        "tracked_reconciled": 0,
     }
     assert rec.lookups() == 1
     printed = capsys.readouterr().out

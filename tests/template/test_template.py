@@ -271,13 +271,38 @@ def test_the_reconciler_is_scheduled_off_with_zero_and_may_query_only_its_index(
     assert schedule[2] == {"Fn::Sub": "rate(${ReconcileEveryMinutes} minutes)"}
     variables = sam["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["RECONCILE_AFTER_MINUTES"] == {"Ref": "ReconcileAfterMinutes"}
-    [query] = [
+    [query, tracked] = [
         s
         for policy in function["Properties"]["Policies"]
         for s in policy.get("Statement", [])
         if s.get("Action") == "dynamodb:Query"
     ]
     assert query["Resource"] == {"Fn::Sub": f"${{ReceiptsTable.Arn}}/index/{table.STUCK_INDEX}"}
+    # TrackMessages: a tracked message's own partition (has it a receipt?), message partitions
+    # only. moto evaluates no IAM policy (the handlers' calls succeed whatever it says), so the
+    # statement itself is what is checked here.
+    assert tracked["Resource"] == {"Fn::GetAtt": ["ReceiptsTable", "Arn"]}
+    assert tracked["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{table.MESSAGE_PREFIX}*"]}
+    }
+
+
+def test_track_messages_is_off_by_default_and_only_on_with_reconciliation(
+    sam: dict[str, Any],
+) -> None:
+    parameter = sam["Parameters"]["TrackMessages"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("false", ["true", "false"])
+    assert sam["Conditions"]["TrackMessagesOn"] == {
+        "Fn::And": [
+            {"Condition": "ReconcileOn"},
+            {"Fn::Equals": [{"Ref": "TrackMessages"}, "true"]},
+        ]
+    }
+    variables = sam["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["TRACK_MESSAGES"] == {"Fn::If": ["TrackMessagesOn", "true", "false"]}
+    for name, resource in sam["Resources"].items():  # ingest's alone
+        if name != "IngestFunction":
+            assert "TRACK_MESSAGES" not in str(resource), name
 
 
 def test_ingest_may_spill_to_a_queue_with_its_own_dlq_replayed_by_one_function(

@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"reconciler period, s (5); a receipt at sent is looked up after "
         f"{RECONCILE_AFTER_SECONDS} s",
     )
+    add(
+        "--no-track-messages",
+        action="store_true",
+        help="deploy with TrackMessages=false: a receipt none of whose webhooks arrived is "
+        "invisible",
+    )
     args = parser.parse_args(argv)
     shares = (
         "failure_rate",
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         second_service=args.second_service,
         sweep_every=args.sweep_every,
         reconcile_every=args.reconcile_every,
+        track_messages=not args.no_track_messages,
     )
     signal.signal(signal.SIGTERM, terminated)
     print(f"Chaos: moto, template.yaml, Twilio simulator with faults, API on :{args.port} ...")

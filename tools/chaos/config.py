@@ -66,6 +66,7 @@ class ChaosConfig:
     sweep_every: float = 5.0
     reconcile_every: float = 5.0
     kill_points: dict[str, tuple[KillPoint, ...]] | None = None  # default: ChaosKills.POINTS
+    track_messages: bool = True  # TrackMessages=true (--no-track-messages: off)
 
 
 def tuning(config: ChaosConfig) -> Tuning:
@@ -83,6 +84,7 @@ def tuning(config: ChaosConfig) -> Tuning:
         sweep_every=config.sweep_every,
         reconcile_after=RECONCILE_AFTER_SECONDS,
         reconcile_every=config.reconcile_every,
+        track_messages=config.track_messages,
         kills=ChaosKills(
             config.seed,
             {

@@ -67,7 +67,7 @@ def _judge(offline: Offline, chaos: Chaos, report: Report) -> None:
         f"{dict(sorted(forged.answers.items()))}"
         + (f", {forged.errors} unanswered" if forged.errors else "")
     )
-    lost = emitter.lost
+    lost = [*emitter.lost, *emitter.added_lost]  # a killed onMessageAdded is lost too
     lines.append(
         f"  5xx webhooks    {len(lost)} answered 5xx or not at all (Twilio does not resend), "
         f"against {ingest_kills} ingest kill(s); lost on the way: {len(emitter.dropped)}"

@@ -35,6 +35,9 @@ def configure_simulator(sim: TwilioSimulator, config: ChaosConfig) -> tuple[list
             missing.append("a second Conversation Service: the simulator has no add_service")
         else:
             second = str(add_service("chaos-second"))
+            default = sim.service_webhooks.get(sim.chat_service_sid)
+            if default is not None:  # its webhooks configured as the default service's
+                sim.service_webhooks[second] = {**default, "chat_service_sid": second}
     return missing, second
 
 

@@ -16,6 +16,7 @@ from tools.apigw import sign
 from tools.offline.report import Report
 from tools.offline.scenario import Interrupted, run_scenario
 from tools.offline.stack import Offline, running
+from tools.offline.tuning import Tuning
 from tools.samples import receipt_fields
 from tools.stack import ROOT
 from tools.twilio_sim.simulator import TwilioSimulator
@@ -43,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RATE",
         help="share of webhooks lost on the way, never sent: the reconciler must recover the "
         "failures among them from Twilio's Receipts API (0.03)",
+    )
+    parser.add_argument(
+        "--no-track-messages",
+        action="store_true",
+        help="deploy with TrackMessages=false: no onMessageAdded, a receipt none of whose "
+        "webhooks arrived is invisible",
     )
     parser.add_argument("--seed", type=int, default=7, help="the scenario's random seed (7)")
     parser.add_argument("--port", type=int, default=3000, help="the local API's port (3000)")
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             f'--port, e.g. make offline ARGS="--port {args.port + 1}"'
         )
     print(f"Starting moto, deploying template.yaml, Twilio simulator, API on :{args.port} ...")
-    with running(args.port, ROOT / ".offline", args.seed) as offline:
+    tuning = Tuning(track_messages=not args.no_track_messages)
+    with running(args.port, ROOT / ".offline", args.seed, tuning) as offline:
         report = run_scenario(
             offline,
             args.messages,

@@ -222,6 +222,13 @@ def lost_lines(offline: Offline, by_key: dict[tuple[str, str], dict[str, Any]]) 
         f"  lost webhooks   {sum(dropped.values()) + len(emitter.lost)}: "
         f"{sum(dropped.values())} lost on the way (rate {emitter.mix.lose_rate:g}) "
         f"{dict(sorted(dropped.items()))}, {len(emitter.lost)} answered 5xx or not at all"
+        + (
+            f"; onMessageAdded (TrackMessages) {emitter.added_sent} sent, "
+            f"{len(emitter.added_dropped)} lost on the way, {len(emitter.added_lost)} answered "
+            "5xx or not at all"
+            if emitter.added_sent
+            else ""
+        )
     ]
     truth = twilio_truth(offline)
     lost = lost_statuses(emitter)
@@ -254,6 +261,13 @@ def lost_lines(offline: Offline, by_key: dict[tuple[str, str], dict[str, Any]]) 
             f"Twilio about {totals['messages']} message(s), recorded {totals['recorded']} "
             f"receipt(s) (ReconciledReceipts), {totals['failures']} failure(s) "
             f"(ReconciledFailures), left alone {totals['left_alone']}, errors {totals['errors']}"
+            + (
+                f"; tracked messages: {totals['tracked_received']} had a receipt "
+                f"(TrackedReceived), {totals['tracked_reconciled']} had none and were asked "
+                "about (TrackedReconciled)"
+                if offline.tuning.tracking
+                else ""
+            )
             + (f", {len(reconciler.errors)} run(s) failed" if reconciler.errors else "")
         )
     else:

@@ -93,8 +93,10 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
                 "ReconcileAfterMinutes": "0" if tuning.reconcile_after is None else "1",
                 "ReconcileEveryMinutes": "1",
                 "EventBusName": EVENT_BUS,
+                "TrackMessages": "true" if tuning.tracking else "false",
             },
         )
+    subscribe(sim, sim.chat_service_sid, tuning.tracking)
     if tuning.visibility_timeout is not None:
         boto3.client("sqs").set_queue_attributes(
             QueueUrl=stack.outputs["RetryQueueUrl"],
@@ -142,6 +144,19 @@ def _start(endpoint: str, port: int, workdir: Path, seed: int, tuning: Tuning) -
         bus=EVENT_BUS,
     )
     return offline
+
+
+def subscribe(sim: TwilioSimulator, service: str, track_messages: bool) -> None:
+    """The service's post-event webhook as `redeliver configure-webhook` leaves it: its filters
+    say which webhooks the simulator's emitter sends (onMessageAdded only with TrackMessages)."""
+    sim.service_webhooks[service] = {
+        "account_sid": sim.account_sid,
+        "chat_service_sid": service,
+        "pre_webhook_url": None,
+        "post_webhook_url": None,  # the emitter posts to the local API
+        "filters": ["onDeliveryUpdated"] + (["onMessageAdded"] if track_messages else []),
+        "method": "POST",
+    }
 
 
 @contextlib.contextmanager

@@ -25,6 +25,13 @@ class Tuning:
     # with the function's clock this much less than a minute ahead; and how often it runs.
     reconcile_after: float | None = 3.0
     reconcile_every: float = 2.0
+    # TrackMessages=true (only with reconciliation): ingest records each message's onMessageAdded,
+    # which the simulator sends as the service's filters say (`webhook_filters`)
+    track_messages: bool = True
+
+    @property
+    def tracking(self) -> bool:
+        return self.track_messages and self.reconcile_after is not None
 
     @property
     def clocks(self) -> dict[str, float]:
@@ -68,6 +75,11 @@ class Tuning:
                 f"with its clock {60 - self.reconcile_after:g} s ahead: a receipt at sent is "
                 f"looked up after {self.reconcile_after:g} s (one Twilio still reports sent, a "
                 "minute after that)"
+            )
+        if self.tracking:
+            lines.append(
+                f"TrackMessages=true (template default {defaults['TrackMessages']}): "
+                "onMessageAdded in the service's filters (--no-track-messages: off)"
             )
         return lines
 

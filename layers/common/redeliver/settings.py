@@ -40,6 +40,9 @@ class Settings:
     spill_queue_url: str = ""  # empty: a failed write is a 5xx (no spill)
     # outcome events (EventBusName set): each decision's event item written with its record
     outcome_events: bool = False
+    # TrackMessages: ingest records each API/SDK message's onMessageAdded (the template sets it
+    # only where reconciliation runs: nothing else would read the record)
+    track_messages: bool = False
 
     @property
     def claim_stale_seconds(self) -> int:
@@ -91,4 +94,5 @@ class Settings:
             reconcile_max_lookups=integer("RECONCILE_MAX_LOOKUPS", 3),
             spill_queue_url=env.get("SPILL_QUEUE_URL", ""),
             outcome_events=boolean("OUTCOME_EVENTS"),
+            track_messages=boolean("TRACK_MESSAGES"),
         )

@@ -268,6 +268,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def sid_matches(value: str, prefix: str) -> bool:
+    """Whether `value` is a SID of kind `prefix` (AC, CH, IS, IM, DY, MB), as the spec says."""
+    return bool(_SID_RE[prefix].fullmatch(value))
+
+
 def _sid(value: object, prefix: str, name: str) -> str:
     text = str(value)
     if not _SID_RE[prefix].fullmatch(text):

@@ -31,6 +31,14 @@ recognised as this write, not read as a duplicate (redeliver.adapters.dynamodb.r
 Steps 2 and 3 are `redeliver.usecases.recorder.Recorder`, the one copy of "record, then queue a new
 failure" that the spill consumer, the reconciler and the retry follow-up record through too.
 
+With TrackMessages (`tracked` given), an `onMessageAdded` of a message sent by the API or an SDK
+is recorded as "sent, no receipt yet" (redeliver.domain.tracking, adapters/dynamodb/tracked.py):
+after the same signature check, one conditional write, no read, no queue. A duplicate changes
+nothing. An inbound message (a participant's SMS or WhatsApp), or any onMessageAdded without
+TrackMessages, is answered 200 and nothing is stored (`UntrackedMessages`). A failed write is a
+5xx like a receipt's (not spilled: the reconciler still finds the message through any receipt
+webhook that does arrive).
+
 Nothing Twilio signs can hold a lone surrogate (the signature is over UTF-8 bytes), so a body
 that cannot be encoded is refused as unverifiable (403) before it reaches the HMAC, which raised.
 """
@@ -45,6 +53,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from redeliver.adapters.aws import WEBHOOK_REQUEST_SECONDS
 from redeliver.adapters.dynamodb.receipts import Receipts, new_write_id
+from redeliver.adapters.dynamodb.tracked import TrackedMessages
 from redeliver.adapters.sqs.retry_queue import RetryQueue
 from redeliver.adapters.sqs.spill import SpillQueue
 from redeliver.adapters.twilio.signature import FormFields, SignatureVerifier
@@ -54,7 +63,12 @@ from redeliver.domain.receipts import (
     MalformedEvent,
     parse_receipt,
 )
-from redeliver.observability import count, count_by, logger
+from redeliver.domain.tracking import (
+    MESSAGE_ADDED_EVENT_TYPE,
+    TRACKED_SOURCES,
+    parse_message_added,
+)
+from redeliver.observability import count, count_by, logger, metrics
 from redeliver.usecases.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Recorder, log_fields
 
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
@@ -89,8 +103,10 @@ class Ingest:
         spill: SpillQueue | None = None,
         *,
         request_seconds: float = REQUEST_SECONDS,
+        tracked: TrackedMessages | None = None,
     ) -> None:
         self._verifier = verifier
+        self._tracked = tracked  # None: TrackMessages off
         self._queue = queue
         self._spill = spill
         self._pause = pause
@@ -121,6 +137,8 @@ class Ingest:
             raise MalformedEvent(f"body is over {MAX_BODY_BYTES} bytes")
         form = fields.first()
         event_type = form.get("EventType", "")
+        if event_type == MESSAGE_ADDED_EVENT_TYPE:
+            return self._message_added(form)
         if event_type and event_type != DELIVERY_EVENT_TYPE:
             logger.info("ignoring a signed event of another type", extra={"event_type": event_type})
             count("IgnoredEvents")
@@ -155,6 +173,20 @@ class Ingest:
         if self._spill is None:
             raise error
         return self._spill_or_raise(self._spill, event, error, left, log)
+
+    def _message_added(self, form: dict[str, str]) -> IngestResult:
+        """TrackMessages: one conditional write for an outbound message; else nothing stored."""
+        if self._tracked is None or form.get("Source", "") not in TRACKED_SOURCES:
+            count("UntrackedMessages")  # off, or inbound: not even parsed
+            return IngestResult(transition=None)
+        message = parse_message_added(form)
+        new = self._tracked.track(message)
+        if new:
+            count("TrackedMessages")
+        # One line, riding on the metrics document as a receipt's does (recorder.receipt_line):
+        # the SID, never the body or the author.
+        metrics.ride({"message_sid": message.message_sid, "tracked": "new" if new else "duplicate"})
+        return IngestResult(transition=None)
 
     def _spill_or_raise(
         self,

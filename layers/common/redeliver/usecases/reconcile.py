@@ -26,6 +26,19 @@ A lookup Twilio refuses for our credentials (401, 403, 20003: a restricted or re
 says nothing about the message: it is counted `ReconcileRefused` (alarmed: a reconciler whose
 every lookup is refused is dead, yet raises nothing) and, like a transient error, never towards
 leaving the receipt alone, so what is stuck is found once the credentials are fixed.
+
+With TrackMessages the same index also holds tracked messages (an `onMessageAdded` of an
+outbound message: redeliver/adapters/dynamodb/tracked.py), so a message whose every delivery
+webhook was lost is found too. For one past its age: if the message's partition holds a receipt
+(one Query, one item; or a stuck receipt of it is in this very run), a webhook arrived and the
+receipt's own entry carries on; the tracked message leaves the index (`TrackedReceived`).
+Otherwise Twilio's Receipts API is asked, as for a stuck receipt, and what it reports is recorded
+through `Recorder` first — a failure is queued like a webhook's — and only then does the tracked
+message leave the index (`TrackedReconciled`). A crash between the two leaves a receipt in the
+partition: the next run finds it and takes the tracked message out. A receipt webhook arriving
+meanwhile is the same event as the one recorded from the API (one conditional write each; the
+latest truth wins). A message Twilio reports no receipt for yet (none was made, or not yet) is
+looked up again a window later, and left alone after `max_lookups`, like a stuck receipt.
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ from dataclasses import dataclass, field
 
 from redeliver.adapters.dynamodb.receipts import Receipts
 from redeliver.adapters.dynamodb.reconciliation import StuckReceipt, StuckReceipts
+from redeliver.adapters.dynamodb.tracked import TrackedMessages
 from redeliver.adapters.twilio.conversations import ConversationsGateway, TwilioError
 from redeliver.adapters.twilio.snapshots import ReceiptSnapshot
 from redeliver.domain.receipts import (
@@ -83,6 +97,8 @@ class Report:
     errors: int = 0  # lookups Twilio did not answer
     refused: int = 0  # of them, refused for our credentials (401, 403, 20003)
     skipped: list[str] = field(default_factory=list)  # messages not reached (time ran out)
+    tracked_received: int = 0  # tracked messages a receipt webhook had reached
+    tracked_reconciled: int = 0  # tracked messages with no receipt, found by asking Twilio
 
 
 def event_from_snapshot(target: Target, snapshot: ReceiptSnapshot) -> DeliveryEvent:
@@ -154,8 +170,10 @@ class Reconciler:
         after_seconds: int,
         max_lookups: int = MAX_LOOKUPS,
         clock: Callable[[], float] = time.time,
+        tracked: TrackedMessages | None = None,
     ) -> None:
         self._stuck = stuck
+        self._tracked = tracked
         self._receipts = receipts
         self._twilio = twilio
         self._recorder = recorder
@@ -201,6 +219,8 @@ class Reconciler:
             ("ReconcileLeftAlone", report.left_alone),
             ("ReconcileErrors", report.errors),
             ("ReconcileRefused", report.refused),
+            ("TrackedReceived", report.tracked_received),
+            ("TrackedReconciled", report.tracked_reconciled),
         ):
             count(name, value)
         logger.info(
@@ -214,6 +234,8 @@ class Reconciler:
                 "errors": report.errors,
                 "refused": report.refused,
                 "skipped": len(report.skipped),
+                "tracked_received": report.tracked_received,
+                "tracked_reconciled": report.tracked_reconciled,
             },
         )
         return report
@@ -221,6 +243,15 @@ class Reconciler:
     def _reconcile(
         self, target: Target, stuck: Iterable[StuckReceipt], now: int, report: Report
     ) -> None:
+        stuck = list(stuck)
+        tracked = [s for s in stuck if s.tracked]
+        if tracked:
+            stuck = [s for s in stuck if not s.tracked]
+            if stuck or self._has_receipt(target.message_sid):
+                self._received(target.message_sid, report)  # a webhook reached us
+                if not stuck:
+                    return
+                tracked = []
         report.messages += 1
         try:
             found = self.lookup(target)
@@ -241,16 +272,28 @@ class Reconciler:
             if error.refused:
                 report.refused += 1
             counted = error.kind in ("not_found", "permanent") and not error.refused
-            for receipt in stuck:
+            for receipt in [*stuck, *tracked]:
                 self._note(receipt, now, counted, report)
             return
         report.recorded += sum(1 for f in found if f.news)
         report.failures += sum(1 for f in found if f.transition.enqueue)
         moved_on = {f.event.receipt_sid for f in found if f.news}
-        for receipt in stuck:
+        if tracked and found:  # recorded first: a crash here leaves a receipt the next run sees
+            if self._tracked is not None and self._tracked.received(target.message_sid):
+                report.tracked_reconciled += 1
+                logger.info("tracked message reconciled", extra={"message_sid": target.message_sid})
+            tracked = []
+        for receipt in [*stuck, *tracked]:
             if receipt.receipt_sid not in moved_on:
                 report.unchanged += 1
                 self._note(receipt, now, True, report)
+
+    def _has_receipt(self, message_sid: str) -> bool:
+        return self._tracked is not None and self._tracked.has_receipt(message_sid)
+
+    def _received(self, message_sid: str, report: Report) -> None:
+        if self._tracked is not None and self._tracked.received(message_sid):
+            report.tracked_received += 1
 
     def _note(self, receipt: StuckReceipt, now: int, counted: bool, report: Report) -> None:
         left = self._stuck.note_lookup(receipt, now, counted=counted, max_lookups=self._max_lookups)

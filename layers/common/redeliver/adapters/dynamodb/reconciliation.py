@@ -32,10 +32,12 @@ from redeliver.adapters.dynamodb.table import (
     STUCK_INDEX,
     STUCK_SHARD,
     STUCK_SINCE,
+    TRACKED,
     TableAggregate,
     int_of,
     receipt_key,
     text_of,
+    tracked_key,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +58,9 @@ class StuckReceipt:
     order_key: int
     lookups: int
     since: int
+    # A tracked message (TrackMessages: redeliver/adapters/dynamodb/tracked.py), not a receipt:
+    # `receipt_sid` is empty and `order_key` 0.
+    tracked: bool = False
 
 
 class StuckReceipts(TableAggregate):
@@ -64,14 +69,16 @@ class StuckReceipts(TableAggregate):
         index, each reading only entries that old (no Scan, no filter)."""
         for item in self._query_shards(STUCK_INDEX, STUCK_SHARD, STUCK_SINCE, older_than):
             lookups = item.get(LOOKUPS)
+            tracked = text_of(item, "sk") == TRACKED
             yield StuckReceipt(
                 message_sid=text_of(item, "pk").removeprefix(MESSAGE_PREFIX),
-                receipt_sid=text_of(item, "sk").removeprefix(RECEIPT_PREFIX),
+                receipt_sid="" if tracked else text_of(item, "sk").removeprefix(RECEIPT_PREFIX),
                 conversation_sid=text_of(item, "conversation_sid"),
                 chat_service_sid=text_of(item, "chat_service_sid"),
-                order_key=int_of(item["order_key"]),
+                order_key=0 if tracked else int_of(item["order_key"]),
                 lookups=int_of(lookups) if lookups else 0,
                 since=int_of(item[STUCK_SINCE]),
+                tracked=tracked,
             )
 
     def note_lookup(
@@ -92,6 +99,16 @@ class StuckReceipts(TableAggregate):
         }
         if not left_alone:
             values[":now"] = {"N": str(now)}
+        if stuck.tracked:  # no status to condition on: only that it is still in the index
+            del values[":order_key"], values[":sent"]
+            moved_on = not self._conditional_update(
+                tracked_key(stuck.message_sid),
+                expression,
+                "attribute_exists(#since)",
+                values,
+                names={"#since": STUCK_SINCE},
+            )
+            return None if moved_on else left_alone
         moved_on = not self._conditional_update(
             receipt_key(stuck.message_sid, stuck.receipt_sid),
             expression,

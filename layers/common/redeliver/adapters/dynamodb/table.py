@@ -9,6 +9,7 @@ One table, keyed by message: every item of a message lives in its partition
 | `receipts`       | `RCPT#<DY sid>`: a receipt, its latest status, history | ingest, recorder |
 | `outbox`         | on a receipt: the pending mark (`PENDING_INDEX`)       | ingest, retry    |
 | `reconciliation` | on a receipt: stuck at sent (`STUCK_INDEX`)            | ingest, reconcile |
+| `tracked`        | `TRACKED`: a sent message, no receipt yet (`STUCK_INDEX`) | ingest, reconcile |
 | `attempts`       | `ATTEMPT#<nnn>` under a root, `ORIGIN` under a new one | retry            |
 | `suppressions`   | `SUPPRESS#<hash>`: partitions of their own             | retry, operators |
 
@@ -37,6 +38,7 @@ MESSAGE_PREFIX = "MSG#"
 RECEIPT_PREFIX = "RCPT#"
 ATTEMPT_PREFIX = "ATTEMPT#"
 ORIGIN = "ORIGIN"
+TRACKED = "TRACKED"  # a message's onMessageAdded, with TrackMessages (tracked.py)
 
 # The outbox index: a failure the retry worker has not taken yet (outbox.py).
 PENDING_INDEX = "RetryPendingByShard"
@@ -67,6 +69,10 @@ def attempt_sk(number: int) -> str:
 
 def receipt_key(message_sid: str, receipt_sid: str) -> Key:
     return {"pk": {"S": message_pk(message_sid)}, "sk": {"S": receipt_sk(receipt_sid)}}
+
+
+def tracked_key(message_sid: str) -> Key:
+    return {"pk": {"S": message_pk(message_sid)}, "sk": {"S": TRACKED}}
 
 
 def attempt_key(root: str, number: int) -> Key:
