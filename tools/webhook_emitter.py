@@ -58,6 +58,7 @@ class ReceiptBook(Protocol):
 
     receipts: dict[str, list[dict[str, Any]]]  # message SID → its receipts
     service_webhooks: dict[str, dict[str, Any]]  # service SID → its webhook configuration
+    webhook_enabled: set[str]  # messages created with X-Twilio-Webhook-Enabled: true
 
     def set_receipt(
         self,
@@ -202,7 +203,7 @@ class WebhookEmitter:
         is_retry = '"redeliver"' in (message.get("attributes") or "") and '"attempt"' in (
             message.get("attributes") or ""
         )
-        if not is_retry and self._message_added_on(message):
+        if self._message_added_on(message):
             self._schedule_message_added(message)
         for receipt in range(recipients):
             self._schedule_receipt(message, channel, receipt, is_retry)
@@ -248,8 +249,10 @@ class WebhookEmitter:
                 self._push(now + mix.spacing * (n + 1.5), fields)
 
     def _message_added_on(self, message: dict[str, Any]) -> bool:
-        """Whether Twilio sends `message`'s onMessageAdded: its service's filters include it."""
-        if self._twilio is None:
+        """Whether Twilio sends `message`'s onMessageAdded: its service's filters include it,
+        and its REST create asked for webhooks (X-Twilio-Webhook-Enabled: true; a retry has it
+        with RetryWebhooksEnabled)."""
+        if self._twilio is None or message["sid"] not in self._twilio.webhook_enabled:
             return False
         config = self._twilio.service_webhooks.get(message["chat_service_sid"]) or {}
         return MESSAGE_ADDED in (config.get("filters") or [])

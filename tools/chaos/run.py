@@ -56,6 +56,7 @@ def send(offline: Offline, chaos: Chaos) -> None:
             body=f"Your code is {rng.randint(0, 999_999):06d}",
             author="shop",
             attributes={"order": n},
+            webhook_enabled=True,  # the app sends X-Twilio-Webhook-Enabled, as README says
         )
 
 

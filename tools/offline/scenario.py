@@ -68,6 +68,7 @@ def send_messages(
             body=f"Your code is {rng.randint(0, 999_999):06d}",
             author="shop",
             attributes={"order": n},
+            webhook_enabled=True,  # the app sends X-Twilio-Webhook-Enabled, as README says
         )
         if sent is not None:
             sent(n + 1)

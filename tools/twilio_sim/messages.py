@@ -44,6 +44,8 @@ def create_message(
     )
     message = account.store_message(conversation, values, media, None)
     account.created_at[str(message["sid"])] = time.monotonic()
+    if (header(headers, "X-Twilio-Webhook-Enabled") or "").lower() == "true":
+        account.webhook_enabled.add(str(message["sid"]))
     account.created.append(
         {
             **message,

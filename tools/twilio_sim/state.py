@@ -45,6 +45,10 @@ class Account:
         self.receipts: dict[str, list[dict[str, Any]]] = {}  # message SID -> its receipts
         self.created: list[dict[str, Any]] = []  # every message created through the API
         self.created_at: dict[str, float] = {}  # its SID -> time.monotonic() when it was stored
+        # Messages whose create asked Twilio to fire the service's webhooks for it (a REST create
+        # with X-Twilio-Webhook-Enabled: true, or the offline app's, which sends it): Twilio sends
+        # a REST-created message's onMessageAdded only then.
+        self.webhook_enabled: set[str] = set()
         self.service_webhooks: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[dict[str, Any], str, int], None]] = []
         self.seed = seed
@@ -178,6 +182,7 @@ class Account:
         media: list[dict[str, Any]] | None = None,
         content_sid: str | None = None,
         created: datetime | None = None,
+        webhook_enabled: bool = False,
     ) -> str:
         form = {
             "Author": author,
@@ -187,6 +192,8 @@ class Account:
         }
         with self._lock:
             stored = str(self.store_message(conversation, form, media, created)["sid"])
+            if webhook_enabled:
+                self.webhook_enabled.add(stored)
         self.notify()
         return stored
 

@@ -72,6 +72,9 @@ from redeliver.observability import count, count_by, logger, metrics
 from redeliver.usecases.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Recorder, log_fields
 
 MAX_BODY_BYTES = 16 * 1024  # a delivery receipt is well under 1 KiB
+# onMessageAdded carries the message: a 1,600-character Body and 4 KB of Attributes (Twilio's
+# Conversations limits), form-encoded up to 9 bytes a character (%E2%82%AC): over 16 KiB.
+MAX_MESSAGE_ADDED_BYTES = 64 * 1024
 TRIES = 2  # of the write, of the spill send and of the enqueue, each one request
 RETRY_PAUSE_SECONDS = 0.1  # before the write is tried again
 REQUEST_SECONDS = WEBHOOK_REQUEST_SECONDS  # a try of ingest's clients, at worst
@@ -133,10 +136,13 @@ class Ingest:
         if not verdict.valid:
             raise SignatureRejected(verdict.reason)
 
-        if size > MAX_BODY_BYTES:
-            raise MalformedEvent(f"body is over {MAX_BODY_BYTES} bytes")
         form = fields.first()
         event_type = form.get("EventType", "")
+        limit = (
+            MAX_MESSAGE_ADDED_BYTES if event_type == MESSAGE_ADDED_EVENT_TYPE else MAX_BODY_BYTES
+        )
+        if size > limit:
+            raise MalformedEvent(f"body is over {limit} bytes")
         if event_type == MESSAGE_ADDED_EVENT_TYPE:
             return self._message_added(form)
         if event_type and event_type != DELIVERY_EVENT_TYPE:
