@@ -180,8 +180,11 @@ def test_a_crash_after_recording_and_before_untracking_is_retried_once(
 
     lookups = rec.lookups()
     rec.now += timedelta(seconds=AFTER)
-    rec.run()  # the partition holds a receipt now: untracked, not looked up again
-    assert rec.lookups() == lookups
+    # The partition holds a receipt, but the lookup that recorded it was noted (begin_lookup): it
+    # may have died between two of a group message's receipts, so Twilio is asked again (the
+    # receipt recorded again is a duplicate: nothing queued twice), then the message is untracked.
+    rec.run()
+    assert rec.lookups() == lookups + 1
     assert STUCK_SINCE not in (rec.item(message, "TRACKED") or {})
     rec.drain()
     assert len(rec.created(conversation)) == 1

@@ -34,11 +34,13 @@ webhook was lost is found too. For one past its age: if the message's partition 
 receipt's own entry carries on; the tracked message leaves the index (`TrackedReceived`).
 Otherwise Twilio's Receipts API is asked, as for a stuck receipt, and what it reports is recorded
 through `Recorder` first — a failure is queued like a webhook's — and only then does the tracked
-message leave the index (`TrackedReconciled`). A crash between the two leaves a receipt in the
-partition: the next run finds it and takes the tracked message out. A receipt webhook arriving
-meanwhile is the same event as the one recorded from the API (one conditional write each; the
-latest truth wins). A message Twilio reports no receipt for yet (none was made, or not yet) is
-looked up again a window later, and left alone after `max_lookups`, like a stuck receipt.
+message leave the index (`TrackedReconciled`). The lookup is noted on the tracked item before it
+begins (`begin_lookup`): a crash between two of a group message's receipts leaves one recorded,
+and the next run asks Twilio again rather than take that receipt for a webhook's. A receipt
+webhook arriving meanwhile is the same event as the one recorded from the API (one conditional
+write each; the latest truth wins). A message Twilio reports no receipt for yet (none was made,
+or not yet) is looked up again a window later, and left alone after `max_lookups`, like a stuck
+receipt.
 """
 
 from __future__ import annotations
@@ -247,11 +249,16 @@ class Reconciler:
         tracked = [s for s in stuck if s.tracked]
         if tracked:
             stuck = [s for s in stuck if not s.tracked]
-            if stuck or self._has_receipt(target.message_sid):
-                self._received(target.message_sid, report)  # a webhook reached us
+            # A receipt in the partition: a webhook reached us, unless a lookup of ours began
+            # (and may have died between two of a group message's receipts): then ask again.
+            looked = any(t.lookups for t in tracked)
+            if stuck or (not looked and self._has_receipt(target.message_sid)):
+                self._received(target.message_sid, report)
                 if not stuck:
                     return
                 tracked = []
+            elif not looked and self._tracked is not None:
+                self._tracked.begin_lookup(target.message_sid)
         report.messages += 1
         try:
             found = self.lookup(target)

@@ -92,6 +92,18 @@ class TrackedMessages(TableAggregate):
         )
         return bool(answer.get("Items"))
 
+    def begin_lookup(self, message_sid: str) -> None:
+        """Note, before its receipts are asked of Twilio and recorded, that a lookup began
+        (`reconcile_lookups` 1, in the index): a receipt found in its partition afterwards may be
+        one this lookup recorded before it died, not a webhook's, and does not untrack it. The
+        first empty answer writes the same 1 (`note_lookup`): counted once."""
+        self._update(
+            tracked_key(message_sid),
+            f"SET {LOOKUPS} = :one",
+            f"attribute_exists({STUCK_SINCE}) AND attribute_not_exists({LOOKUPS})",
+            {":one": {"N": "1"}},
+        )
+
     def received(self, message_sid: str) -> bool:
         """Take the tracked message out of the reconciliation index: it has a receipt, whose own
         entry (if it is at `sent`) is reconciled from now on. False: already out."""
