@@ -17,6 +17,34 @@ from tests.integration.test_reconcile import AFTER, Reconciling
 from tests.integration.test_track_messages import added, rec, tracking  # noqa: F401
 
 
+def test_a_chat_only_message_is_not_asked_about_again_and_again(
+    rec: Reconciling,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Twilio makes no receipt for chat participants (TWILIO.md), so an SDK/API message in a
+    conversation of chat identities only never gets one. Tracked, it is asked about
+    ReconcileMaxLookups times (3 Twilio calls per chat message, on the account's REST
+    concurrency the retry worker's sends share) and then logged as `a receipt stuck at sent is
+    left alone` and counted ReconcileLeftAlone, though it never had a receipt. Fixed: after an
+    empty answer, a conversation with no SMS/WhatsApp participant untracks it (one participants
+    list)."""
+    conversation = rec.sim.add_conversation(recipients=0, chat_participants=2)
+    message = rec.sim.add_message(conversation, created=T0)
+    assert not rec.sim.receipts.get(message)  # Twilio makes none
+    assert added(rec, conversation, message, source="SDK") == 200
+
+    capsys.readouterr()
+    left_alone = 0
+    for window in range(1, 5):
+        rec.now = T0 + timedelta(seconds=window * (AFTER + 60))
+        left_alone += rec.run()["left_alone"]
+    out = capsys.readouterr().out
+    assert rec.lookups() <= 1, f"{rec.lookups()} Receipts lookups for a chat-only message"
+    assert left_alone == 0
+    assert '"ReconcileLeftAlone":0' in out  # (emitted each run, at 0: none left alone)
+    assert "sent_since" not in (rec.item(message, "TRACKED") or {})  # out of the index
+
+
 def test_a_crash_between_two_receipts_of_a_group_message_loses_no_failure(
     rec: Reconciling,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,

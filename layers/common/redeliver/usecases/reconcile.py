@@ -285,7 +285,7 @@ class Reconciler:
         report.recorded += sum(1 for f in found if f.news)
         report.failures += sum(1 for f in found if f.transition.enqueue)
         moved_on = {f.event.receipt_sid for f in found if f.news}
-        if tracked and found:  # recorded first: a crash here leaves a receipt the next run sees
+        if tracked and (found or self._chat_only(target)):  # recorded first (begin_lookup)
             if self._tracked is not None and self._tracked.received(target.message_sid):
                 report.tracked_reconciled += 1
                 logger.info("tracked message reconciled", extra={"message_sid": target.message_sid})
@@ -294,6 +294,16 @@ class Reconciler:
             if receipt.receipt_sid not in moved_on:
                 report.unchanged += 1
                 self._note(receipt, now, True, report)
+
+    def _chat_only(self, target: Target) -> bool:
+        """A tracked message Twilio reports no receipt for, in a conversation with no SMS or
+        WhatsApp participant (chat identities only: an SDK chat, a Flex agent's): Twilio makes
+        receipts for none, so asking again would find nothing. One participants list; on an
+        error, False (it is looked up again, as any)."""
+        try:
+            return self._twilio.recipients(target.chat_service_sid, target.conversation_sid) == 0
+        except TwilioError:
+            return False
 
     def _has_receipt(self, message_sid: str) -> bool:
         return self._tracked is not None and self._tracked.has_receipt(message_sid)
