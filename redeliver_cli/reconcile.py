@@ -170,11 +170,14 @@ def _twilio_says(target: Target, error: TwilioError) -> str:
 
 
 def _target(table: str, message_sid: str) -> Target:
-    receipts = [i for i in partition(table, message_sid) if i["sk"].startswith("RCPT#")]
-    if not receipts:
+    """Where to ask: a receipt's conversation, or (TrackMessages: a message none of whose
+    receipts reached us) the tracked item's."""
+    items = partition(table, message_sid)
+    known = [i for i in items if i["sk"].startswith("RCPT#")] or [
+        i for i in items if i["sk"] == "TRACKED"
+    ]
+    if not known:
         raise CommandError(
             f"no receipt of {message_sid} in {table}: its conversation is not known here"
         )
-    return Target(
-        message_sid, receipts[0]["conversation_sid"], receipts[0].get("chat_service_sid", "")
-    )
+    return Target(message_sid, known[0]["conversation_sid"], known[0].get("chat_service_sid", ""))

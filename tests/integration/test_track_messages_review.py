@@ -13,7 +13,7 @@ import pytest
 
 from redeliver.usecases.recorder import Recorder
 from tests.integration.retry_system import T0
-from tests.integration.test_reconcile import AFTER, Reconciling
+from tests.integration.test_reconcile import AFTER, Reconciling, cli_run
 from tests.integration.test_track_messages import added, rec, tracking  # noqa: F401
 
 
@@ -43,6 +43,25 @@ def test_a_chat_only_message_is_not_asked_about_again_and_again(
     assert left_alone == 0
     assert '"ReconcileLeftAlone":0' in out  # (emitted each run, at 0: none left alone)
     assert "sent_since" not in (rec.item(message, "TRACKED") or {})  # out of the index
+
+
+def test_the_cli_reconciles_a_tracked_message_by_its_sid(
+    rec: Reconciling,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`redeliver reconcile IM…` ("the morning after an outage") finds a message's conversation
+    only from a receipt item: for the very message TrackMessages exists for (every receipt
+    webhook lost) it answers `no receipt of IM… : its conversation is not known here`, though
+    the TRACKED item in that partition names the conversation and its service. Fixed: the
+    tracked item's conversation is asked about when no receipt is there."""
+    conversation, message = rec.message()
+    assert added(rec, conversation, message) == 200
+    rec.sim.set_receipt(message, "undelivered", 30003, updated=T0 + timedelta(seconds=20))
+    capsys.readouterr()
+    code, out = cli_run(capsys, rec, "reconcile", message)
+    assert code == 0, out
+    assert "recorded, queued for a retry" in out
+    assert rec.receipt_item(message)["status"] == "undelivered"
 
 
 def test_a_crash_between_two_receipts_of_a_group_message_loses_no_failure(
