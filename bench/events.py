@@ -185,8 +185,9 @@ def run() -> str:
                 ["decision", "AWS calls", "WCU", "events", "writes+events per million"],
                 rows,
             ),
-            "\nAWS calls: the retry handler's own, per failure; the number of calls never changes,"
-            "\na write becomes a transaction carrying the event's item. With EventBusName empty"
+            "\nAWS calls: the retry handler's own, per failure. A decision we record: the same"
+            "\ncalls, a write becomes a transaction carrying the event's item; a recovery (Twilio's"
+            "\nrecord): one PutItem more, before the follow-up's mark. With EventBusName empty"
             "\nthe handler writes no event item and makes the baseline's calls (ingest is not"
             "\ntouched either way). Cost: per million failures like it, writes and events only.",
             f"\nPrices: DynamoDB ${WRITE_UNIT}/M WRU, Pipes ${PIPES_REQUEST}/M, EventBridge"
