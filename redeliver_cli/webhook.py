@@ -2,7 +2,8 @@
 stack, with the stack's own Twilio credentials (the secret its functions read).
 
 Twilio replaces the filter list on update, so the command merges onDeliveryUpdated into the
-filters already there, and says when it replaces another post-event webhook.
+filters already there, and says when it replaces another post-event webhook, or when the service
+had none of its own and the account's global webhooks, which then stop for it, are set.
 
 The URL is the one ingest checks signatures against: `WebhookBaseUrl` + the route's path when the
 stack sits behind a custom domain (also for a stack whose `WebhookUrl` output predates following
@@ -117,6 +118,21 @@ def url_to_sign(stack: Stack, url: str | None) -> str:
     return signed
 
 
+def global_note(client: Client) -> str:
+    """A service with no webhooks of its own runs on the account's global ones; once it has its
+    own, Twilio fires only those for it (Per-Service Webhook resource): say which stop."""
+    account = client.conversations.v1.configuration.webhooks().fetch()
+    if not (account.pre_webhook_url or account.post_webhook_url):
+        return "  global webhooks: none set, nothing else stops firing for this service"
+    return (
+        "  note: the service has no webhooks of its own and runs on the account's global ones "
+        f"(pre-event {account.pre_webhook_url or '(none)'}, post-event "
+        f"{account.post_webhook_url or '(none)'}, filters {account.filters or []}); once it has "
+        "its own, Twilio fires only those for it, so the global ones stop for this service: set "
+        "them on the service too (Configuration/Webhooks) if they must go on"
+    )
+
+
 def configure_webhook(
     stack: Stack,
     service_sid: str,
@@ -158,6 +174,8 @@ def configure_webhook(
             f"  note: this replaces the post-event webhook {before.post_webhook_url}: "
             "every event in the filters goes to Redeliver now"
         )
+    if not before.post_webhook_url and not before.pre_webhook_url:
+        lines.append(global_note(client))
     switching = (before.method or "POST").upper() != "POST"
     if switching:
         pre = before.pre_webhook_url

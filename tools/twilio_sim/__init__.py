@@ -32,6 +32,7 @@ account's default Conversation Service (`chat_service_sid`): a conversation of a
          Conversation Services (PageSize)
     GET  /v1/Services/{IS}/Configuration/Webhooks                        a service's webhooks
     POST /v1/Services/{IS}/Configuration/Webhooks                        update (Filters whole)
+    GET  /v1/Configuration/Webhooks                                      the account's global ones
 
 Faults (scripted, or drawn at random for creates) answer as Twilio fails: tools.twilio_sim.faults.
 

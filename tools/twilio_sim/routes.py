@@ -32,7 +32,7 @@ def creates_a_message(method: str, path: str) -> bool:
     return method == "POST" and _MESSAGES.match(path) is not None
 
 
-def route(  # noqa: PLR0911 - one return per route
+def route(  # noqa: PLR0911, PLR0912 - one return per route
     account: Account,
     method: str,
     path: str,
@@ -79,6 +79,8 @@ def route(  # noqa: PLR0911 - one return per route
         return conversations.participant_conversations(account, match["service"], query, path)
     if match := _SERVICE_WEBHOOKS.match(path):
         return webhooks.service_webhooks(account, match.group(1), method, form)
+    if path == "/v1/Configuration/Webhooks" and method == "GET":
+        return webhooks.global_webhooks(account)
     if path == _SERVICES and method == "GET":
         return services.list_services(account, query, path)
     return not_found()

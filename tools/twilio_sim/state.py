@@ -50,6 +50,16 @@ class Account:
         # a REST-created message's onMessageAdded only then.
         self.webhook_enabled: set[str] = set()
         self.service_webhooks: dict[str, dict[str, Any]] = {}
+        # The account's global webhooks (/v1/Configuration/Webhooks): a service without webhooks
+        # of its own runs on these; none set unless a test sets them.
+        self.global_webhooks: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "method": "POST",
+            "filters": [],
+            "pre_webhook_url": None,
+            "post_webhook_url": None,
+            "target": "webhook",
+        }
         self.listeners: list[Callable[[dict[str, Any], str, int], None]] = []
         self.seed = seed
         self.ids = itertools.count(1)

@@ -36,3 +36,10 @@ def service_webhooks(
                 config[key] = form[name][0]
     url = f"{TWILIO_URL}/v1/Services/{service}/Configuration/Webhooks"
     return Answer(200, {**config, "url": url})
+
+
+def global_webhooks(account: Account) -> Answer:
+    """GET /v1/Configuration/Webhooks: the account's global webhooks, which Twilio fires for a
+    service only while that service has no webhooks of its own."""
+    url = f"{TWILIO_URL}/v1/Configuration/Webhooks"
+    return Answer(200, {**account.global_webhooks, "url": url})
