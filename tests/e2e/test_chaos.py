@@ -46,7 +46,9 @@ CONFIG = ChaosConfig(
     # Ingest: once before its write (the webhook is lost), twice after it and before the enqueue
     # (stored, no job: the sweeper's case). The retry worker: before its first call, and later.
     kill_points={
-        "IngestFunction": (1, "sqs.SendMessage", "sqs.SendMessage"),
+        # (before its write by name: in a new container AWS call 1 is the secret's read, which a
+        # forged webhook makes too: a kill there would be a forged one's 500, not a lost webhook)
+        "IngestFunction": ("dynamodb.UpdateItem", "sqs.SendMessage", "sqs.SendMessage"),
         "RetryFunction": (1, 4),
     },
 )
@@ -118,7 +120,7 @@ def test_a_killed_ingest_is_a_lost_webhook_and_a_kill_after_the_write_is_swept(
     assert sorted(f"webhook {f['MessageSid']}" for f in lost) == sorted(
         " ".join(k.event.split()[:2]) for k in ingest_kills
     )
-    before_write = [k for k in ingest_kills if "UpdateItem (AWS call 1)" in k.where]
+    before_write = [k for k in ingest_kills if "before dynamodb.UpdateItem" in k.where]
     after_write = [k for k in ingest_kills if "SendMessage" in k.where]
     assert before_write
     assert after_write  # stored with its outbox mark, never enqueued by ingest ...

@@ -16,15 +16,17 @@ class ChaosKills(KillPlan):
     kill right before AWS call `point` of that invocation. An invocation that ends before reaching
     its point passes the kill on to the next one.
 
-    Ingest makes one DynamoDB write per receipt, then, for a failure, one SQS send: point 1 kills
-    it before the write (the webhook is lost: nothing stored), "sqs.SendMessage" after the write
+    Ingest makes one DynamoDB write per receipt, then, for a failure, one SQS send:
+    "dynamodb.UpdateItem" kills it before the write (the webhook is lost: nothing stored; named,
+    not "AWS call 1", which in a new container is the secret's read, and would kill a forged
+    webhook as well as a signed one), "sqs.SendMessage" after the write
     and before the enqueue (stored with its outbox mark: the sweeper must queue the job). The
     retry worker's points (its n-th AWS call) fall before or after its claim, its Twilio call and
     its record.
     """
 
     POINTS: ClassVar[dict[str, tuple[KillPoint, ...]]] = {
-        "IngestFunction": (1, "sqs.SendMessage"),
+        "IngestFunction": ("dynamodb.UpdateItem", "sqs.SendMessage"),
         "RetryFunction": (1, 2, 3, 4, 5, 6),
     }
 
