@@ -12,6 +12,17 @@ def sid(prefix: str, seed: object = 0) -> str:
     return prefix + hashlib.md5(f"{prefix}{seed}".encode(), usedforsecurity=False).hexdigest()
 
 
+def _message_fields(message: object, conversation: object) -> dict[str, str]:
+    """What every Conversations webhook about a message names: account, service, conversation,
+    message."""
+    return {
+        "AccountSid": sid("AC", "account"),
+        "ChatServiceSid": sid("IS", "service"),
+        "ConversationSid": sid("CH", conversation),
+        "MessageSid": sid("IM", message),
+    }
+
+
 def receipt_fields(
     status: str = "sent",
     *,
@@ -24,10 +35,7 @@ def receipt_fields(
 ) -> dict[str, str]:
     """The form fields of one onDeliveryUpdated webhook."""
     return {
-        "AccountSid": sid("AC", "account"),
-        "ChatServiceSid": sid("IS", "service"),
-        "ConversationSid": sid("CH", conversation),
-        "MessageSid": sid("IM", message),
+        **_message_fields(message, conversation),
         "DeliveryReceiptSid": sid("DY", receipt),
         "ChannelMessageSid": sid("SM", f"{message}-{receipt}"),
         "ParticipantSid": sid("MB", receipt),
@@ -50,10 +58,7 @@ def message_added_fields(
 ) -> dict[str, str]:
     """The form fields of one onMessageAdded webhook (TrackMessages), as for a sent message."""
     return {
-        "AccountSid": sid("AC", "account"),
-        "ChatServiceSid": sid("IS", "service"),
-        "ConversationSid": sid("CH", conversation),
-        "MessageSid": sid("IM", message),
+        **_message_fields(message, conversation),
         "EventType": "onMessageAdded",
         "Index": "0",
         "Author": "system",

@@ -38,8 +38,12 @@ class TrackedMessage:
 
     @property
     def outbound(self) -> bool:
-        """Sent by the API or an SDK: the messages whose receipts are worth tracking."""
-        return self.source in TRACKED_SOURCES
+        return is_outbound(self.source)
+
+
+def is_outbound(source: str) -> bool:
+    """Sent by the API or an SDK: the messages whose receipts are worth tracking."""
+    return source in TRACKED_SOURCES
 
 
 def parse_message_added(form: Mapping[str, str]) -> TrackedMessage:

@@ -63,11 +63,7 @@ from redeliver.domain.receipts import (
     MalformedEvent,
     parse_receipt,
 )
-from redeliver.domain.tracking import (
-    MESSAGE_ADDED_EVENT_TYPE,
-    TRACKED_SOURCES,
-    parse_message_added,
-)
+from redeliver.domain.tracking import MESSAGE_ADDED_EVENT_TYPE, is_outbound, parse_message_added
 from redeliver.observability import count, count_by, logger, metrics
 from redeliver.usecases.recorder import ANSWER_MARGIN_SECONDS, IngestResult, Recorder, log_fields
 
@@ -182,7 +178,7 @@ class Ingest:
 
     def _message_added(self, form: dict[str, str]) -> IngestResult:
         """TrackMessages: one conditional write for an outbound message; else nothing stored."""
-        if self._tracked is None or form.get("Source", "") not in TRACKED_SOURCES:
+        if self._tracked is None or not is_outbound(form.get("Source", "")):
             count("UntrackedMessages")  # off, or inbound: not even parsed
             return IngestResult(transition=None)
         message = parse_message_added(form)

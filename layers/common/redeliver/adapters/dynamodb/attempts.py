@@ -292,12 +292,7 @@ class Attempts(TableAggregate):
             if not _cancelled_by_events_only(error, len(items)):
                 raise
 
-    def mark_followed_up(
-        self,
-        root: str,
-        number: int,
-        now: int,
-    ) -> bool:
+    def mark_followed_up(self, root: str, number: int, now: int) -> bool:
         """Note that a sent attempt's follow-up has judged it: True the first time only.
 
         A follow-up may run more than once (SQS delivers at least once, and a redelivered retry

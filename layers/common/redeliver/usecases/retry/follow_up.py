@@ -80,7 +80,8 @@ class FollowUps:
         if job.due_at > now:
             self._queue.send(job, delay_seconds=int(job.due_at - now))
             return Result(Outcome.WAITING, "follow-up hop")
-        if not job.conversation_sid:
+        askable = bool(job.conversation_sid)  # Twilio can be asked (again) about the retry
+        if not askable:
             # Queued before follow-ups carried their conversation: Twilio cannot be asked, so
             # what the webhooks told us decides, as it did then.
             record = self._attempts.load_message(job.message_sid)
@@ -95,6 +96,7 @@ class FollowUps:
                     raise RetryLater(str(error), self._timing.soon(THROTTLED_SECONDS)) from error
                 # Gone (404) or refused for good: nothing more can be learnt. Counted, not lost.
                 found = []
+                askable = False
                 log["twilio_error"] = error.kind
             statuses = {f.event.status for f in found}
             log["source"] = "twilio"
@@ -104,8 +106,7 @@ class FollowUps:
             verdict = "RetryNotRecovered"  # its own failure job decides what comes next
         else:
             verdict = "RetryUnconfirmed"  # no receipt beyond `sent` (or none at all) yet
-        looking = job.conversation_sid and "twilio_error" not in log  # (gone: nothing to learn)
-        if verdict == "RetryUnconfirmed" and looking and job.look < LOOKS:
+        if verdict == "RetryUnconfirmed" and askable and job.look < LOOKS:
             later = self._follow_up * 2**job.look
             again = replace(job, due_at=int(now) + later, look=job.look + 1)
             self._queue.send(again, delay_seconds=later)
